@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# System packages the tests use beyond pip: Debian's redis-server (so every
+# broker test also runs on Redis 7.0, not only the embedded Valkey 8.1) and
+# chromium (the browser tests). Installed only where we are root with apt-get;
+# elsewhere the tests that need them skip with a reason.
+set -u
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "system-deps: ${need[*]} not installed and no root apt-get here; those tests will skip"
+  exit 0
+fi
+echo "system-deps: apt-get install ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
+  || echo "system-deps: apt-get failed; the tests that need ${need[*]} will skip"
+exit 0

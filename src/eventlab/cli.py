@@ -1,0 +1,180 @@
+"""The ``eventlab`` command: start and inspect the broker, check the setup, open the course.
+
+Every error is one line naming the fix, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from eventlab import broker, doctor, streams
+from eventlab._errors import EventlabError
+
+__all__ = ["main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    handle = broker.up(state=args.state, port=args.port, persistence=args.persistence)
+    info = {
+        "url": broker.redact(handle.url),
+        "version": handle.version,
+        "managed": handle.managed,
+        "pid": handle.pid,
+        "persistence": handle.persistence,
+        "state": str(handle.state) if handle.state else None,
+    }
+    if args.json:
+        print(json.dumps(info))
+    else:
+        kind = f"managed, pid {handle.pid}" if handle.managed else "from REDIS_URL"
+        print(f"broker up: {info['url']} (version {handle.version}, {kind})")
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    if os.environ.get("REDIS_URL"):
+        print("REDIS_URL is set: that broker is not eventlab's to stop; nothing done")
+        return 0
+    stopped = broker.down(state=args.state)
+    print("broker stopped" if stopped else "no managed broker was running")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    handle = broker.up(state=args.state)
+    client = handle.client()
+    try:
+        frame = streams.groups_frame(client)
+        keys = sorted(client.scan_iter(match=f"{streams.namespace()}:*", _type="stream"))
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "url": broker.redact(handle.url),
+                        "version": handle.version,
+                        "managed": handle.managed,
+                        "namespace": streams.namespace(),
+                        "streams": {k: int(client.xlen(k)) for k in keys},
+                        "groups": json.loads(frame.to_json(orient="records")),
+                    }
+                )
+            )
+            return 0
+        kind = f"managed, pid {handle.pid}" if handle.managed else "REDIS_URL"
+        print(f"broker {broker.redact(handle.url)} version {handle.version} ({kind})")
+        print(f"namespace {streams.namespace()}: {len(keys)} stream(s)")
+        for key in keys:
+            print(f"  {key}  length {client.xlen(key)}")
+        if frame.empty:
+            print("no consumer groups")
+        else:
+            print(frame.to_string(index=False))
+    finally:
+        client.close()
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    results = doctor.run(state=args.state)
+    for check in results:
+        print(check.line())
+    return 0 if all(check.ok for check in results) else 1
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    handle = broker.up(state=args.state)
+    print(f"broker up: {broker.redact(handle.url)} (version {handle.version})")
+    jupyter = shutil.which("jupyter")
+    if jupyter is None:
+        raise EventlabError(
+            "jupyter is not installed in this environment",
+            fix="run `make lab`, or pip install -c constraints.txt -e .",
+        )
+    notebooks = Path(args.notebooks).resolve()
+    command = [jupyter, "lab", f"--notebook-dir={notebooks}", "--ServerApp.ip=127.0.0.1"]
+    if args.port:
+        command.append(f"--ServerApp.port={args.port}")
+    if args.no_browser:
+        command.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")
+    start = notebooks / "README.md"
+    if start.is_file():
+        command.append(f"--LabApp.default_url=/lab/tree/{start.name}")
+    sys.stdout.flush()
+    os.execv(jupyter, command)  # noqa: S606 - replace this process with JupyterLab
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eventlab",
+        description="Course and lab kit on eventual consistency over Redis Streams.",
+    )
+    parser.add_argument(
+        "--state",
+        default=None,
+        help="state folder of the managed broker (default: nearest .eventlab/)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the broker (or reuse the running one)")
+    up.add_argument("--json", action="store_true", help="print url, version, managed as JSON")
+    up.add_argument("--port", type=int, default=None, help="port for a new managed broker")
+    up.add_argument(
+        "--persistence",
+        choices=["none", "aof-everysec", "aof-always", "rdb"],
+        default="aof-everysec",
+        help="persistence mode of a new managed broker",
+    )
+    up.set_defaults(handler=_cmd_up)
+
+    down = sub.add_parser("down", help="stop the managed broker")
+    down.set_defaults(handler=_cmd_down)
+
+    status = sub.add_parser("status", help="server version, streams, groups, lag, pending")
+    status.add_argument("--json", action="store_true", help="print as JSON")
+    status.set_defaults(handler=_cmd_status)
+
+    doc = sub.add_parser("doctor", help="[OK]/[FAIL] for every dependency and the broker")
+    doc.set_defaults(handler=_cmd_doctor)
+
+    lab = sub.add_parser("lab", help="start the broker, then JupyterLab on the course")
+    lab.add_argument("--notebooks", default="notebooks", help="folder to open")
+    lab.add_argument("--port", type=int, default=None, help="JupyterLab port")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    lab.set_defaults(handler=_cmd_lab)
+
+    for register in _extensions():
+        register(sub)
+    return parser
+
+
+def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    """Subcommands owned by other modules (faults, shop, labs, grading, workshop)."""
+    return []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``eventlab`` command; return its exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except EventlabError as exc:
+        print(f"eventlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

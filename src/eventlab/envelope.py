@@ -1,0 +1,227 @@
+"""The event envelope: CloudEvents 1.0 attributes plus correlation and causation ids.
+
+An :class:`Event` travels as one stream entry of flat, plain-text fields
+(``docs/wire-format.md``), so ``redis-cli XRANGE`` shows readable events and an
+event written by ``redis-cli XADD`` is consumed like any other.
+
+Introduced in lesson 01.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from eventlab._errors import EventlabError
+
+__all__ = ["SPECVERSION", "EnvelopeError", "Event"]
+
+SPECVERSION = "1.0"
+"""The CloudEvents version every event carries."""
+
+_REQUIRED = ("specversion", "id", "source", "type", "time")
+_OPTIONAL = ("subject", "datacontenttype", "dataschema", "correlationid", "causationid")
+_KNOWN = frozenset((*_REQUIRED, *_OPTIONAL, "data"))
+_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+_JSON = "application/json"
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_loads = json.loads
+
+
+class EnvelopeError(EventlabError, ValueError):
+    """Stream fields that do not make a valid event.
+
+    Attributes:
+        problems: Field name → what is wrong with it; every bad field is named.
+        fields: The fields as received, so nothing is lost (dead letters keep them).
+    """
+
+    def __init__(self, problems: Mapping[str, str], fields: Mapping[str, str]) -> None:
+        """Build the error from every problem found."""
+        listed = "; ".join(f"{name}: {why}" for name, why in problems.items())
+        super().__init__(
+            f"invalid event ({listed})",
+            fix="send the fields listed in docs/wire-format.md",
+        )
+        self.problems = dict(problems)
+        self.fields = dict(fields)
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _format_time(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("event time must be timezone-aware (use datetime.now(UTC))")
+    text = moment.astimezone(UTC).isoformat(timespec="microseconds")
+    return text.replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One fact that happened, in CloudEvents 1.0 shape.
+
+    Attributes:
+        type: What happened, in the past tense (``"OrderPlaced"``).
+        source: Who says so: the service that owns the data (``"orders"``).
+        data: The change, as JSON-serialisable values (not the whole state).
+        id: Unique per event; consumers dedupe on it. Default: a new UUID4.
+        time: When it happened (timezone-aware). Default: now, UTC.
+        subject: The aggregate it is about (``"order-42"``); keeps per-key order.
+        specversion: Always ``"1.0"``.
+        datacontenttype: Always ``"application/json"``.
+        dataschema: The schema URI ``data`` follows (``"OrderPlaced/v2"``), if any.
+        correlationid: The conversation this event belongs to; defaults to ``id``.
+        causationid: The id of the event that caused this one, if any.
+        extensions: Other CloudEvents extension attributes, kept as text.
+    """
+
+    type: str
+    source: str
+    data: Any = None
+    id: str = field(default_factory=_new_id)
+    time: datetime = field(default_factory=_now)
+    subject: str | None = None
+    specversion: str = SPECVERSION
+    datacontenttype: str = _JSON
+    dataschema: str | None = None
+    correlationid: str | None = None
+    causationid: str | None = None
+    extensions: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Check the attribute types and default the correlation id to the event's own id."""
+        problems = {
+            name: f"must be a non-empty string, got {getattr(self, name)!r}"
+            for name in ("type", "source", "id")
+            if not isinstance(getattr(self, name), str) or not getattr(self, name)
+        }
+        if not isinstance(self.time, datetime) or self.time.tzinfo is None:
+            problems["time"] = f"must be a timezone-aware datetime, got {self.time!r}"
+        if problems:
+            raise EnvelopeError(problems, {})
+        if self.correlationid is None:
+            object.__setattr__(self, "correlationid", self.id)
+
+    def follow(
+        self,
+        *,
+        type: str,  # noqa: A002 - the CloudEvents attribute name
+        source: str,
+        data: Any = None,
+        subject: str | None = None,
+        dataschema: str | None = None,
+    ) -> Event:
+        """Return the event this one caused: same correlation id, causation id = this id.
+
+        The subject carries over unless a new one is given.
+        """
+        return Event(
+            type=type,
+            source=source,
+            data=data,
+            subject=self.subject if subject is None else subject,
+            dataschema=dataschema,
+            correlationid=self.correlationid,
+            causationid=self.id,
+        )
+
+    def evolve(self, **changes: Any) -> Event:
+        """Return a copy with ``changes`` applied (the same id unless given)."""
+        return replace(self, **changes)
+
+    def to_fields(self) -> dict[str, str]:
+        """Encode to the flat plain-text stream fields of ``docs/wire-format.md``."""
+        fields = {
+            "specversion": self.specversion,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "time": _format_time(self.time),
+            "datacontenttype": self.datacontenttype,
+            "data": _dumps(self.data),
+        }
+        if self.subject is not None:
+            fields["subject"] = self.subject
+        if self.dataschema is not None:
+            fields["dataschema"] = self.dataschema
+        if self.correlationid is not None:
+            fields["correlationid"] = self.correlationid
+        if self.causationid is not None:
+            fields["causationid"] = self.causationid
+        if self.extensions:
+            fields.update(self.extensions)
+        return fields
+
+    @classmethod
+    def from_fields(  # noqa: C901, PLR0912 - one check per field, so every problem is named
+        cls, fields: Mapping[str, str] | Mapping[bytes, bytes]
+    ) -> Event:
+        """Decode stream fields (``str`` or ``bytes``) into an event.
+
+        Raises:
+            EnvelopeError: naming every missing or malformed field at once.
+        """
+        text = _as_text(fields)
+        problems: dict[str, str] = {}
+        for name in _REQUIRED:
+            if not text.get(name):
+                problems[name] = "missing"
+        if text.get("specversion", SPECVERSION) != SPECVERSION:
+            problems["specversion"] = f"must be {SPECVERSION!r}, got {text['specversion']!r}"
+        contenttype = text.get("datacontenttype", _JSON)
+        if contenttype != _JSON:
+            problems["datacontenttype"] = f"must be {_JSON!r}, got {contenttype!r}"
+        moment: datetime | None = None
+        if text.get("time"):
+            try:
+                moment = datetime.fromisoformat(text["time"])
+            except ValueError:
+                problems["time"] = f"not RFC 3339: {text['time']!r}"
+            else:
+                if moment.tzinfo is None:
+                    problems["time"] = f"no timezone offset: {text['time']!r}"
+        data: Any = None
+        if "data" in text:
+            try:
+                data = _loads(text["data"])
+            except ValueError as exc:
+                problems["data"] = f"not JSON ({exc})"
+        extensions = {k: v for k, v in text.items() if k not in _KNOWN}
+        for name in extensions:
+            if not _EXTENSION_NAME.match(name):
+                problems[name] = "unknown attribute (extensions are lowercase a-z0-9, ≤20 chars)"
+        if problems:
+            raise EnvelopeError(problems, text)
+        assert moment is not None
+        return cls(
+            type=text["type"],
+            source=text["source"],
+            data=data,
+            id=text["id"],
+            time=moment,
+            subject=text.get("subject"),
+            datacontenttype=contenttype,
+            dataschema=text.get("dataschema"),
+            correlationid=text.get("correlationid"),
+            causationid=text.get("causationid"),
+            extensions=extensions,
+        )
+
+
+def _as_text(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in fields.items():
+        name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+        out[name] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return out

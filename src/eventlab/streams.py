@@ -1,0 +1,330 @@
+"""Publish, replay, and inspect streams and consumer groups (sync and asyncio).
+
+Names follow architecture.md: a stream is ``<namespace>:{<name>}`` (the braces
+are a Redis Cluster hash tag, so the stream, its dead letters and its dedupe
+keys share one slot); dead letters live in ``<stream>:dlq``.
+
+Introduced in lessons 01 (publish, replay) and 02 (groups, pending, lag).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import redis
+import redis.asyncio
+
+from eventlab._errors import EventlabError
+from eventlab.envelope import Event
+
+__all__ = [
+    "GROUP_COLUMNS",
+    "PendingSummary",
+    "acreate_group",
+    "apublish",
+    "apublish_many",
+    "create_group",
+    "dlq_key",
+    "entries",
+    "groups_frame",
+    "namespace",
+    "pending_summary",
+    "publish",
+    "publish_many",
+    "replay",
+    "stream_key",
+]
+
+GROUP_COLUMNS = (
+    "stream",
+    "group",
+    "length",
+    "consumers",
+    "pending",
+    "lag",
+    "entries_read",
+    "last_delivered_id",
+)
+"""Columns of :func:`groups_frame`, in order."""
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_CHUNK = 500
+
+
+def namespace() -> str:
+    """Return ``$EVENTLAB_NAMESPACE`` (default ``lab``): the prefix that keeps learners apart.
+
+    Raises:
+        EventlabError: The namespace has characters other than letters, digits, ``_.-``.
+    """
+    value = os.environ.get("EVENTLAB_NAMESPACE") or "lab"
+    if not _NAME.match(value):
+        raise EventlabError(
+            f"EVENTLAB_NAMESPACE={value!r} has characters other than letters, digits, _ . -",
+            fix="choose a name such as 'alice' or 'team-3'",
+        )
+    return value
+
+
+def stream_key(name: str, *, namespace_: str | None = None) -> str:
+    """Return the key of stream ``name`` in the namespace: ``lab:{orders}``."""
+    if not _NAME.match(name):
+        raise ValueError(f"stream name {name!r} may use only letters, digits, _ . -")
+    return f"{namespace_ or namespace()}:{{{name}}}"
+
+
+def dlq_key(stream: str) -> str:
+    """Return the dead-letter stream of ``stream``: ``<stream>:dlq``."""
+    return f"{stream}:dlq"
+
+
+def _xadd_args(maxlen: int | None, *, approximate: bool) -> dict[str, Any]:
+    if maxlen is None:
+        return {}
+    if maxlen <= 0:
+        raise ValueError("maxlen must be a positive count of entries")
+    return {"maxlen": maxlen, "approximate": approximate}
+
+
+def publish(
+    client: redis.Redis,
+    stream: str,
+    event: Event,
+    *,
+    maxlen: int | None = None,
+    approximate: bool = True,
+) -> str:
+    """XADD one event as plain fields; return its entry id.
+
+    Args:
+        client: A sync client.
+        stream: The stream key (see :func:`stream_key`).
+        event: The event to append.
+        maxlen: Trim the stream to about this many entries (``MAXLEN ~``);
+            entries trimmed before a group read them are lost to that group.
+        approximate: ``False`` trims exactly (slower).
+    """
+    extra = _xadd_args(maxlen, approximate=approximate)
+    return str(client.xadd(stream, event.to_fields(), **extra))  # type: ignore[arg-type]
+
+
+def publish_many(
+    client: redis.Redis,
+    stream: str,
+    events: Iterable[Event],
+    *,
+    maxlen: int | None = None,
+    approximate: bool = True,
+    chunk: int = _CHUNK,
+) -> list[str]:
+    """XADD many events, pipelined ``chunk`` at a time; return their entry ids in order."""
+    extra = _xadd_args(maxlen, approximate=approximate)
+    ids: list[str] = []
+    for batch in _chunks(events, chunk):
+        pipe = client.pipeline(transaction=False)
+        for event in batch:
+            pipe.xadd(stream, event.to_fields(), **extra)  # type: ignore[arg-type]
+        ids.extend(str(entry) for entry in pipe.execute())
+    return ids
+
+
+async def apublish(
+    client: redis.asyncio.Redis,
+    stream: str,
+    event: Event,
+    *,
+    maxlen: int | None = None,
+    approximate: bool = True,
+) -> str:
+    """Asyncio :func:`publish`."""
+    extra = _xadd_args(maxlen, approximate=approximate)
+    return str(await client.xadd(stream, event.to_fields(), **extra))  # type: ignore[arg-type]
+
+
+async def apublish_many(
+    client: redis.asyncio.Redis,
+    stream: str,
+    events: Iterable[Event],
+    *,
+    maxlen: int | None = None,
+    approximate: bool = True,
+    chunk: int = _CHUNK,
+) -> list[str]:
+    """Asyncio :func:`publish_many`."""
+    extra = _xadd_args(maxlen, approximate=approximate)
+    ids: list[str] = []
+    for batch in _chunks(events, chunk):
+        pipe = client.pipeline(transaction=False)
+        for event in batch:
+            pipe.xadd(stream, event.to_fields(), **extra)  # type: ignore[arg-type]
+        ids.extend(str(entry) for entry in await pipe.execute())
+    return ids
+
+
+def _chunks(items: Iterable[Event], size: int) -> Iterator[list[Event]]:
+    if size <= 0:
+        raise ValueError("chunk must be a positive count of events")
+    batch: list[Event] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def entries(
+    client: redis.Redis,
+    stream: str,
+    *,
+    start: str = "-",
+    end: str = "+",
+    page: int = 1000,
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """Yield ``(entry id, raw fields)`` from XRANGE, ``page`` entries per round trip."""
+    cursor = start
+    while True:
+        rows = client.xrange(stream, min=cursor, max=end, count=page)
+        for entry_id, fields in rows:  # type: ignore[union-attr]
+            yield str(entry_id), dict(fields)  # type: ignore[arg-type]
+        if len(rows) < page:  # type: ignore[arg-type]
+            return
+        cursor = "(" + str(rows[-1][0])  # type: ignore[index]
+
+
+def replay(
+    client: redis.Redis,
+    stream: str,
+    *,
+    start: str = "-",
+    end: str = "+",
+) -> list[tuple[str, Event]]:
+    """Return every event in ``stream`` between ``start`` and ``end`` as ``(entry id, Event)``.
+
+    Raises:
+        EnvelopeError: An entry is not a valid event (its fields and problems are
+            on the error; use :func:`entries` to see raw fields).
+    """
+    return [
+        (entry_id, Event.from_fields(fields))
+        for entry_id, fields in entries(client, stream, start=start, end=end)
+    ]
+
+
+def _group_start(start: str) -> str:
+    if start not in {"0", "$"} and not re.match(r"^\d+-\d+$", start):
+        raise ValueError(
+            f"start={start!r}: use '0' (read the whole history), '$' (only new events) "
+            "or an entry id"
+        )
+    return start
+
+
+def create_group(
+    client: redis.Redis, stream: str, group: str, *, start: str, mkstream: bool = True
+) -> bool:
+    """Create consumer group ``group`` on ``stream`` reading from ``start``.
+
+    Args:
+        client: A sync client.
+        stream: The stream key.
+        group: The group name (the owning service: ``billing``).
+        start: ``"0"`` reads the whole history; ``"$"`` only events added from now
+            on. Always explicit: faststream's implied ``$`` skips earlier events.
+        mkstream: Create an empty stream if it does not exist.
+
+    Returns:
+        ``True`` if created, ``False`` if it already existed (its position is kept).
+    """
+    try:
+        client.xgroup_create(stream, group, id=_group_start(start), mkstream=mkstream)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" in str(exc):
+            return False
+        raise
+    return True
+
+
+async def acreate_group(
+    client: redis.asyncio.Redis, stream: str, group: str, *, start: str, mkstream: bool = True
+) -> bool:
+    """Asyncio :func:`create_group`."""
+    try:
+        await client.xgroup_create(stream, group, id=_group_start(start), mkstream=mkstream)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" in str(exc):
+            return False
+        raise
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSummary:
+    """What a group has delivered but not yet acknowledged (XPENDING summary).
+
+    Attributes:
+        count: Entries in the pending list.
+        lowest: The oldest pending entry id, or ``None``.
+        highest: The newest pending entry id, or ``None``.
+        consumers: Consumer name → its pending count.
+    """
+
+    count: int
+    lowest: str | None
+    highest: str | None
+    consumers: dict[str, int]
+
+
+def pending_summary(client: redis.Redis, stream: str, group: str) -> PendingSummary:
+    """Return the pending-list summary of ``group`` on ``stream``."""
+    reply: dict[str, Any] = client.xpending(stream, group)
+    consumers = {str(c["name"]): int(c["pending"]) for c in reply.get("consumers") or []}
+    return PendingSummary(
+        count=int(reply["pending"]),
+        lowest=reply.get("min"),
+        highest=reply.get("max"),
+        consumers=consumers,
+    )
+
+
+def groups_frame(client: redis.Redis, streams: Sequence[str] | None = None) -> pd.DataFrame:
+    """Return one row per (stream, group): length, consumers, pending, lag, entries read.
+
+    ``lag`` comes from ``XINFO GROUPS`` (Redis 7+); it is missing (``<NA>``) when
+    the server cannot tell, e.g. after entries were deleted. Without ``streams``,
+    every stream in the current namespace is listed.
+    """
+    if streams is None:
+        streams = sorted(
+            key
+            for key in client.scan_iter(match=f"{namespace()}:*", _type="stream")
+            if not str(key).endswith(":dlq")
+        )
+    rows: list[dict[str, Any]] = []
+    for stream in streams:
+        try:
+            length = int(client.xlen(stream))
+            groups: list[dict[str, Any]] = client.xinfo_groups(stream)
+        except redis.ResponseError:
+            continue  # not a stream (or gone): nothing to report
+        rows.extend(
+            {
+                "stream": stream,
+                "group": group["name"],
+                "length": length,
+                "consumers": int(group["consumers"]),
+                "pending": int(group["pending"]),
+                "lag": group.get("lag"),
+                "entries_read": group.get("entries-read"),
+                "last_delivered_id": group["last-delivered-id"],
+            }
+            for group in groups
+        )
+    frame = pd.DataFrame(rows, columns=list(GROUP_COLUMNS))
+    return frame.astype({"lag": "Int64", "entries_read": "Int64", "length": "int64"})
