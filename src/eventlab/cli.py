@@ -159,7 +159,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Subcommands owned by other modules (faults, shop, labs, grading, workshop)."""
-    return []
+    from eventlab import workshop  # noqa: PLC0415 - only when the command runs
+
+    return [workshop.register_cli]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

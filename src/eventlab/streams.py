@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,6 +21,7 @@ import redis
 import redis.asyncio
 
 from eventlab._errors import EventlabError
+from eventlab.broker import state_dir
 from eventlab.envelope import Event
 
 __all__ = [
@@ -59,16 +61,39 @@ _CHUNK = 500
 def namespace() -> str:
     """Return ``$EVENTLAB_NAMESPACE`` (default ``lab``): the prefix that keeps learners apart.
 
+    Without the variable, the name saved by ``eventlab workshop join NAME`` (the
+    file ``namespace`` in the state folder) is used, so a workshop learner's
+    notebooks need no environment set up.
+
     Raises:
         EventlabError: The namespace has characters other than letters, digits, ``_.-``.
     """
-    value = os.environ.get("EVENTLAB_NAMESPACE") or "lab"
+    value = os.environ.get("EVENTLAB_NAMESPACE") or _joined_namespace() or "lab"
     if not _NAME.match(value):
         raise EventlabError(
             f"EVENTLAB_NAMESPACE={value!r} has characters other than letters, digits, _ . -",
             fix="choose a name such as 'alice' or 'team-3'",
         )
     return value
+
+
+_STATE_FOLDERS: dict[tuple[str, str | None], Path] = {}
+
+
+def _joined_namespace() -> str | None:
+    # The file is read on every call: a learner may join or leave while a kernel
+    # runs, and a stale name would write into someone else's keys. Only the
+    # folder search is cached (it stats every parent), once the folder exists.
+    where = (str(Path.cwd()), os.environ.get("EVENTLAB_STATE"))
+    folder = _STATE_FOLDERS.get(where)
+    if folder is None:
+        folder = state_dir()
+        if folder.is_dir():
+            _STATE_FOLDERS[where] = folder
+    try:
+        return (folder / "namespace").read_text().strip() or None
+    except OSError:
+        return None
 
 
 def stream_key(name: str, *, namespace_: str | None = None) -> str:
