@@ -1,0 +1,113 @@
+"""Publishing throughput: eventlab.streams next to raw redis-py, same server, same run.
+
+Prints events/s for raw single XADD, raw pipelined XADD (prebuilt fields), eventlab
+``publish`` (one at a time, envelope encoded per event) and eventlab ``publish_many``
+(pipelined batches), the median of ``--repeats`` runs, and the ratios. ``--json``
+prints one JSON object in events/s. Target: eventlab_batch >= 0.7x raw_pipelined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import redis
+
+from eventlab import broker, streams
+from eventlab.envelope import Event
+
+STREAM = "bench:{publish}"
+
+
+def _events(n: int) -> list[Event]:
+    return [
+        Event(
+            type="OrderPlaced",
+            source="orders",
+            subject=f"order-{i}",
+            data={"order_id": f"order-{i}", "sku": "sku-7", "qty": 2, "total": 500},
+        )
+        for i in range(n)
+    ]
+
+
+def _rate(client: redis.Redis, n: int, run: Callable[[], object], repeats: int) -> float:
+    rates = []
+    for _ in range(repeats):
+        client.delete(STREAM)
+        started = time.perf_counter()
+        run()
+        rates.append(n / (time.perf_counter() - started))
+        assert client.xlen(STREAM) == n
+    return statistics.median(rates)
+
+
+def measure(*, events: int, single: int, batch: int, repeats: int) -> dict[str, float]:
+    """Return events/s of the four publishing paths on a fresh managed broker."""
+    with tempfile.TemporaryDirectory() as state:
+        handle = broker.up(state=state, port=0, persistence="none")
+        client = handle.client()
+        try:
+            many = _events(events)
+            few = many[:single]
+            prebuilt = [e.to_fields() for e in many]
+
+            def raw_single() -> None:
+                for fields in prebuilt[:single]:
+                    client.xadd(STREAM, fields)  # type: ignore[arg-type]
+
+            def raw_pipelined() -> None:
+                for start in range(0, events, batch):
+                    pipe = client.pipeline(transaction=False)
+                    for fields in prebuilt[start : start + batch]:
+                        pipe.xadd(STREAM, fields)  # type: ignore[arg-type]
+                    pipe.execute()
+
+            def eventlab_single() -> None:
+                for event in few:
+                    streams.publish(client, STREAM, event)
+
+            def eventlab_batch() -> None:
+                streams.publish_many(client, STREAM, many, chunk=batch)
+
+            return {
+                "raw_single": _rate(client, single, raw_single, repeats),
+                "raw_pipelined": _rate(client, events, raw_pipelined, repeats),
+                "eventlab_single": _rate(client, single, eventlab_single, repeats),
+                "eventlab_batch": _rate(client, events, eventlab_batch, repeats),
+            }
+        finally:
+            client.close()
+            handle.stop()
+
+
+def main() -> None:
+    """Run the benchmark and print a table, or JSON with ``--json``."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=20_000, help="events per pipelined run")
+    parser.add_argument("--single", type=int, default=5_000, help="events per one-at-a-time run")
+    parser.add_argument("--batch", type=int, default=100, help="events per pipeline")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per path (median)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    rates = measure(events=args.events, single=args.single, batch=args.batch, repeats=args.repeats)
+    if args.json:
+        print(json.dumps({k: round(v, 1) for k, v in rates.items()}))
+        return
+    print(f"{'path':18s} {'events/s':>12s}  ratio")
+    print(f"{'raw_single':18s} {rates['raw_single']:12,.0f}  1.00 (baseline)")
+    print(f"{'eventlab_single':18s} {rates['eventlab_single']:12,.0f}  "
+          f"{rates['eventlab_single'] / rates['raw_single']:.2f}x raw_single")  # fmt: skip
+    print(f"{'raw_pipelined':18s} {rates['raw_pipelined']:12,.0f}  1.00 (baseline)")
+    ratio = rates["eventlab_batch"] / rates["raw_pipelined"]
+    verdict = "meets" if ratio >= 0.7 else "MISSES"
+    print(f"{'eventlab_batch':18s} {rates['eventlab_batch']:12,.0f}  "
+          f"{ratio:.2f}x raw_pipelined ({verdict} the 0.7x target)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Root pytest hooks: lessons under nbval get their own broker, and their run times are reported.
+
+The lessons (``notebooks/*.ipynb``) run under ``--nbval-lax`` in the same
+environment. Their kernels inherit ``EVENTLAB_STATE`` pointing at a private
+state folder, so the test run starts (and afterwards stops) its own broker and
+never touches a learner's ``.eventlab/``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+_STATE = Path(tempfile.mkdtemp(prefix="eventlab-nbval-"))
+_NOTEBOOK_SECONDS: dict[str, float] = defaultdict(float)
+
+
+def pytest_configure(config: pytest.Config) -> None:  # noqa: ARG001 - hook signature
+    """Point notebook kernels at a private broker state folder."""
+    os.environ["EVENTLAB_STATE"] = str(_STATE)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:  # noqa: ARG001 - hook signature
+    """Stop the broker the lessons started."""
+    from eventlab import broker  # noqa: PLC0415 - after the environment is set
+
+    broker.down(state=_STATE)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):  # noqa: ANN201 - hookwrapper generator
+    """Add up each notebook's cell times."""
+    started = time.perf_counter()
+    yield
+    if item.path.suffix == ".ipynb":
+        _NOTEBOOK_SECONDS[item.path.name] += time.perf_counter() - started
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's reporter type is private
+    """Print every lesson's run time (issue: each <= 60 s, all <= 8 minutes)."""
+    if not _NOTEBOOK_SECONDS:
+        return
+    terminalreporter.section("lesson run times")
+    for name, seconds in sorted(_NOTEBOOK_SECONDS.items()):
+        terminalreporter.write_line(f"{name:55s} {seconds:6.1f} s")
+    terminalreporter.write_line(f"{'all lessons':55s} {sum(_NOTEBOOK_SECONDS.values()):6.1f} s")
