@@ -106,7 +106,7 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         command.append("--no-browser")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
-    start = notebooks / "README.md"
+    start = notebooks / "index.ipynb"  # the rendered course map learners see first
     if start.is_file():
         command.append(f"--LabApp.default_url=/lab/tree/{start.name}")
     sys.stdout.flush()
