@@ -1,0 +1,353 @@
+"""Workshop mode on a real broker: namespaces keep learners apart, the instructor sees progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from eventlab import broker as broker_mod
+from eventlab import cli, doctor, streams, workshop
+from eventlab.envelope import Event
+
+LEARNERS = 30
+SEED = 9
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private state folder, so no test sees (or writes) the checkout's saved name."""
+    folder = tmp_path / "state"
+    monkeypatch.setenv("EVENTLAB_STATE", str(folder))
+    return folder
+
+
+def _keys(client) -> list[str]:
+    return sorted(str(k) for k in client.scan_iter(count=1000))
+
+
+# -- the learner's namespace --------------------------------------------------------
+
+
+def test_join_saves_the_namespace_that_streams_use(state, monkeypatch):
+    """After join, stream keys use the learner's name; the env var wins; leave goes back to lab."""
+    assert streams.namespace() == "lab"
+    path = workshop.join("alice")
+    assert path == state / "namespace"
+    assert workshop.joined() == "alice"
+    assert streams.namespace() == "alice"
+    assert streams.stream_key("orders") == "alice:{orders}"
+    assert workshop.learner() == "alice"
+    monkeypatch.setenv("EVENTLAB_NAMESPACE", "bob")
+    assert streams.namespace() == "bob"
+    monkeypatch.delenv("EVENTLAB_NAMESPACE")
+    assert workshop.leave() is True
+    assert streams.namespace() == "lab"
+    assert workshop.learner() is None
+    assert workshop.leave() is False
+
+
+@pytest.mark.parametrize("name", ["", "a b", "al:ce", "x" * 65, "lab", "eventlab", "{orders}"])
+def test_join_refuses_names_that_could_collide(state, name):
+    """A name with separators, spaces, hash tags or a reserved word is refused and nothing saved."""
+    with pytest.raises(workshop.WorkshopError):
+        workshop.join(name)
+    assert not (state / "namespace").exists()
+
+
+@pytest.mark.usefixtures("state")
+def test_env_var_and_joined_name_reach_a_separate_process(broker, client, tmp_path):
+    """Real processes publish under EVENTLAB_NAMESPACE or the joined name, into their own keys."""
+    joined_state = tmp_path / "joined"
+    workshop.join("carol", state=joined_state)
+    script = (
+        "from eventlab import broker, streams\n"
+        "from eventlab.envelope import Event\n"
+        "c = broker.connect()\n"
+        "streams.publish(c, streams.stream_key('orders'),"
+        " Event(type='OrderPlaced', source='orders', data={'by': streams.namespace()}))\n"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith("EVENTLAB_")}
+    base["REDIS_URL"] = broker.url
+    envs = [
+        {**base, "EVENTLAB_NAMESPACE": "alice", "EVENTLAB_STATE": str(tmp_path / "none")},
+        {**base, "EVENTLAB_NAMESPACE": "bob", "EVENTLAB_STATE": str(joined_state)},
+        {**base, "EVENTLAB_STATE": str(joined_state)},
+    ]
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env) for env in envs]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
+    assert _keys(client) == ["alice:{orders}", "bob:{orders}", "carol:{orders}"]
+    for name in ("alice", "bob", "carol"):
+        [(_, event)] = streams.replay(client, f"{name}:{{orders}}")
+        assert event.data == {"by": name}
+
+
+# -- thirty learners on one broker ------------------------------------------------
+
+
+def _learner(url: str, name: str, count: int, barrier: threading.Barrier, out: dict) -> None:
+    """One learner's lesson: publish, consume with a group, dead-letter some, ack the rest."""
+    client = broker_mod.Broker(url=url, managed=False, version="").client()
+    try:
+        stream = streams.stream_key("orders", namespace_=name)
+        streams.create_group(client, stream, "billing", start="0")
+        events = [
+            Event(type="OrderPlaced", source="orders", subject=f"order-{n}", data={"who": name})
+            for n in range(count)
+        ]
+        barrier.wait(timeout=30)  # every learner writes the same stream names at once
+        published = streams.publish_many(client, stream, events, chunk=7)
+        seen: list[tuple[str, Event]] = []
+        while True:
+            reply = client.xreadgroup("billing", "worker-1", {stream: ">"}, count=5)
+            if not reply:
+                break
+            for entry_id, fields in reply[0][1]:
+                event = Event.from_fields(fields)
+                if event.subject.endswith("3"):  # "poison": every order-*3 goes to dead letters
+                    streams.publish(client, streams.dlq_key(stream), event)
+                seen.append((entry_id, event))
+                client.xack(stream, "billing", entry_id)
+        workshop.record_lesson(client, learner=name, lesson="02-consumers-and-groups")
+        points = sum(1 for _, e in seen if not e.subject.endswith("3"))
+        workshop.record_score(
+            client, learner=name, lab="04a-retries-and-dead-letters", score=points, max_score=count
+        )
+        out[name] = {
+            "published": published,
+            "seen": seen,
+            "pending": streams.pending_summary(client, stream, "billing").count,
+            "points": points,
+        }
+    finally:
+        client.close()
+
+
+def test_thirty_learners_share_one_broker_without_cross_talk(broker, client):
+    """30 learners on the same stream names at once: each reads exactly its own events."""
+    rng = random.Random(SEED)
+    names = [f"learner-{i:02d}" for i in range(LEARNERS)]
+    counts = {name: rng.randint(5, 40) for name in names}
+    barrier = threading.Barrier(LEARNERS)
+    out: dict[str, dict] = {}
+    threads = [
+        threading.Thread(target=_learner, args=(broker.url, n, counts[n], barrier, out))
+        for n in names
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(out) == names, "a learner thread failed (its traceback is above)"
+
+    for name in names:
+        got = out[name]
+        assert [entry_id for entry_id, _ in got["seen"]] == got["published"]
+        assert {e.data["who"] for _, e in got["seen"]} == {name}
+        assert got["pending"] == 0
+        dead = streams.replay(client, f"{name}:{{orders}}:dlq")
+        assert {e.data["who"] for _, e in dead} <= {name}
+        assert len(dead) == sum(1 for n in range(counts[name]) if str(n).endswith("3"))
+
+    # Every key is inside one learner's namespace, except the instructor's progress stream.
+    for key in _keys(client):
+        owner = key.split(":", 1)[0]
+        assert owner in counts or key == workshop.WORKSHOP_STREAM, key
+    assert len(_keys(client)) == 1 + LEARNERS + sum(1 for n in names if counts[n] > 3)
+
+    rows = {row.learner: row for row in workshop.status(client)}
+    assert sorted(rows) == names
+    for name in names:
+        assert rows[name].lessons == ("02-consumers-and-groups",)
+        score = rows[name].scores["04a-retries-and-dead-letters"]
+        assert (score.score, score.max_score, score.attempts) == (
+            out[name]["points"],
+            counts[name],
+            1,
+        )
+
+
+# -- progress, status, reset ---------------------------------------------------
+
+
+def test_status_keeps_the_latest_score_and_counts_attempts(client):
+    """Re-grading a lab replaces the score and counts the attempt; stray entries are skipped."""
+    workshop.record_lesson(client, learner="alice", lesson="00-setup-check")
+    workshop.record_lesson(client, learner="alice", lesson="03-at-least-once-and-idempotency")
+    workshop.record_lesson(client, learner="alice", lesson="00-setup-check")
+    workshop.record_score(
+        client, learner="alice", lab="03-idempotent-consumer", score=4, max_score=10
+    )
+    workshop.record_score(
+        client, learner="alice", lab="03-idempotent-consumer", score=10, max_score=10
+    )
+    workshop.record_lesson(client, learner="bob", lesson="00-setup-check")
+    client.xadd(workshop.WORKSHOP_STREAM, {"junk": "from redis-cli"})
+    rows = workshop.status(client)
+    assert [r.learner for r in rows] == ["alice", "bob"]
+    alice, bob = rows
+    assert alice.lessons == ("00-setup-check", "03-at-least-once-and-idempotency")
+    score = alice.scores["03-idempotent-consumer"]
+    assert (score.score, score.max_score, score.attempts) == (10.0, 10.0, 2)
+    assert bob.scores == {}
+    assert alice.as_dict()["scores"]["03-idempotent-consumer"]["max"] == 10.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"learner": "alice", "lab": "", "score": 1, "max_score": 2}, ValueError),
+        ({"learner": "alice", "lab": "L03", "score": 3, "max_score": 2}, ValueError),
+        ({"learner": "alice", "lab": "L03", "score": -1, "max_score": 2}, ValueError),
+        ({"learner": "al ice", "lab": "L03", "score": 1, "max_score": 2}, workshop.WorkshopError),
+    ],
+)
+def test_record_score_refuses_nonsense(client, kwargs, error):
+    """A score outside 0..max, an empty lab or a bad learner name is refused, nothing written."""
+    with pytest.raises(error):
+        workshop.record_score(client, **kwargs)
+    assert client.exists(workshop.WORKSHOP_STREAM) == 0
+
+
+def test_reset_deletes_one_learner_or_the_room(client):
+    """Reset removes only the named learner's keys; a room reset keeps progress unless asked."""
+    for name in ("alice", "alicea", "bob"):
+        key = streams.stream_key("orders", namespace_=name)
+        client.xadd(key, {"a": "1"})
+        client.set(f"{name}:dedupe:1", "1")
+        workshop.record_lesson(client, learner=name, lesson="01-events-not-state")
+    assert workshop.reset(client, learner="alice") == 2
+    assert _keys(client) == [
+        "alicea:dedupe:1",
+        "alicea:{orders}",
+        "bob:dedupe:1",
+        "bob:{orders}",
+        workshop.WORKSHOP_STREAM,
+    ]
+    assert workshop.reset(client) == 4
+    assert _keys(client) == [workshop.WORKSHOP_STREAM]
+    assert workshop.reset(client, progress=True) == 1
+    assert _keys(client) == []
+
+
+# -- the command, and security ------------------------------------------------------
+
+
+@pytest.fixture
+def room(fresh_broker, monkeypatch):
+    """A private broker that requires a password, named by REDIS_URL (as in a workshop)."""
+    handle = fresh_broker()
+    password = "s3cret-Room-pw"  # noqa: S105 - a test password for a throwaway broker
+    admin = handle.client()
+    admin.config_set("requirepass", password)
+    url = f"redis://:{password}@127.0.0.1:{handle.port}/0"
+    monkeypatch.setenv("REDIS_URL", url)
+    yield url, password
+    # Drop the password again so the fixture can shut the broker down quickly.
+    authed = broker_mod.Broker(url=url, managed=False, version="").client()
+    authed.config_set("requirepass", "")
+    authed.close()
+    admin.close()
+
+
+@pytest.mark.usefixtures("state")
+def test_cli_join_and_status_on_a_password_broker_never_print_the_password(room, capsys):
+    """Join and status work through REDIS_URL with a password and print it only as ***."""
+    url, password = room
+    assert cli.main(["workshop", "join", "alice"]) == 0
+    assert cli.main(["workshop", "join", "bob"]) == 0
+    client = broker_mod.Broker(url=url, managed=False, version="").client()
+    workshop.record_score(client, learner="bob", lab="05-backpressure", score=6, max_score=8)
+    client.close()
+    assert cli.main(["workshop", "status"]) == 0
+    assert cli.main(["workshop", "status", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert password not in out + err
+    assert "redis://:***@127.0.0.1" in out
+    assert "export EVENTLAB_NAMESPACE=bob" in out
+    assert "05-backpressure 6/8" in out
+    report = json.loads(out.strip().splitlines()[-1])
+    assert [r["learner"] for r in report["learners"]] == ["alice", "bob"]
+    assert report["learners"][1]["scores"]["05-backpressure"]["score"] == 6.0
+    assert workshop.joined() == "bob"
+
+
+@pytest.mark.usefixtures("state")
+def test_wrong_password_is_reported_without_echoing_it(room, monkeypatch, capsys):
+    """A wrong password fails with a one-line error that shows neither password."""
+    url, password = room
+    monkeypatch.setenv("REDIS_URL", url.replace(password, "not-the-pw"))
+    assert cli.main(["workshop", "status"]) == 2
+    out, err = capsys.readouterr()
+    assert "not-the-pw" not in out + err
+    assert password not in out + err
+    assert "***" in err
+
+
+@pytest.mark.parametrize(
+    ("url", "refused"),
+    [
+        ("redis://10.255.255.1:6379/0", True),
+        ("redis://:pw@10.255.255.1:6379/0", False),
+        ("redis://127.0.0.1:6379/0", False),
+        ("redis://localhost:6379/0", False),
+    ],
+)
+def test_room_url_needs_a_password_off_loopback(url, refused):
+    """A broker other machines can reach is refused without a password; loopback needs none."""
+    if refused:
+        with pytest.raises(workshop.WorkshopError, match="no password"):
+            workshop.check_room_url(url)
+    else:
+        workshop.check_room_url(url)
+
+
+@pytest.mark.usefixtures("state")
+def test_join_refuses_a_remote_broker_without_password(monkeypatch, capsys):
+    """`workshop join` against a remote broker without a password exits 2 and saves nothing."""
+    monkeypatch.setenv("REDIS_URL", "redis://10.255.255.1:6379/0")
+    assert cli.main(["workshop", "join", "alice"]) == 2
+    assert "no password" in capsys.readouterr().err
+    assert workshop.joined() is None
+
+
+@pytest.mark.parametrize(
+    ("url", "warned"),
+    [
+        ("redis://10.255.255.1:6379/0", True),
+        ("redis://192.168.1.20:6379/0", True),
+        ("redis://:pw@10.255.255.1:6379/0", False),
+        ("redis://127.0.0.1:6379/0", False),
+        ("redis://localhost:6379/0", False),
+    ],
+)
+def test_doctor_warns_on_a_broker_reachable_without_auth(url, warned):
+    """The doctor warns when a broker is on a non-loopback address and REDIS_URL has no password."""
+    check = doctor._exposed_without_auth(url)
+    if warned:
+        assert check is not None
+        assert check.ok
+        assert check.warning
+        assert check.line().startswith("[WARN] broker auth")
+    else:
+        assert check is None
+
+
+def test_doctor_on_the_loopback_managed_broker_raises_no_auth_warning(broker, monkeypatch):
+    """The managed broker listens on loopback only, so the doctor has nothing to warn about."""
+    client = broker.client()
+    try:
+        assert client.config_get("bind")["bind"].split()[0] == "127.0.0.1"
+    finally:
+        client.close()
+    monkeypatch.setenv("REDIS_URL", broker.url)
+    checks = doctor.run()
+    names = [c.name for c in checks]
+    assert "broker" in names
+    assert "broker auth" not in names
