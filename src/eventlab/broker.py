@@ -505,7 +505,12 @@ def _from_record(state: Path, record: dict[str, Any]) -> Broker | None:
         server=server,
         persistence=record["persistence"],
     )
-    return broker if broker.ping(timeout=2.0) else None
+    if broker.ping(timeout=2.0):
+        return broker
+    if _pid_stopped(pid):  # the stop landed after our first look
+        os.kill(pid, signal.SIGCONT)
+        return broker if broker.ping(timeout=2.0) else None
+    return None
 
 
 def _start(
