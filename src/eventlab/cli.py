@@ -6,9 +6,9 @@ Every error is one line naming the fix, and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -92,14 +92,15 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def _cmd_lab(args: argparse.Namespace) -> int:
     handle = broker.up(state=args.state)
     print(f"broker up: {broker.redact(handle.url)} (version {handle.version})")
-    jupyter = shutil.which("jupyter")
-    if jupyter is None:
+    if importlib.util.find_spec("jupyterlab") is None:
         raise EventlabError(
-            "jupyter is not installed in this environment",
+            "JupyterLab is not installed in this environment",
             fix="run `make lab`, or pip install -c constraints.txt -e .",
         )
     notebooks = Path(args.notebooks).resolve()
-    command = [jupyter, "lab", f"--notebook-dir={notebooks}", "--ServerApp.ip=127.0.0.1"]
+    # The interpreter running eventlab runs JupyterLab: no PATH lookup, same venv.
+    command = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={notebooks}"]
+    command.append("--ServerApp.ip=127.0.0.1")
     if args.port:
         command.append(f"--ServerApp.port={args.port}")
     if args.no_browser:
@@ -110,7 +111,7 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     if start.is_file():
         command.append(f"--LabApp.default_url=/lab/tree/{start.name}")
     sys.stdout.flush()
-    os.execv(jupyter, command)  # noqa: S606 - replace this process with JupyterLab
+    os.execv(sys.executable, command)  # noqa: S606 - replace this process with JupyterLab
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -159,9 +160,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Subcommands owned by other modules (faults, shop, labs, grading, workshop)."""
-    from eventlab import workshop  # noqa: PLC0415 - only when the command runs
+    from eventlab import faults, grading, labs, workshop  # noqa: PLC0415 - only when the command runs
 
-    return [workshop.register_cli]
+    return [workshop.register_cli, faults.register_cli, labs.register_cli, grading.register_cli]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
