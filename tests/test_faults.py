@@ -1,0 +1,371 @@
+"""eventlab.faults: the TCP fault proxy (measured on a real broker), fault vocabulary, nemesis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from eventlab import cli, faults
+from eventlab.envelope import EnvelopeError, Event
+from eventlab.history import History
+
+NO_RETRY = Retry(NoBackoff(), 0)
+
+
+@pytest.fixture
+def proxy(broker, client):  # noqa: ARG001 - client flushes the broker
+    """A fault proxy in front of the (flushed) session broker, closed afterwards."""
+    handle = faults.start(broker, record=False, seed=7)
+    yield handle
+    faults.stop()
+
+
+def _direct_and_proxied(proxy, **kw):
+    return proxy.client(retry=NO_RETRY, socket_timeout=kw.get("timeout", 5.0))
+
+
+def _rtt(c: redis.Redis, n: int = 8) -> float:
+    c.ping()
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        c.ping()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "direction", "factor"),
+    [(0.1, "downstream", 1), (0.1, "upstream", 1), (0.05, "both", 2)],
+)
+def test_latency_is_within_20_percent_of_what_was_asked(proxy, seconds, direction, factor):
+    """Injected latency adds `seconds` per direction to a round trip, within 20%."""
+    c = _direct_and_proxied(proxy)
+    base = _rtt(c)
+    with faults.latency(seconds, direction=direction):
+        slowed = _rtt(c, n=5)
+    added = slowed - base
+    assert added == pytest.approx(seconds * factor, rel=0.2)
+    assert _rtt(c) < seconds / 2  # the context manager turned it off
+    c.close()
+
+
+def test_jitter_spreads_delays_around_the_latency(proxy):
+    """Latency with jitter varies per reply but averages to the latency (within 20%)."""
+    c = _direct_and_proxied(proxy)
+    c.ping()
+    samples = []
+    with faults.latency(0.06, jitter=0.02):
+        for _ in range(16):
+            started = time.perf_counter()
+            c.ping()
+            samples.append(time.perf_counter() - started)
+    assert statistics.mean(samples) == pytest.approx(0.06, rel=0.2)
+    assert max(samples) - min(samples) > 0.01
+    c.close()
+
+
+def test_bandwidth_limit_slows_a_large_reply(proxy, broker):
+    """A 200 KB reply at 1 MB/s takes about 0.2 s (within 20%)."""
+    broker.client().set("big", "x" * 200_000)
+    c = _direct_and_proxied(proxy)
+    c.ping()
+    with faults.bandwidth(1_000_000):
+        started = time.perf_counter()
+        assert len(c.get("big")) == 200_000
+        elapsed = time.perf_counter() - started
+    assert elapsed == pytest.approx(0.2, rel=0.2)
+    c.close()
+
+
+def test_downstream_partition_applies_the_write_but_the_client_times_out(proxy, broker):
+    """One-way partition (replies cut): the XADD happens, the client sees a timeout."""
+    c = _direct_and_proxied(proxy, timeout=0.3)
+    c.ping()
+    history = History()
+    with (
+        faults.partition(direction="downstream", history=history),
+        pytest.raises(redis.TimeoutError),
+        history.op("producer", "enqueue", "e1"),
+    ):
+        c.xadd("s", {"id": "e1"})
+    assert broker.client().xlen("s") == 1  # applied although the client never knew
+    types = [r["type"] for r in history.records() if r["process"] == "producer"]
+    assert types == ["invoke", "info"]
+    c.close()
+
+
+def test_upstream_hold_partition_delivers_the_bytes_at_heal(proxy, broker):
+    """Held bytes are delivered when the partition heals: the write lands late, not never."""
+    c = _direct_and_proxied(proxy, timeout=5.0)
+    c.ping()
+    part = faults.partition(direction="upstream", mode="hold")
+    threading.Timer(0.3, part.undo).start()
+    started = time.perf_counter()
+    c.xadd("s", {"id": "e1"})
+    assert time.perf_counter() - started >= 0.25
+    assert broker.client().xlen("s") == 1
+    c.close()
+
+
+def test_drop_partition_loses_the_bytes_and_resets_the_connection_at_heal(proxy, broker):
+    """Dropped bytes never arrive; after heal the broken connection is reset and a new one works."""
+    c = _direct_and_proxied(proxy, timeout=0.3)
+    c.ping()
+    with faults.partition(direction="upstream", mode="drop"), pytest.raises(redis.TimeoutError):
+        c.xadd("s", {"id": "e1"})
+    assert broker.client().xlen("s") == 0
+    assert c.ping()  # redis-py reconnects after the timeout
+    c.close()
+
+
+def test_reset_breaks_a_command_in_flight(proxy):
+    """reset() aborts every open connection: a blocked XREAD fails with ConnectionError."""
+    c = _direct_and_proxied(proxy)
+    c.ping()
+    assert proxy.status()["connections"] == 1
+    threading.Timer(0.2, faults.reset).start()
+    with pytest.raises(redis.ConnectionError):
+        c.xread({"s": "$"}, block=3000)
+    assert proxy.status()["resets_total"] == 1
+    assert c.ping()  # the pool opens a new connection
+    c.close()
+
+
+def test_heal_clears_every_fault_in_both_directions(proxy):
+    """heal() turns off latency, bandwidth and partitions everywhere."""
+    proxy.latency(0.3, direction="both")
+    proxy.bandwidth(10, direction="upstream")
+    proxy.partition(direction="downstream")
+    faults.heal()
+    for state in proxy.status()["directions"].values():
+        assert state == {"latency": 0.0, "jitter": 0.0, "bandwidth": None, "partition": None}
+    assert _rtt(_direct_and_proxied(proxy)) < 0.1
+
+
+def test_proxy_binds_loopback_only(proxy):
+    """Both the proxy and its control channel listen on 127.0.0.1."""
+    assert proxy.url.startswith("redis://127.0.0.1:")
+    engine = proxy._engine
+    for server in (engine.server, engine.control):
+        assert {s.getsockname()[0] for s in server.sockets} == {"127.0.0.1"}
+
+
+def test_no_current_proxy_names_the_fix():
+    """A fault without a running proxy raises FaultError saying to call faults.start()."""
+    faults.stop()
+    with pytest.raises(faults.FaultError, match=r"faults\.start"):
+        faults.latency(0.1)
+
+
+def test_remote_control_and_cli_steer_a_notebook_proxy(broker, client, tmp_path, capsys):  # noqa: ARG001
+    """`eventlab faults latency` in a terminal reaches a proxy running in another thread."""
+    proxy = faults.start(broker, state=tmp_path)
+    try:
+        record = json.loads((tmp_path / "proxy.json").read_text())
+        assert record["control_port"] == proxy.control_port
+        c = _direct_and_proxied(proxy)
+        base = _rtt(c)
+        assert cli.main(["faults", "latency", "0.1", "--state", str(tmp_path), "--json"]) == 0
+        status = json.loads(capsys.readouterr().out)
+        assert status["directions"]["downstream"]["latency"] == 0.1
+        assert _rtt(c, n=4) - base == pytest.approx(0.1, rel=0.2)
+        assert cli.main(["faults", "heal", "--control", str(proxy.control_port)]) == 0
+        assert _rtt(c) < 0.05
+        c.close()
+    finally:
+        faults.stop()
+    assert cli.main(["faults", "status", "--control", str(proxy.control_port)]) == 2
+    assert "no fault proxy answers" in capsys.readouterr().err
+
+
+def test_faults_serve_runs_a_proxy_process_the_cli_controls(broker, client, tmp_path):  # noqa: ARG001
+    """`eventlab faults serve` is a real process; `eventlab faults partition/heal` steer it."""
+    exe = [sys.executable, "-m", "eventlab.cli"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen(
+        [*exe, "faults", "serve", "--upstream", broker.url, "--state", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = server.stdout.readline()
+        url = json.loads(line)["url"]
+        c = redis.Redis.from_url(url, retry=NO_RETRY, socket_timeout=0.3)
+        assert c.ping()
+        control = [*exe, "faults", "partition", "--direction", "upstream", "--state", str(tmp_path)]
+        subprocess.run(control, check=True, capture_output=True, env=env)
+        with pytest.raises(redis.TimeoutError):
+            c.set("k", "v")
+        heal = [*exe, "faults", "heal", "--state", str(tmp_path), "--json"]
+        out = subprocess.run(heal, check=True, capture_output=True, text=True, env=env).stdout
+        assert json.loads(out)["directions"]["upstream"]["partition"] is None
+        c.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        server.stdout.close()
+
+
+# -- broker, consumer and message faults ---------------------------------------------
+
+
+def test_pause_broker_freezes_it_and_undo_resumes(fresh_broker):
+    """pause_broker: no reply while paused; undo() resumes; the history has the window."""
+    b = fresh_broker()
+    history = History()
+    applied = faults.pause_broker(b, 5.0, history=history)
+    assert not b.ping(timeout=0.2)
+    applied.undo()
+    assert b.ping()
+    windows = history.fault_windows()
+    assert list(windows["fault"]) == ["pause"]
+
+
+def test_kill_and_restart_broker_under_no_persistence_loses_data(fresh_broker):
+    """kill_broker then undo (restart) under persistence none: the stream is gone."""
+    b = fresh_broker(persistence="none")
+    b.client().xadd("s", {"a": "1"})
+    history = History()
+    faults.kill_broker(b, history=history).undo()
+    assert b.client().xlen("s") == 0
+    faults.restart_broker(b, persistence="aof-always", history=history)
+    assert list(history.fault_windows()["fault"]) == ["kill", "restart"]
+
+
+def test_slow_wraps_sync_and_async_handlers():
+    """slow() delays every n-th call of a sync or async handler and keeps its result."""
+    calls = []
+
+    def handler(x):
+        calls.append(x)
+        return x * 2
+
+    wrapped = faults.slow(handler, seconds=0.05, every=2)
+    started = time.perf_counter()
+    assert [wrapped(i) for i in range(4)] == [0, 2, 4, 6]
+    assert time.perf_counter() - started >= 0.1
+
+    async def ahandler(x):
+        return x + 1
+
+    assert asyncio.run(faults.slow(ahandler, seconds=0.01)(1)) == 2
+
+
+def _events(n=50):
+    return [Event(type="T", source="s", subject=f"a{i % 5}", data={"n": i}) for i in range(n)]
+
+
+def test_duplicate_burst_repeats_ids_and_is_seeded():
+    """duplicate_burst repeats a seeded fraction of events with the same ids."""
+    events = _events(200)
+    first = faults.duplicate_burst(events, fraction=0.2, seed=3)
+    again = faults.duplicate_burst(events, fraction=0.2, seed=3)
+    assert [e.id for e in first] == [e.id for e in again]
+    extra = len(first) - len(events)
+    assert 20 <= extra <= 60
+    assert len({e.id for e in first}) == len(events)
+
+
+def test_out_of_order_shuffles_within_windows_and_is_seeded():
+    """out_of_order keeps every event, changes their order, and repeats with a seed."""
+    events = _events(50)
+    shuffled = faults.out_of_order(events, window=5, seed=1)
+    assert sorted(e.id for e in shuffled) == sorted(e.id for e in events)
+    assert [e.id for e in shuffled] != [e.id for e in events]
+    assert [e.id for e in shuffled] == [e.id for e in faults.out_of_order(events, window=5, seed=1)]
+    assert {e.id for e in shuffled[:5]} == {e.id for e in events[:5]}
+
+
+def test_poison_and_schema_invalid_payloads(client):
+    """A poison event is valid but marked; an invalid payload fails to decode with a reason."""
+    poison = faults.poison_event(subject="order-1")
+    assert Event.from_fields(poison.to_fields()).data == {"poison": True}
+    history = History()
+    entry = faults.publish_invalid(client, "s", kind="not-json", history=history)
+    fields = client.xrange("s")[0][1]
+    assert client.xrange("s")[0][0] == entry
+    with pytest.raises(EnvelopeError) as err:
+        Event.from_fields(fields)
+    assert "data" in err.value.problems
+    with pytest.raises(EnvelopeError):
+        Event.from_fields(faults.invalid_fields(kind="missing-type"))
+    assert list(history.fault_windows()["fault"]) == ["schema-invalid"]
+
+
+# -- nemesis ------------------------------------------------------------------------
+
+
+def test_schedule_is_seeded_and_has_every_phase():
+    """The same seed gives the same faults at the same offsets; phases are in order."""
+    a = faults.schedule(seed=5, faults=["partition", "latency", "pause"], cycles=4)
+    b = faults.schedule(seed=5, faults=["partition", "latency", "pause"], cycles=4)
+    c = faults.schedule(seed=6, faults=["partition", "latency", "pause"], cycles=4)
+    assert a == b
+    assert a.steps != c.steps
+    names = [p.name for p in a.phases]
+    assert names == [
+        "warm-up",
+        "fault",
+        "fault",
+        "fault",
+        "fault",
+        "heal",
+        "quiesce",
+        "final-reads",
+    ]
+    starts = [p.start for p in a.phases]
+    assert starts == sorted(starts)
+
+
+def test_nemesis_runs_the_schedule_and_records_windows():
+    """Nemesis starts and stops each fault on time and records the windows in the history."""
+    plan = faults.schedule(
+        seed=1, faults=["a", "b"], cycles=2, warmup=0.05, fault_seconds=(0.05, 0.1), quiesce=0.05
+    )
+    log: list[str] = []
+
+    def action(name):
+        def run():
+            log.append(f"start {name}")
+            return lambda: log.append(f"stop {name}")
+
+        return run
+
+    history = History()
+    nemesis = faults.Nemesis(plan, {"a": action("a"), "b": action("b")}, history=history)
+    started = time.perf_counter()
+    nemesis.start().join(timeout=5)
+    assert time.perf_counter() - started >= plan.duration * 0.9
+    expected = [f"{s.phase} {s.fault}" for s in plan.steps]
+    assert log == expected
+    windows = history.fault_windows()
+    assert list(windows["fault"]) == [p.fault for p in plan.phases if p.name == "fault"]
+    assert (windows["end"] > windows["start"]).all()
+
+
+def test_nemesis_needs_an_action_per_fault():
+    """A schedule naming a fault with no action is refused before it runs."""
+    plan = faults.schedule(seed=1, faults=["partition"])
+    with pytest.raises(faults.FaultError, match="partition"):
+        faults.Nemesis(plan, {}, history=History())
+
+
+def test_fault_vocabulary_is_documented():
+    """Every fault name in FAULTS has a section in docs/faults.md."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "faults.md").read_text()
+    for name in faults.FAULTS:
+        assert f"`{name}`" in doc, name
