@@ -1,0 +1,202 @@
+"""Lua scripts of the consumer runtime: one atomic call per batch.
+
+Every script declares every key it touches in ``KEYS`` and the runtime derives
+them from the stream key (``lab:{orders}`` → ``lab:{orders}:dlq``,
+``lab:{orders}:seen:billing``), so they share the ``{orders}`` hash slot and the
+scripts also run on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+__all__ = ["COMMIT", "DLQ_FIELDS", "RECLAIM", "REDRIVE"]
+
+DLQ_FIELDS = (
+    "dlqreason",
+    "dlqerror",
+    "dlqattempts",
+    "dlqid",
+    "dlqstream",
+    "dlqgroup",
+    "dlqconsumer",
+    "dlqtime",
+)
+"""Fields a dead letter adds to the original ones (valid CloudEvents extension names)."""
+
+# KEYS: 1 stream, 2 seen (zset: event id -> ms), 3 dead letters, 4.. effect keys.
+# ARGV: group, consumer, now_ms, window_ms (0: no dedupe), dlq_maxlen (0: none), n,
+#   then per entry: entry_id, event_id, kind, nargs, <nargs args>
+#   kind "ok":    ops, each: opname, key index, argc, <argc args>
+#   kind "dead":  reason, error type, attempts
+#   kind "retry": idle_ms (the XCLAIM IDLE that makes it reclaimable after a backoff)
+# Returns one status per entry: ok | duplicate | stale | dead | retry | error:<msg>.
+# XACK comes first and fences the effect: 0 means another consumer already
+# finished the entry, so its effect must not be applied twice.
+COMMIT = r"""
+local stream, seen, dlq = KEYS[1], KEYS[2], KEYS[3]
+local group, consumer = ARGV[1], ARGV[2]
+local now, window, dlqmax = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local n = tonumber(ARGV[6])
+local want = {hincrby='hash', hset='hash', guard='hash', set='string', incrby='string',
+              xadd='stream', sadd='set', del=false}
+
+local function deadletter(eid, reason, err, attempts)
+  local rows = redis.call('XRANGE', stream, eid, eid)
+  local args = {dlq}
+  if dlqmax > 0 then
+    args[#args+1] = 'MAXLEN'; args[#args+1] = '~'; args[#args+1] = dlqmax
+  end
+  args[#args+1] = '*'
+  if rows[1] then
+    for _, v in ipairs(rows[1][2]) do args[#args+1] = v end
+  end
+  local extra = {reason, err, attempts, eid, stream, group, consumer, tostring(now)}
+  local names = {'dlqreason', 'dlqerror', 'dlqattempts', 'dlqid', 'dlqstream', 'dlqgroup',
+                 'dlqconsumer', 'dlqtime'}
+  for j = 1, #names do args[#args+1] = names[j]; args[#args+1] = extra[j] end
+  redis.call('XADD', unpack(args))
+end
+
+local function check(i, last)
+  while i <= last do
+    local op, key, argc = ARGV[i], KEYS[tonumber(ARGV[i+1])], tonumber(ARGV[i+2])
+    local need = want[op]
+    if need == nil then return 'unknown effect ' .. op end
+    if need then
+      local t = redis.call('TYPE', key)['ok']
+      if t ~= 'none' and t ~= need then
+        return 'WRONGTYPE ' .. key .. ' is a ' .. t .. ', ' .. op .. ' needs a ' .. need
+      end
+    end
+    i = i + 3 + argc
+  end
+  return nil
+end
+
+local function apply(i, last)
+  while i <= last do
+    local op, key, argc = ARGV[i], KEYS[tonumber(ARGV[i+1])], tonumber(ARGV[i+2])
+    local a = i + 3
+    local r
+    if op == 'guard' then
+      local cur = tonumber(redis.call('HGET', key, ARGV[a]) or '-1')
+      if cur and cur >= tonumber(ARGV[a+1]) then return 'duplicate' end
+      r = redis.pcall('HSET', key, ARGV[a], ARGV[a+1])
+    elseif op == 'hincrby' then r = redis.pcall('HINCRBY', key, ARGV[a], ARGV[a+1])
+    elseif op == 'incrby' then r = redis.pcall('INCRBY', key, ARGV[a])
+    elseif op == 'hset' then r = redis.pcall('HSET', key, unpack(ARGV, a, a + argc - 1))
+    elseif op == 'sadd' then r = redis.pcall('SADD', key, unpack(ARGV, a, a + argc - 1))
+    elseif op == 'del' then r = redis.pcall('DEL', key)
+    elseif op == 'set' then
+      if ARGV[a+1] ~= '0' then r = redis.pcall('SET', key, ARGV[a], 'PX', ARGV[a+1])
+      else r = redis.pcall('SET', key, ARGV[a]) end
+    elseif op == 'xadd' then
+      if ARGV[a] ~= '0' then
+        r = redis.pcall('XADD', key, 'MAXLEN', '~', ARGV[a], '*', unpack(ARGV, a + 1, a + argc - 1))
+      else
+        r = redis.pcall('XADD', key, '*', unpack(ARGV, a + 1, a + argc - 1))
+      end
+    end
+    if type(r) == 'table' and r['err'] then return 'error:' .. r['err'] end
+    i = a + argc
+  end
+  return 'ok'
+end
+
+if window > 0 then
+  redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - window)
+end
+local out = {}
+local i = 7
+for e = 1, n do
+  local eid, evid, kind, nargs = ARGV[i], ARGV[i+1], ARGV[i+2], tonumber(ARGV[i+3])
+  local a, last = i + 4, i + 3 + nargs
+  local status
+  if kind == 'retry' then
+    redis.call('XCLAIM', stream, group, consumer, 0, eid, 'IDLE', ARGV[a], 'JUSTID')
+    status = 'retry'
+  elseif redis.call('XACK', stream, group, eid) == 0 then
+    status = 'stale'
+  elseif kind == 'dead' then
+    deadletter(eid, ARGV[a], ARGV[a+1], ARGV[a+2])
+    status = 'dead'
+  elseif window > 0 and evid ~= '' and redis.call('ZSCORE', seen, evid) then
+    status = 'duplicate'
+  else
+    local bad = check(a, last)
+    if bad then
+      status = 'error:' .. bad
+    else
+      status = apply(a, last)
+    end
+    if string.sub(status, 1, 6) == 'error:' then
+      deadletter(eid, 'effect failed: ' .. string.sub(status, 7), 'EffectError', '1')
+    elseif window > 0 and evid ~= '' then
+      redis.call('ZADD', seen, now, evid)
+    end
+  end
+  out[e] = status
+  i = last + 1
+end
+return out
+"""
+
+# KEYS: 1 stream. ARGV: group, consumer, min_idle_ms, cursor, count, mode ("auto" | "own").
+# "auto" claims entries of any consumer idle >= min_idle (XAUTOCLAIM); "own" re-claims
+# this consumer's own pending entries at start (a restarted consumer with the same name).
+# Returns {next cursor, {{entry id, delivery count, fields}...}, {deleted ids...}}.
+RECLAIM = r"""
+local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+local out, deleted = {}, {}
+if ARGV[6] == 'own' then
+  local p = redis.call('XPENDING', stream, group, '-', '+', ARGV[5], consumer)
+  if #p == 0 then return {'0-0', out, deleted} end
+  local ids, counts = {}, {}
+  for j, row in ipairs(p) do ids[j] = row[1]; counts[row[1]] = row[4] end
+  local got = {}
+  for _, e in ipairs(redis.call('XCLAIM', stream, group, consumer, 0, unpack(ids))) do
+    if e and e[2] then
+      got[e[1]] = true
+      out[#out+1] = {e[1], counts[e[1]] + 1, e[2]}
+    end
+  end
+  for _, id in ipairs(ids) do
+    if not got[id] then deleted[#deleted+1] = id end
+  end
+  return {'0-0', out, deleted}
+end
+local r = redis.call('XAUTOCLAIM', stream, group, consumer, ARGV[3], ARGV[4], 'COUNT', ARGV[5])
+for _, e in ipairs(r[2]) do
+  if e and e[2] then
+    local p = redis.call('XPENDING', stream, group, e[1], e[1], 1)
+    local count = 1
+    if p[1] then count = p[1][4] end
+    out[#out+1] = {e[1], count, e[2]}
+  end
+end
+return {r[1], out, r[3] or deleted}
+"""
+
+# KEYS: 1 dead-letter stream, 2 stream. ARGV: dead-letter entry ids.
+# Each dead letter still present is appended to the stream without its dlq*
+# fields and deleted from the dead letters in the same call, so running a
+# redrive twice moves each event once. Returns {dead-letter id, new id} pairs.
+REDRIVE = r"""
+local strip = {dlqreason=1, dlqerror=1, dlqattempts=1, dlqid=1, dlqstream=1, dlqgroup=1,
+               dlqconsumer=1, dlqtime=1}
+local out = {}
+for _, id in ipairs(ARGV) do
+  local rows = redis.call('XRANGE', KEYS[1], id, id)
+  if rows[1] then
+    local f = rows[1][2]
+    local args = {KEYS[2], '*'}
+    for j = 1, #f, 2 do
+      if not strip[f[j]] then args[#args+1] = f[j]; args[#args+1] = f[j+1] end
+    end
+    if #args > 2 then
+      out[#out+1] = {id, redis.call('XADD', unpack(args))}
+      redis.call('XDEL', KEYS[1], id)
+    end
+  end
+end
+return out
+"""

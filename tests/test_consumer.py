@@ -1,0 +1,512 @@
+"""The reliable consumer on a real broker, with real processes killed by SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+import redis
+from faststream import FastStream
+from faststream.redis import RedisBroker, StreamSub
+
+from eventlab import processes, streams
+from eventlab._consumer_demo import effects_key
+from eventlab.consumer import (
+    Backoff,
+    ConsumerError,
+    Effects,
+    PermanentError,
+    Reliable,
+    aredrive,
+    dead_letters,
+    dead_letters_frame,
+    redrive,
+    seen_key,
+)
+from eventlab.envelope import Event
+from eventlab.metrics import Metrics
+
+STREAM = "lab:{orders}"
+COUNTS = "lab:{orders}:counts"
+
+
+def _events(n: int, **data: object) -> list[Event]:
+    return [Event(type="OrderPlaced", source="orders", data={"n": i, **data}) for i in range(n)]
+
+
+def _wait(predicate, *, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+async def _until(predicate, *, timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def _pending(client: redis.Redis, group: str, stream: str = STREAM) -> int:
+    return streams.pending_summary(client, stream, group).count
+
+
+async def test_effects_applied_once_acked_after_success(broker, client):
+    """Every event gets exactly one effect, and the pending list is empty afterwards."""
+    streams.publish_many(client, STREAM, _events(250))
+    metrics = Metrics()
+    reliable = Reliable(broker.url, metrics=metrics)
+
+    @reliable.subscriber(STREAM, group="billing", start="0", batch=50)
+    async def bill(event: Event, effects: Effects) -> None:
+        effects.hincrby(COUNTS, event.id, 1)
+
+    async with reliable:
+        assert await reliable.drain(timeout=20)
+    counts = client.hgetall(COUNTS)
+    assert len(counts) == 250
+    assert set(counts.values()) == {"1"}
+    assert _pending(client, "billing") == 0
+    frame = metrics.frame()
+    assert (frame["outcome"] == "ok").sum() == 250
+    assert set(frame["group"]) == {"billing"}
+    assert client.zcard(seen_key(STREAM, "billing")) == 250
+
+
+async def test_handler_without_effects_and_sync_handler(broker, client):
+    """A handler may take just the event, and may be a plain function."""
+    streams.publish_many(client, STREAM, _events(5))
+    seen: list[int] = []
+    reliable = Reliable(broker.url)
+
+    @reliable.subscriber(STREAM, group="audit", start="0")
+    def audit(event: Event) -> None:
+        seen.append(event.data["n"])
+
+    async with reliable:
+        assert await reliable.drain(timeout=10)
+    assert seen == [0, 1, 2, 3, 4]
+
+
+async def test_same_event_id_published_twice_has_one_effect(broker, client):
+    """A re-published event (same id, new entry) is skipped as a duplicate."""
+    event = Event(type="OrderPlaced", source="orders", data={"total": 5})
+    streams.publish(client, STREAM, event)
+    streams.publish(client, STREAM, event)
+    metrics = Metrics()
+    reliable = Reliable(broker.url, metrics=metrics)
+
+    @reliable.subscriber(STREAM, group="billing", start="0")
+    async def bill(event: Event, effects: Effects) -> None:
+        effects.hincrby(COUNTS, "total", event.data["total"])
+
+    async with reliable:
+        assert await reliable.drain(timeout=10)
+    assert client.hget(COUNTS, "total") == "5"
+    assert sorted(metrics.frame()["outcome"]) == ["duplicate", "ok"]
+    assert _pending(client, "billing") == 0
+
+
+async def test_transient_error_twice_then_success_on_third_delivery(broker, client):
+    """A handler failing twice is redelivered (delivery count) and succeeds on the third."""
+    streams.publish(client, STREAM, Event(type="OrderPlaced", source="orders", data={}))
+    calls: list[int] = []
+    metrics = Metrics()
+    reliable = Reliable(broker.url, metrics=metrics)
+
+    @reliable.subscriber(
+        STREAM,
+        group="billing",
+        start="0",
+        attempts=1,
+        min_idle=0.3,
+        max_deliveries=5,
+        backoff=Backoff(initial=0.05, maximum=0.1),
+    )
+    async def flaky(event: Event, effects: Effects) -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("payment gateway timed out")
+        effects.hincrby(COUNTS, event.id, 1)
+
+    async with reliable:
+        assert await reliable.drain(timeout=15)
+    assert len(calls) == 3
+    assert list(client.hgetall(COUNTS).values()) == ["1"]
+    frame = metrics.frame()
+    assert list(frame["outcome"]) == ["retry", "retry", "ok"]
+    assert list(frame["attempt"]) == [1, 2, 3]
+    assert dead_letters(client, STREAM) == []
+
+
+async def test_in_process_retries_with_backoff(broker, client):
+    """With attempts=3 a handler failing twice succeeds within one delivery."""
+    streams.publish(client, STREAM, Event(type="OrderPlaced", source="orders", data={}))
+    calls: list[float] = []
+    reliable = Reliable(broker.url)
+
+    @reliable.subscriber(
+        STREAM, group="billing", start="0", attempts=3, backoff=Backoff(initial=0.05)
+    )
+    async def flaky(event: Event, effects: Effects) -> None:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise TimeoutError("slow dependency")
+        effects.hincrby(COUNTS, event.id, 1)
+
+    async with reliable:
+        assert await reliable.drain(timeout=10)
+    assert len(calls) == 3
+    assert calls[1] - calls[0] >= 0.05 * 0.5  # backoff with jitter waited
+    assert reliable.health()[f"{STREAM}/billing"].reclaimed == 0
+
+
+async def test_poison_event_dead_lettered_then_redriven_once(broker, client):
+    """A poison event is dead-lettered after N deliveries with a reason; redrive applies it once."""
+    good = _events(3)
+    poison = Event(type="OrderPlaced", source="orders", data={"poison": True})
+    streams.publish_many(client, STREAM, [*good, poison])
+    fixed = False
+    reliable = Reliable(broker.url, consumer="c1")
+
+    # min_idle bounds the time to redelivery; a short one keeps the test fast
+    @reliable.subscriber(
+        STREAM, group="billing", start="0", attempts=1, max_deliveries=3, min_idle=0.2
+    )
+    async def bill(event: Event, effects: Effects) -> None:
+        if event.data.get("poison") and not fixed:
+            raise ValueError("total is missing")
+        effects.hincrby(COUNTS, event.id, 1)
+
+    async with reliable:
+        assert await reliable.drain(timeout=15)
+        letters = dead_letters(client, STREAM)
+        assert len(letters) == 1
+        letter = letters[0]
+        assert letter.event_id == poison.id
+        assert letter.attempts == 3
+        assert "ValueError: total is missing" in letter.reason
+        assert letter.error == "ValueError"
+        assert (letter.group, letter.consumer, letter.stream) == ("billing", "c1", STREAM)
+        assert letter.fields == poison.to_fields()
+        assert _pending(client, "billing") == 0
+        assert poison.id not in client.hgetall(COUNTS)
+
+        fixed = True
+        moved = redrive(client, STREAM, group="billing")
+        assert len(moved) == 1
+        assert redrive(client, STREAM) == []  # idempotent: nothing left to move
+        assert await reliable.drain(timeout=10)
+    assert client.hget(COUNTS, poison.id) == "1"
+    assert len(client.hgetall(COUNTS)) == 4
+    assert dead_letters(client, STREAM) == []
+
+
+async def test_malformed_entry_goes_to_dead_letters_with_reason(broker, client):
+    """An entry that is not a valid event is dead-lettered at once, its fields kept."""
+    client.xadd(STREAM, {"type": "OrderPlaced", "data": "{not json"})
+    streams.publish(client, STREAM, _events(1)[0])
+    reliable = Reliable(broker.url)
+
+    @reliable.subscriber(STREAM, group="billing", start="0")
+    async def bill(event: Event, effects: Effects) -> None:
+        effects.hincrby(COUNTS, event.id, 1)
+
+    async with reliable:
+        assert await reliable.drain(timeout=10)
+    (letter,) = dead_letters(client, STREAM)
+    assert letter.reason.startswith("not a valid event")
+    assert "data: not JSON" in letter.reason
+    assert letter.error == "EnvelopeError"
+    assert letter.fields == {"type": "OrderPlaced", "data": "{not json"}
+    assert letter.attempts == 1
+    assert len(client.hgetall(COUNTS)) == 1
+    assert _pending(client, "billing") == 0
+    assert list(dead_letters_frame(client, STREAM)["reason"]) == [letter.reason]
+
+
+async def test_permanent_error_skips_retries(broker, client):
+    """A declared permanent error dead-letters on the first delivery, no retries."""
+    streams.publish(client, STREAM, _events(1)[0])
+    calls: list[int] = []
+
+    class RejectedError(Exception):
+        pass
+
+    reliable = Reliable(broker.url)
+
+    @reliable.subscriber(
+        STREAM, group="billing", start="0", attempts=3, max_deliveries=5, permanent=[RejectedError]
+    )
+    async def bill(_event: Event) -> None:
+        calls.append(1)
+        raise RejectedError("card declined")
+
+    @reliable.subscriber(STREAM, group="audit", start="0", attempts=3)
+    async def audit(_event: Event) -> None:
+        raise PermanentError("schema v9 unknown")
+
+    async with reliable:
+        assert await reliable.drain(timeout=10)
+    assert calls == [1]
+    reasons = sorted(d.reason for d in dead_letters(client, STREAM))
+    assert reasons == [
+        "permanent error: PermanentError: schema v9 unknown",
+        "permanent error: RejectedError: card declined",
+    ]
+    assert {d.group for d in dead_letters(client, STREAM, group="audit")} == {"audit"}
+
+
+async def test_effect_failing_in_redis_is_dead_lettered(broker, client):
+    """An effect Redis rejects (wrong type) dead-letters the event instead of losing it."""
+    client.set("lab:{orders}:total", "x")
+    streams.publish(client, STREAM, _events(1)[0])
+    reliable = Reliable(broker.url)
+
+    @reliable.subscriber(STREAM, group="billing", start="0")
+    async def bill(_event: Event, effects: Effects) -> None:
+        effects.hincrby("lab:{orders}:total", "sum", 1)
+
+    async with reliable:
+        assert await reliable.drain(timeout=10)
+    (letter,) = dead_letters(client, STREAM)
+    assert "WRONGTYPE" in letter.reason
+    assert letter.error == "EffectError"
+    assert client.get("lab:{orders}:total") == "x"
+
+
+async def test_group_start_dollar_skips_earlier_events_zero_does_not(broker, client):
+    """A group created at '$' skips events produced before it; at '0' it reads them all."""
+    streams.publish_many(client, STREAM, _events(5, phase="before"))
+    seen: dict[str, list[str]] = {"late": [], "all": []}
+    reliable = Reliable(broker.url)
+
+    @reliable.subscriber(STREAM, group="late", start="$")
+    async def late(event: Event) -> None:
+        seen["late"].append(event.data["phase"])
+
+    @reliable.subscriber(STREAM, group="all", start="0")
+    async def everything(event: Event) -> None:
+        seen["all"].append(event.data["phase"])
+
+    async with reliable:
+        await streams.apublish_many(broker.async_client(), STREAM, _events(3, phase="after"))
+        assert await reliable.drain(timeout=10)
+    assert seen["late"] == ["after"] * 3
+    assert seen["all"] == ["before"] * 5 + ["after"] * 3
+
+
+async def test_version_guard_keeps_newest_state(broker, client):
+    """A per-aggregate version check ignores an older or repeated version of the same order."""
+    versions = [1, 3, 2, 3, 4]
+    streams.publish_many(
+        client,
+        STREAM,
+        [
+            Event(type="OrderUpdated", source="orders", subject="order-7", data={"v": v})
+            for v in versions
+        ],
+    )
+    metrics = Metrics()
+    reliable = Reliable(broker.url, metrics=metrics)
+
+    @reliable.subscriber(STREAM, group="projection", start="0", dedupe=False)
+    async def project(event: Event, effects: Effects) -> None:
+        key = f"lab:{{orders}}:order:{event.subject}"
+        effects.guard_version(key, event.data["v"])
+        effects.hset(key, {"status": f"v{event.data['v']}"})
+
+    async with reliable:
+        assert await reliable.drain(timeout=10)
+    assert client.hgetall("lab:{orders}:order:order-7") == {"version": "4", "status": "v4"}
+    assert list(metrics.frame()["outcome"]) == ["ok", "ok", "duplicate", "duplicate", "ok"]
+
+
+async def test_outbox_publish_is_atomic_with_ack(broker, client):
+    """A follow-up event recorded with effects.publish is appended exactly once."""
+    streams.publish_many(client, STREAM, _events(4))
+    out = "lab:{orders}:billed"
+    reliable = Reliable(broker.url)
+
+    @reliable.subscriber(STREAM, group="billing", start="0")
+    async def bill(event: Event, effects: Effects) -> None:
+        effects.publish(out, event.follow(type="OrderBilled", source="billing"))
+
+    async with reliable:
+        assert await reliable.drain(timeout=10)
+    billed = streams.replay(client, out)
+    assert len(billed) == 4
+    assert {e.causationid for _, e in billed} == {e.id for _, e in streams.replay(client, STREAM)}
+
+
+async def test_vanished_group_reported_and_recreated_only_on_opt_in(broker, client, caplog):
+    """A group deleted under a running consumer turns health to group-missing and logs an ERROR."""
+    caplog.set_level(logging.ERROR, logger="eventlab.consumer")
+    reliable = Reliable(broker.url)
+
+    @reliable.subscriber(STREAM, group="billing", start="0", block=0.05)
+    async def bill(_event: Event) -> None:
+        pass
+
+    @reliable.subscriber(STREAM, group="audit", start="0", block=0.05, recreate_group=True)
+    async def audit(_event: Event) -> None:
+        pass
+
+    async with reliable:
+        await reliable.drain(timeout=5)
+        client.xgroup_destroy(STREAM, "billing")
+        client.xgroup_destroy(STREAM, "audit")
+        health = reliable.health()
+        await _until(
+            lambda: reliable.health()[f"{STREAM}/billing"].state == "group-missing",
+            what="group-missing",
+        )
+        health = reliable.health()
+        assert "NOGROUP" in health[f"{STREAM}/billing"].reason
+        await _until(
+            lambda: {g["name"] for g in client.xinfo_groups(STREAM)} == {"audit"},
+            what="audit group recreated",
+        )
+        assert reliable.health()[f"{STREAM}/audit"].state == "running"
+        assert reliable.health()[f"{STREAM}/billing"].state == "group-missing"
+    assert any("is gone" in r.getMessage() for r in caplog.records)
+
+
+async def test_faststream_app_starts_and_stops_reliable(broker, client):
+    """Declared from a StreamSub on a RedisBroker, it starts and stops with the FastStream app."""
+    streams.publish_many(client, STREAM, _events(20))
+    fs_broker = RedisBroker(broker.url, logger=None)
+    app = FastStream(fs_broker, logger=None)
+    reliable = Reliable(fs_broker, app=app)
+
+    @reliable.subscriber(
+        StreamSub(STREAM, group="billing", consumer="svc-1", max_records=7), start="0"
+    )
+    async def bill(event: Event, effects: Effects) -> None:
+        effects.hincrby(COUNTS, event.id, 1)
+
+    sub = reliable.subscriptions[0]
+    assert (sub.stream, sub.group, sub.batch, sub.consumer) == (STREAM, "billing", 7, "svc-1")
+    async with app:
+        assert await reliable.drain(timeout=10)
+        assert reliable.health()[f"{STREAM}/billing"].state == "running"
+    assert reliable.health()[f"{STREAM}/billing"].state == "stopped"
+    assert len(client.hgetall(COUNTS)) == 20
+
+
+def test_bad_declarations_fail_early(broker):
+    """Missing group, implicit start and a wrong handler shape fail at declaration."""
+    reliable = Reliable(broker.url)
+    with pytest.raises(ConsumerError, match="no consumer group"):
+        reliable.subscriber(STREAM, start="0")
+    with pytest.raises(ConsumerError, match="not a group position"):
+        reliable.subscriber(STREAM, group="g", start="latest")
+    with pytest.raises(ConsumerError, match="takes 3 arguments"):
+        reliable.subscriber(STREAM, group="g", start="0")(lambda _a, _b, _c: None)
+
+
+async def test_aredrive_and_selection(broker, client):
+    """Redrive moves only the selected dead letters; the asyncio form behaves the same."""
+    client.xadd(f"{STREAM}:dlq", {**_events(1)[0].to_fields(), "dlqgroup": "a", "dlqid": "1-0"})
+    client.xadd(f"{STREAM}:dlq", {**_events(1)[0].to_fields(), "dlqgroup": "b", "dlqid": "2-0"})
+    assert redrive(client, STREAM, group="nobody") == []
+    aclient = broker.async_client()
+    moved = await aredrive(aclient, STREAM, where=lambda d: d.group == "b")
+    assert len(moved) == 1
+    assert [d.group for d in dead_letters(client, STREAM)] == ["a"]
+    (_, fields), *_ = client.xrange(STREAM)
+    assert not any(name.startswith("dlq") for name in fields)
+    await aclient.aclose()
+
+
+# -- real processes ----------------------------------------------------------------
+
+
+def _spawn_counter(url: str, consumer: str, *, delay: float, min_idle: float = 1.0):
+    proc = processes.spawn(
+        "eventlab._consumer_demo:counter",
+        args=[url, STREAM, "billing", consumer, str(min_idle), str(delay), "10"],
+        name=f"counter-{consumer}",
+    )
+    proc.wait_ready(timeout=20)
+    return proc
+
+
+def _assert_exactly_once(client: redis.Redis, expected: int) -> None:
+    counts = client.hgetall(effects_key(STREAM))
+    assert len(counts) == expected
+    assert set(counts.values()) == {"1"}, {k: v for k, v in counts.items() if v != "1"}
+
+
+def test_consumer_killed_mid_batch_is_reclaimed_exactly_once(broker, client):
+    """A consumer SIGKILLed mid-batch: another reclaims after min_idle; each effect applied once."""
+    streams.publish_many(client, STREAM, _events(200))
+    first = _spawn_counter(broker.url, "a", delay=0.01)
+    try:
+        _wait(lambda: client.hlen(effects_key(STREAM)) >= 40, what="first effects")
+        first.kill()
+        held = streams.pending_summary(client, STREAM, "billing").consumers.get("a", 0)
+        assert held > 0  # it died holding a batch it had not acked
+        done = client.hlen(effects_key(STREAM))
+        assert done < 200
+        second = _spawn_counter(broker.url, "b", delay=0.0)
+        try:
+            _wait(
+                lambda: (
+                    client.hlen(effects_key(STREAM)) == 200 and _pending(client, "billing") == 0
+                ),
+                what="all events handled",
+            )
+        finally:
+            assert second.terminate() == 0
+    finally:
+        first.kill()
+    _assert_exactly_once(client, 200)
+    assert "a" not in streams.pending_summary(client, STREAM, "billing").consumers
+
+
+def test_sigterm_finishes_in_flight_batch(broker, client):
+    """A SIGTERMed service commits its in-flight batch and exits 0, leaving nothing pending."""
+    streams.publish_many(client, STREAM, _events(300))
+    proc = _spawn_counter(broker.url, "a", delay=0.005)
+    try:
+        _wait(lambda: client.hlen(effects_key(STREAM)) >= 20, what="first effects")
+        assert proc.terminate(timeout=10) == 0
+    finally:
+        proc.kill()
+    assert _pending(client, "billing") == 0
+    handled = client.hlen(effects_key(STREAM))
+    assert 20 <= handled < 300
+    _assert_exactly_once(client, handled)
+
+
+def test_broker_killed_and_restarted_consumers_resume_without_second_effect(fresh_broker):
+    """Broker SIGKILLed (AOF everysec) mid-stream: consumers reconnect, no event has two effects."""
+    server = fresh_broker(persistence="aof-everysec")
+    client = server.client()
+    streams.publish_many(client, STREAM, _events(600))
+    time.sleep(1.2)  # everysec: let the published events reach the disk
+    procs = [_spawn_counter(server.url, name, delay=0.004) for name in ("a", "b")]
+    try:
+        _wait(lambda: client.hlen(effects_key(STREAM)) >= 150, what="first effects")
+        client.close()
+        server.restart(graceful=False)
+        client = server.client()
+        length = client.xlen(STREAM)
+        assert length == 600
+        _wait(
+            lambda: client.hlen(effects_key(STREAM)) == length and _pending(client, "billing") == 0,
+            timeout=60,
+            what="all events handled after the restart",
+        )
+        assert all(p.alive for p in procs)
+    finally:
+        for proc in procs:
+            proc.terminate()
+    _assert_exactly_once(client, length)
+    client.close()
