@@ -351,3 +351,47 @@ def test_doctor_on_the_loopback_managed_broker_raises_no_auth_warning(broker, mo
     names = [c.name for c in checks]
     assert "broker" in names
     assert "broker auth" not in names
+
+
+# -- progress on a separate room broker (learners on their own brokers) -------------------
+
+
+@pytest.mark.usefixtures("state")
+def test_progress_goes_to_the_room_when_workshop_url_is_set(
+    room, broker, client, monkeypatch, capsys
+):
+    """With EVENTLAB_WORKSHOP_URL, scores land on the room broker, not the learner's own."""
+    url, password = room
+    monkeypatch.setenv("REDIS_URL", broker.url)  # the learner works on their own broker ...
+    monkeypatch.setenv(workshop.WORKSHOP_URL_ENV, url)  # ... and reports to the room
+    assert cli.main(["workshop", "join", "dana"]) == 0
+    workshop.record_score(
+        client, learner="dana", lab="03-idempotent-consumer", score=7, max_score=10
+    )
+    workshop.record_lesson(client, learner="dana", lesson="03-at-least-once-and-idempotency")
+    assert client.exists(workshop.WORKSHOP_STREAM) == 0  # nothing on the learner's broker
+    assert cli.main(["workshop", "status", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert password not in out + err
+    [row] = json.loads(out.strip().splitlines()[-1])["learners"]
+    assert row["learner"] == "dana"
+    assert row["lessons"] == ["03-at-least-once-and-idempotency"]
+    assert row["scores"]["03-idempotent-consumer"]["score"] == 7.0
+
+
+def test_an_unreachable_room_is_a_clear_error_without_the_password(client, monkeypatch):
+    """A room URL nobody answers on fails fast with the URL redacted and a fix."""
+    port = broker_mod._free_port(None, wait=0)  # nothing listens here
+    monkeypatch.setenv(workshop.WORKSHOP_URL_ENV, f"redis://:hush-pw@127.0.0.1:{port}/0")
+    with pytest.raises(workshop.WorkshopError) as caught:
+        workshop.record_score(client, learner="erin", lab="05-backpressure", score=1, max_score=2)
+    assert "hush-pw" not in str(caught.value)
+    assert "***" in str(caught.value)
+    assert workshop.WORKSHOP_URL_ENV in caught.value.fix
+
+
+def test_a_remote_room_without_password_is_refused_before_connecting(client, monkeypatch):
+    """EVENTLAB_WORKSHOP_URL off loopback without a password is refused like REDIS_URL."""
+    monkeypatch.setenv(workshop.WORKSHOP_URL_ENV, "redis://10.255.255.1:6379/0")
+    with pytest.raises(workshop.WorkshopError, match="no password"):
+        workshop.record_lesson(client, learner="erin", lesson="00-setup-check")

@@ -26,6 +26,7 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from eventlab import broker, streams
 from eventlab._errors import EventlabError
@@ -41,6 +44,7 @@ from eventlab.envelope import EnvelopeError, Event
 __all__ = [
     "NAMESPACE_FILE",
     "WORKSHOP_STREAM",
+    "WORKSHOP_URL_ENV",
     "LabScore",
     "LearnerStatus",
     "WorkshopError",
@@ -58,6 +62,14 @@ __all__ = [
 
 WORKSHOP_STREAM = "eventlab:{workshop}"
 """The shared progress stream; deliberately outside every learner namespace."""
+
+WORKSHOP_URL_ENV = "EVENTLAB_WORKSHOP_URL"
+"""Optional: the room broker that holds only the progress stream.
+
+Set it when learners run lessons and labs on their own managed brokers (so the
+fault lessons kill and pause nobody else's broker) but the instructor still
+wants one view of the room. Unset, progress goes to the course broker itself.
+"""
 
 NAMESPACE_FILE = "namespace"
 """File in the state folder that holds the name saved by :func:`join`."""
@@ -226,13 +238,47 @@ def check_room_url(url: str) -> None:
 # -- progress events ------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _room_client(url: str) -> Iterator[redis.Redis]:
+    """A client on the room broker named by ``EVENTLAB_WORKSHOP_URL``; errors name the fix."""
+    check_room_url(url)
+    client = redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=3.0,
+        socket_timeout=5.0,
+        retry=Retry(NoBackoff(), 0),  # a dead room must fail fast, not stall a grade
+    )
+    try:
+        yield client
+    except redis.AuthenticationError as exc:
+        raise WorkshopError(
+            f"the workshop broker {broker.redact(url)} refused the password: {exc}",
+            fix=f"ask the instructor for the current room URL and set {WORKSHOP_URL_ENV}",
+        ) from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise WorkshopError(
+            f"cannot reach the workshop broker {broker.redact(url)}: {exc}",
+            fix=f"check the room URL in {WORKSHOP_URL_ENV}, or unset it to keep progress locally",
+        ) from None
+    finally:
+        client.close()
+
+
 def _publish(client: redis.Redis, kind: str, name: str, data: dict[str, Any]) -> str:
     event = Event(type=kind, source=_SOURCE, subject=_check_name(name), data=data)
-    return streams.publish(client, WORKSHOP_STREAM, event, maxlen=_MAXLEN)
+    room = os.environ.get(WORKSHOP_URL_ENV)
+    if not room:
+        return streams.publish(client, WORKSHOP_STREAM, event, maxlen=_MAXLEN)
+    with _room_client(room) as target:
+        return streams.publish(target, WORKSHOP_STREAM, event, maxlen=_MAXLEN)
 
 
 def record_lesson(client: redis.Redis, *, learner: str, lesson: str) -> str:
     """Record that ``learner`` ran ``lesson`` (e.g. ``"03-at-least-once-and-idempotency"``).
+
+    The event goes to :data:`WORKSHOP_STREAM` through ``client``, or to the room
+    broker when ``EVENTLAB_WORKSHOP_URL`` is set (so does :func:`record_score`).
 
     Returns:
         The entry id in :data:`WORKSHOP_STREAM`.
@@ -343,6 +389,22 @@ def _room() -> broker.Broker:
     return broker.up()
 
 
+@contextlib.contextmanager
+def _progress() -> Iterator[tuple[str, redis.Redis]]:
+    """(redacted URL, client) of the broker that holds the progress stream."""
+    room = os.environ.get(WORKSHOP_URL_ENV)
+    if room:
+        with _room_client(room) as client:
+            yield broker.redact(room), client
+        return
+    handle = _room()
+    client = handle.client()
+    try:
+        yield broker.redact(handle.url), client
+    finally:
+        client.close()
+
+
 def _say(line: str) -> None:
     # A command writes to stdout; never pass a URL here without broker.redact.
     sys.stdout.write(line + "\n")
@@ -351,14 +413,19 @@ def _say(line: str) -> None:
 def _cmd_join(args: argparse.Namespace) -> int:
     name = _check_name(args.name, joining=True)
     handle = _room()
-    path = join(name, state=args.state)
+    room = os.environ.get(WORKSHOP_URL_ENV)
+    if room:
+        check_room_url(room)
     client = handle.client()
     try:
         _record_joined(client, name)
     finally:
         client.close()
+    path = join(name, state=args.state)
     where = "REDIS_URL" if not handle.managed else "your own managed broker"
     _say(f"joined as {name!r} on {broker.redact(handle.url)} ({where})")
+    if room:
+        _say(f"progress goes to the room broker {broker.redact(room)}")
     _say(f"saved in {path}; notebooks and commands in this folder now use keys '{name}:*'")
     _say(f"for other shells or a JupyterHub profile: export EVENTLAB_NAMESPACE={name}")
     return 0
@@ -377,20 +444,12 @@ def _format_scores(item: LearnerStatus) -> str:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    handle = _room()
-    client = handle.client()
-    try:
+    with _progress() as (where, client):
         rows = status(client)
-    finally:
-        client.close()
     if args.json:
-        _say(
-            json.dumps(
-                {"broker": broker.redact(handle.url), "learners": [r.as_dict() for r in rows]}
-            )
-        )
+        _say(json.dumps({"broker": where, "learners": [r.as_dict() for r in rows]}))
         return 0
-    _say(f"workshop on {broker.redact(handle.url)}: {len(rows)} learner(s)")
+    _say(f"workshop on {where}: {len(rows)} learner(s)")
     if not rows:
         _say("nobody has joined yet (learners run: eventlab workshop join NAME)")
         return 0
@@ -402,14 +461,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_reset(args: argparse.Namespace) -> int:
-    handle = _room()
-    client = handle.client()
-    try:
+    with _progress() as (where, client):
         count = reset(client, learner=args.learner, progress=args.progress)
-    finally:
-        client.close()
     who = args.learner or "every learner"
-    _say(f"reset {who}: {count} key(s) deleted on {broker.redact(handle.url)}")
+    _say(f"reset {who}: {count} key(s) deleted on {where}")
     return 0
 
 
