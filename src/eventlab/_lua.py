@@ -23,11 +23,12 @@ DLQ_FIELDS = (
 """Fields a dead letter adds to the original ones (valid CloudEvents extension names)."""
 
 # KEYS: 1 stream, 2 seen (zset: event id -> ms), 3 dead letters, 4.. effect keys.
-# ARGV: group, consumer, now_ms, window_ms (0: no dedupe), dlq_maxlen (0: none), n,
-#   then per entry: entry_id, event_id, kind, nargs, <nargs args>
-#   kind "ok":    ops, each: opname, key index, argc, <argc args>
-#   kind "dead":  reason, error type, attempts
-#   kind "retry": idle_ms (the XCLAIM IDLE that makes it reclaimable after a backoff)
+# ARGV: group, consumer, now_ms, window_ms (0: no dedupe), dlq_maxlen (0: none),
+#   plan: JSON list of [entry_id, event_id, kind, args] (one string: packing
+#   thousands of separate arguments costs the client more than the whole script)
+#   kind "ok":    args = ops, each [opname, key index, [args...]]
+#   kind "dead":  args = [reason, error type, attempts]
+#   kind "retry": args = [idle_ms] (the XCLAIM IDLE that makes it reclaimable after a backoff)
 # Returns one status per entry: ok | duplicate | stale | dead | retry | error:<msg>.
 # XACK comes first and fences the effect: 0 means another consumer already
 # finished the entry, so its effect must not be applied twice.
@@ -35,7 +36,7 @@ COMMIT = r"""
 local stream, seen, dlq = KEYS[1], KEYS[2], KEYS[3]
 local group, consumer = ARGV[1], ARGV[2]
 local now, window, dlqmax = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local n = tonumber(ARGV[6])
+local plan = cjson.decode(ARGV[6])
 local want = {hincrby='hash', hset='hash', guard='hash', set='string', incrby='string',
               xadd='stream', sadd='set', del=false}
 
@@ -56,48 +57,45 @@ local function deadletter(eid, reason, err, attempts)
   redis.call('XADD', unpack(args))
 end
 
-local function check(i, last)
-  while i <= last do
-    local op, key, argc = ARGV[i], KEYS[tonumber(ARGV[i+1])], tonumber(ARGV[i+2])
+local function check(ops)
+  for _, o in ipairs(ops) do
+    local op, key = o[1], KEYS[o[2]]
     local need = want[op]
-    if need == nil then return 'unknown effect ' .. op end
+    if need == nil then return 'unknown effect ' .. tostring(op) end
     if need then
       local t = redis.call('TYPE', key)['ok']
       if t ~= 'none' and t ~= need then
         return 'WRONGTYPE ' .. key .. ' is a ' .. t .. ', ' .. op .. ' needs a ' .. need
       end
     end
-    i = i + 3 + argc
   end
   return nil
 end
 
-local function apply(i, last)
-  while i <= last do
-    local op, key, argc = ARGV[i], KEYS[tonumber(ARGV[i+1])], tonumber(ARGV[i+2])
-    local a = i + 3
+local function apply(ops)
+  for _, o in ipairs(ops) do
+    local op, key, a = o[1], KEYS[o[2]], o[3]
     local r
-    if op == 'guard' then
-      local cur = tonumber(redis.call('HGET', key, ARGV[a]) or '-1')
-      if cur and cur >= tonumber(ARGV[a+1]) then return 'duplicate' end
-      r = redis.pcall('HSET', key, ARGV[a], ARGV[a+1])
-    elseif op == 'hincrby' then r = redis.pcall('HINCRBY', key, ARGV[a], ARGV[a+1])
-    elseif op == 'incrby' then r = redis.pcall('INCRBY', key, ARGV[a])
-    elseif op == 'hset' then r = redis.pcall('HSET', key, unpack(ARGV, a, a + argc - 1))
-    elseif op == 'sadd' then r = redis.pcall('SADD', key, unpack(ARGV, a, a + argc - 1))
+    if op == 'hincrby' then r = redis.pcall('HINCRBY', key, a[1], a[2])
+    elseif op == 'guard' then
+      local cur = tonumber(redis.call('HGET', key, a[1]) or '-1')
+      if cur and cur >= tonumber(a[2]) then return 'duplicate' end
+      r = redis.pcall('HSET', key, a[1], a[2])
+    elseif op == 'incrby' then r = redis.pcall('INCRBY', key, a[1])
+    elseif op == 'hset' then r = redis.pcall('HSET', key, unpack(a))
+    elseif op == 'sadd' then r = redis.pcall('SADD', key, unpack(a))
     elseif op == 'del' then r = redis.pcall('DEL', key)
     elseif op == 'set' then
-      if ARGV[a+1] ~= '0' then r = redis.pcall('SET', key, ARGV[a], 'PX', ARGV[a+1])
-      else r = redis.pcall('SET', key, ARGV[a]) end
+      if a[2] ~= '0' then r = redis.pcall('SET', key, a[1], 'PX', a[2])
+      else r = redis.pcall('SET', key, a[1]) end
     elseif op == 'xadd' then
-      if ARGV[a] ~= '0' then
-        r = redis.pcall('XADD', key, 'MAXLEN', '~', ARGV[a], '*', unpack(ARGV, a + 1, a + argc - 1))
+      if a[1] ~= '0' then
+        r = redis.pcall('XADD', key, 'MAXLEN', '~', a[1], '*', unpack(a, 2))
       else
-        r = redis.pcall('XADD', key, '*', unpack(ARGV, a + 1, a + argc - 1))
+        r = redis.pcall('XADD', key, '*', unpack(a, 2))
       end
     end
     if type(r) == 'table' and r['err'] then return 'error:' .. r['err'] end
-    i = a + argc
   end
   return 'ok'
 end
@@ -106,27 +104,27 @@ if window > 0 then
   redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - window)
 end
 local out = {}
-local i = 7
-for e = 1, n do
-  local eid, evid, kind, nargs = ARGV[i], ARGV[i+1], ARGV[i+2], tonumber(ARGV[i+3])
-  local a, last = i + 4, i + 3 + nargs
+for e, entry in ipairs(plan) do
+  local eid, evid, kind, a = entry[1], entry[2], entry[3], entry[4]
   local status
   if kind == 'retry' then
-    redis.call('XCLAIM', stream, group, consumer, 0, eid, 'IDLE', ARGV[a], 'JUSTID')
+    redis.call('XCLAIM', stream, group, consumer, 0, eid, 'IDLE', a[1], 'JUSTID')
     status = 'retry'
   elseif redis.call('XACK', stream, group, eid) == 0 then
     status = 'stale'
   elseif kind == 'dead' then
-    deadletter(eid, ARGV[a], ARGV[a+1], ARGV[a+2])
+    deadletter(eid, a[1], a[2], a[3])
     status = 'dead'
   elseif window > 0 and evid ~= '' and redis.call('ZSCORE', seen, evid) then
     status = 'duplicate'
   else
-    local bad = check(a, last)
+    -- a single effect that fails changes nothing; only several need the type check first
+    local bad = nil
+    if #a > 1 then bad = check(a) end
     if bad then
       status = 'error:' .. bad
     else
-      status = apply(a, last)
+      status = apply(a)
     end
     if string.sub(status, 1, 6) == 'error:' then
       deadletter(eid, 'effect failed: ' .. string.sub(status, 7), 'EffectError', '1')
@@ -135,7 +133,6 @@ for e = 1, n do
     end
   end
   out[e] = status
-  i = last + 1
 end
 return out
 """

@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
 import os
 import random
@@ -101,6 +102,9 @@ HealthState = Literal["starting", "running", "reconnecting", "group-missing", "s
 
 Handler = Callable[..., Awaitable[Any] | Any]
 _WITH_EFFECTS = 2  # handle(event, effects)
+# the commit plan travels as one JSON string (cjson in the script): ensure_ascii=False
+# keeps text as UTF-8 bytes, which Lua passes through untouched
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 
 
@@ -293,10 +297,9 @@ class DeadLetter:
 class _Plan:
     """One batch after the handlers ran: what the commit script must do per entry."""
 
-    args: list[Any] = field(default_factory=list)
+    entries: list[list[Any]] = field(default_factory=list)
     keys: dict[str, int] = field(default_factory=dict)
     rows: list[tuple[Any, ...]] = field(default_factory=list)
-    count: int = 0
 
     def key(self, name: str) -> int:
         index = self.keys.get(name)
@@ -683,19 +686,13 @@ class Subscription:
                 # release for redelivery after a backoff: the reclaimer picks it up
                 delay = self.backoff.delay(delivery, self._rng)
                 idle = max(0, int((self.min_idle - delay) * 1000))
-                plan.args.extend((entry_id, event.id, "retry", 1, idle))
-                plan.count += 1
+                plan.entries.append([entry_id, event.id, "retry", [str(idle)]])
                 plan.rows.append(self._event_row(event, received, first + tried, "retry"))
                 logger.info("%s: %s failed (%r), redelivery in %.2f s", self, entry_id, exc, delay)
                 return
             else:
-                plan.args.extend((entry_id, event.id if self.dedupe else "", "ok"))
-                flat: list[Any] = []
-                for op, key, args in effects.ops:
-                    flat.extend((op, plan.key(key), len(args), *args))
-                plan.args.append(len(flat))
-                plan.args.extend(flat)
-                plan.count += 1
+                ops = [[op, plan.key(key), args] for op, key, args in effects.ops]
+                plan.entries.append([entry_id, event.id if self.dedupe else "", "ok", ops])
                 plan.rows.append(self._event_row(event, received, first + tried, "ok"))
                 return
 
@@ -728,8 +725,7 @@ class Subscription:
             )
         if event is None:
             text = dict(fields or {})
-            plan.args.extend((entry_id, "", "dead", 3, reason, error, attempt))
-            plan.count += 1
+            plan.entries.append([entry_id, "", "dead", [reason, error, str(attempt)]])
             plan.rows.append(
                 (
                     text.get("id") or entry_id,
@@ -763,8 +759,7 @@ class Subscription:
         reason: str,
         error: str,
     ) -> None:
-        plan.args.extend((entry_id, event.id, "dead", 3, reason, error, attempt))
-        plan.count += 1
+        plan.entries.append([entry_id, event.id, "dead", [reason, error, str(attempt)]])
         plan.rows.append(self._event_row(event, received, attempt, "dead"))
 
     def _event_row(
@@ -796,10 +791,11 @@ class Subscription:
 
     async def _commit_until_done(self, plan: _Plan) -> None:
         """Run the batch's Lua call; after a disconnect, run it again (it is idempotent)."""
-        if not plan.count:
+        if not plan.entries:
             return
         keys = [self.stream, self.seen, self.dlq, *plan.keys]
         window = int(self.dedupe_window * 1000) if self.dedupe else 0
+        packed = _dumps(plan.entries)
         while True:
             args = [
                 self.group,
@@ -807,8 +803,7 @@ class Subscription:
                 int(time.time() * 1000),
                 window,
                 self.dlq_maxlen or 0,
-                plan.count,
-                *plan.args,
+                packed,
             ]
             try:
                 statuses = await self._commit(keys=keys, args=args)

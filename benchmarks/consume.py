@@ -1,0 +1,207 @@
+"""Consuming throughput: eventlab's reliable consumer next to raw redis-py and faststream.
+
+One managed broker, one run, the same backlog shape and the same small effect
+(``HINCRBY <counts> <event type> 1`` per event) for all three paths, and the
+same redis-py parser (hiredis when installed, which the kit depends on):
+
+(a) raw:        asyncio ``XREADGROUP COUNT 100``, then one pipeline per batch
+                with the HINCRBYs and one XACK (no decoding, no dedupe, no retries);
+(b) faststream: a plain ``RedisBroker`` subscriber (``StreamSub`` with
+                ``max_records=100``) handling one message per call, acked by faststream;
+(c) eventlab:   ``consumer.Reliable`` with idempotency on: envelope decoded, handler
+                per event recording the effect, one Lua call per batch doing dedupe
+                + effect + XACK, the next batch read while that call runs.
+
+Each path drains a pre-published backlog of ``--events`` events (faststream gets
+``--faststream-events`` and its rate is measured on those: it is ~100x slower);
+the median of ``--repeats`` runs is printed with the ratios. ``--json`` prints
+``{"raw": …, "faststream": …, "eventlab": …}`` in msg/s.
+Targets: eventlab >= 0.4x raw and >= 10x faststream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+
+import redis
+import redis.asyncio
+import redis.utils
+from faststream.redis import RedisBroker, StreamSub
+
+from eventlab import broker, streams
+from eventlab.consumer import Effects, Reliable
+from eventlab.envelope import Event
+
+COUNT = 100
+FIELD = "OrderPlaced"
+
+
+def _events(n: int) -> list[Event]:
+    return [
+        Event(
+            type=FIELD,
+            source="orders",
+            subject=f"order-{i}",
+            data={"order_id": f"order-{i}", "sku": "sku-7", "qty": 2, "total": 500},
+        )
+        for i in range(n)
+    ]
+
+
+def _prepare(client: redis.Redis, stream: str, events: list[Event]) -> str:
+    """A fresh stream holding the backlog, a group at 0, and an empty counter."""
+    client.delete(stream, f"{stream}:counts", f"{stream}:seen:bench", f"{stream}:dlq")
+    streams.publish_many(client, stream, events, chunk=1000)
+    streams.create_group(client, stream, "bench", start="0")
+    return f"{stream}:counts"
+
+
+async def _until_counted(client: redis.asyncio.Redis, counts: str, n: int, limit: float) -> None:
+    deadline = time.perf_counter() + limit
+    while int(await client.hget(counts, FIELD) or 0) < n:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{counts}: fewer than {n} events handled in {limit:.0f} s")
+        await asyncio.sleep(0.002)
+
+
+async def _raw(url: str, stream: str, counts: str, n: int) -> float:
+    client = redis.asyncio.Redis.from_url(url, decode_responses=True)
+    watcher = redis.asyncio.Redis.from_url(url, decode_responses=True)
+    done = asyncio.Event()
+
+    async def loop() -> None:
+        while not done.is_set():
+            reply = await client.xreadgroup("bench", "raw", {stream: ">"}, count=COUNT, block=100)
+            if not reply:
+                continue
+            rows = reply[0][1]
+            pipe = client.pipeline(transaction=False)
+            for _, fields in rows:
+                pipe.hincrby(counts, fields["type"], 1)
+            pipe.xack(stream, "bench", *(entry_id for entry_id, _ in rows))
+            await pipe.execute()
+
+    started = time.perf_counter()
+    task = asyncio.create_task(loop())
+    await _until_counted(watcher, counts, n, 60)
+    elapsed = time.perf_counter() - started
+    done.set()
+    await task
+    await client.aclose()
+    await watcher.aclose()
+    return n / elapsed
+
+
+async def _faststream(url: str, stream: str, counts: str, n: int) -> float:
+    effect = redis.asyncio.Redis.from_url(url, decode_responses=True)
+    watcher = redis.asyncio.Redis.from_url(url, decode_responses=True)
+    fs = RedisBroker(url, logger=None)
+
+    @fs.subscriber(stream=StreamSub(stream, group="bench", consumer="fs", max_records=COUNT))
+    async def handle(body: object) -> None:  # noqa: ARG001 - the effect is per event, not per body
+        await effect.hincrby(counts, FIELD, 1)
+
+    started = time.perf_counter()
+    await fs.start()
+    await _until_counted(watcher, counts, n, 60)
+    elapsed = time.perf_counter() - started
+    await fs.stop()
+    await effect.aclose()
+    await watcher.aclose()
+    return n / elapsed
+
+
+async def _eventlab(url: str, stream: str, counts: str, n: int) -> float:
+    watcher = redis.asyncio.Redis.from_url(url, decode_responses=True)
+    reliable = Reliable(url, consumer="eventlab")
+
+    @reliable.subscriber(stream, group="bench", start="0", batch=COUNT, dedupe=True)
+    async def handle(event: Event, effects: Effects) -> None:
+        effects.hincrby(counts, event.type, 1)
+
+    started = time.perf_counter()
+    await reliable.start()
+    await _until_counted(watcher, counts, n, 60)
+    elapsed = time.perf_counter() - started
+    await reliable.stop()
+    await watcher.aclose()
+    return n / elapsed
+
+
+Runner = Callable[[str, str, str, int], Awaitable[float]]
+
+
+def _median_rate(
+    handle: broker.Broker, client: redis.Redis, name: str, run: Runner, *, n: int, repeats: int
+) -> float:
+    events = _events(n)
+    rates = []
+    for attempt in range(repeats):
+        stream = f"bench:{{{name}-{attempt}}}"
+        counts = _prepare(client, stream, events)
+        rates.append(asyncio.run(run(handle.url, stream, counts, n)))
+        assert client.hget(counts, FIELD) == str(n), f"{name}: an event was handled twice"
+        assert streams.pending_summary(client, stream, "bench").count == 0 or name == "faststream"
+        client.delete(stream, counts, f"{stream}:seen:bench")
+    return statistics.median(rates)
+
+
+def measure(*, events: int, faststream_events: int, repeats: int) -> dict[str, float]:
+    """Return msg/s of the three consuming paths on a fresh managed broker."""
+    with tempfile.TemporaryDirectory() as state:
+        handle = broker.up(state=state, port=0, persistence="none")
+        client = handle.client()
+        try:
+            return {
+                "raw": _median_rate(handle, client, "raw", _raw, n=events, repeats=repeats),
+                "faststream": _median_rate(
+                    handle, client, "faststream", _faststream, n=faststream_events, repeats=repeats
+                ),
+                "eventlab": _median_rate(
+                    handle, client, "eventlab", _eventlab, n=events, repeats=repeats
+                ),
+            }
+        finally:
+            client.close()
+            handle.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--faststream-events", type=int, default=2_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print one JSON object (msg/s)")
+    args = parser.parse_args(argv)
+    rates = measure(
+        events=args.events, faststream_events=args.faststream_events, repeats=args.repeats
+    )
+    if args.json:
+        print(json.dumps({k: round(v, 1) for k, v in rates.items()}))
+        return 0
+    parser_name = "hiredis" if redis.utils.HIREDIS_AVAILABLE else "pure-Python parser"
+    print(f"redis-py parser: {parser_name}; median of {args.repeats} runs")
+    print(
+        f"(a) raw XREADGROUP COUNT {COUNT} + pipelined effect + XACK: {rates['raw']:>10,.0f} msg/s"
+    )
+    print(
+        f"(b) faststream, one message per call:            {rates['faststream']:>10,.0f} msg/s"
+        f"  (measured on {args.faststream_events:,} events, not {args.events:,}: rate extrapolated)"
+    )
+    print(f"(c) eventlab Reliable, idempotent, Lua per batch:  {rates['eventlab']:>10,.0f} msg/s")
+    raw_ratio = rates["eventlab"] / rates["raw"]
+    fs_ratio = rates["eventlab"] / rates["faststream"]
+    print(f"eventlab / raw        = {raw_ratio:.2f}x  (target >= 0.4x)")
+    print(f"eventlab / faststream = {fs_ratio:.1f}x  (target >= 10x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
