@@ -1,0 +1,3 @@
+"""The notebook here is opened by tests/test_browser.py in a real browser, not by nbval."""
+
+collect_ignore = ["charts.ipynb"]
