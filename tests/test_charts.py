@@ -269,3 +269,72 @@ def test_fault_without_an_end_is_shaded_to_the_last_sample():
     faults.loc[1, "end"] = pd.NaT
     shade = _data(charts.lag(lag_frame(), faults=faults).to_dict(), "rect")
     assert shade["end"].tolist() == [8.0, 20.0]
+
+
+async def test_charts_draw_real_frames_from_metrics_history_and_checker(broker, client):
+    """Real frames: a two-service run with a dead letter, lag samples, a fault, a convergence."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from eventlab import checker, streams  # noqa: PLC0415
+    from eventlab.consumer import Effects, PermanentError, Reliable  # noqa: PLC0415
+    from eventlab.envelope import Event  # noqa: PLC0415
+    from eventlab.history import History  # noqa: PLC0415
+    from eventlab.metrics import Metrics  # noqa: PLC0415
+
+    orders, payments = streams.stream_key("orders"), streams.stream_key("payments")
+    placed = [Event(type="OrderPlaced", source="orders", data={"n": n}) for n in range(30)]
+    placed.append(Event(type="OrderPlaced", source="orders", data={"poison": True}))
+    metrics, history = Metrics(), History()
+    reliable = Reliable(broker.url, metrics=metrics)
+
+    @reliable.subscriber(orders, group="billing", start="0", batch=10)
+    async def bill(event: Event, effects: Effects) -> None:
+        if event.data.get("poison"):
+            raise PermanentError("cannot bill a poison order")
+        effects.publish(payments, event.follow(type="PaymentCaptured", source="billing", data={}))
+
+    @reliable.subscriber(payments, group="courier", start="0", batch=10)
+    async def ship(event: Event) -> None:
+        del event
+
+    metrics.sample(client, [orders])  # before the events: no group yet, no row
+    with history.fault("pause"):
+        streams.publish_many(client, orders, placed)
+        metrics.sample(client, [orders])
+    async with reliable:
+        assert await reliable.drain(timeout=20)
+    metrics.sample(client, [orders, payments])
+    now = pd.Timestamp(datetime.now(UTC))
+    verdict = checker.convergence(
+        pd.DataFrame({"time": [now - pd.Timedelta(seconds=1), now], "disagreeing": [4, 0]}),
+        heal=now - pd.Timedelta(seconds=1),
+        within=5,
+    )
+
+    frame, lags, faults = metrics.frame(), metrics.lag_frame(), history.fault_windows()
+    assert (frame["outcome"] == "dead").sum() == 1
+    trace = placed[0].correlationid
+    drawn = {
+        "lag": charts.lag(lags, faults=faults),
+        "throughput": charts.throughput(frame, faults=faults),
+        "latency": charts.latency(frame),
+        "waterfall": charts.waterfall(frame, trace),
+        "convergence": charts.convergence(verdict.frames["convergence"], faults=faults),
+        "outcomes": charts.outcomes(frame, faults=faults),
+    }
+    for name, chart in drawn.items():
+        assert 'class="marks"' in vlc.vegalite_to_svg(chart.to_dict()), name
+    hops = _data(drawn["waterfall"].to_dict(), "bar")
+    assert sorted(set(hops["hop"])) == ["1. billing ← OrderPlaced", "2. courier ← PaymentCaptured"]
+    assert (hops["ms"] >= 0).all()
+    assert _data(drawn["outcomes"].to_dict(), "bar").groupby("label")["count"].sum()["dead"] == 1
+    assert _data(drawn["lag"].to_dict(), "rect")["fault"].tolist() == ["pause"]
+    rules = _data(drawn["latency"].to_dict(), "rule")
+    assert rules["name"].tolist() == ["p50", "p95", "p99"]
+    assert (rules["ms"] > 0).all()
+    assert _data(drawn["throughput"].to_dict(), "line").groupby("label")[
+        "count"
+    ].sum().to_dict() == {
+        "billing": 30,
+        "courier": 30,
+    }
