@@ -1,0 +1,197 @@
+"""Build the learner's copy of every lab from its solution (the single source).
+
+``solutions/NN-topic/`` is the only hand-edited copy of a lab. :func:`build`
+writes ``labs/NN-topic/`` from it: in ``.py`` files every block between
+``# BEGIN SOLUTION`` and ``# END SOLUTION`` becomes ``raise NotImplementedError``
+(indented like the block), notebooks get the same treatment in code cells and
+lose their outputs, and instructor-only files (``partial*.py``, ``score.*``,
+caches) are left out. :func:`stale` lists what a build would change, so a test
+fails when ``labs/`` is out of date (nbgrader's ``generate_assignment``,
+nbdev's "export and fail if out of sync").
+
+``eventlab labs build`` runs it; introduced with the first graded lab (L03).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from eventlab._errors import EventlabError
+
+__all__ = [
+    "BEGIN",
+    "END",
+    "LabsError",
+    "build",
+    "clear_outputs",
+    "lab_dirs",
+    "register_cli",
+    "render",
+    "stale",
+    "strip_solutions",
+]
+
+BEGIN = "# BEGIN SOLUTION"
+"""Marker opening a solution block (a whole line, any indentation)."""
+
+END = "# END SOLUTION"
+"""Marker closing a solution block."""
+
+_SKIP = re.compile(r"^(partial.*\.py|score\.(json|md)|__pycache__|\.ipynb_checkpoints|.*\.pyc)$")
+_LAB_DIR = re.compile(r"^\d\d[a-z]?-[a-z0-9-]+$")
+
+
+class LabsError(EventlabError):
+    """A solution cannot be turned into a learner copy (unbalanced markers)."""
+
+
+def strip_solutions(text: str, *, where: str = "<text>") -> str:
+    """Replace each solution block with ``raise NotImplementedError``, indented like it.
+
+    A block runs from a ``# BEGIN SOLUTION`` line to a ``# END SOLUTION`` line.
+
+    Raises:
+        LabsError: A block is not closed, or an ``END`` has no ``BEGIN``.
+    """
+    out: list[str] = []
+    inside: int | None = None
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+        stripped = line.strip()
+        if stripped == BEGIN:
+            if inside is not None:
+                raise LabsError(
+                    f"{where} line {number}: {BEGIN} inside another block (opened line {inside})",
+                    fix=f"close the first block with {END}",
+                )
+            inside = number
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(f"{indent}raise NotImplementedError\n")
+        elif stripped == END:
+            if inside is None:
+                raise LabsError(f"{where} line {number}: {END} without {BEGIN}", fix="pair them")
+            inside = None
+        elif inside is None:
+            out.append(line)
+    if inside is not None:
+        raise LabsError(f"{where} line {inside}: {BEGIN} never closed", fix=f"add {END}")
+    return "".join(out)
+
+
+def clear_outputs(notebook: dict[str, Any]) -> dict[str, Any]:
+    """Return ``notebook`` with outputs, execution counts and run metadata cleared."""
+    cells = []
+    for original in notebook.get("cells", []):
+        cell = dict(original)
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+            meta = dict(cell.get("metadata", {}))
+            meta.pop("execution", None)
+            cell["metadata"] = meta
+        cells.append(cell)
+    return {**notebook, "cells": cells}
+
+
+def _render_notebook(text: str, where: str) -> str:
+    notebook = clear_outputs(json.loads(text))
+    for cell in notebook["cells"]:
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        joined = "".join(source) if isinstance(source, list) else source
+        stripped = strip_solutions(joined, where=where)
+        cell["source"] = stripped.splitlines(keepends=True)
+    return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+
+
+def render(path: Path) -> bytes | None:
+    """Return the learner copy of one solution file, or ``None`` if it is not copied."""
+    if _SKIP.match(path.name):
+        return None
+    if path.suffix == ".py":
+        return strip_solutions(path.read_text(), where=str(path)).encode()
+    if path.suffix == ".ipynb":
+        return _render_notebook(path.read_text(), str(path)).encode()
+    return path.read_bytes()
+
+
+def lab_dirs(source: str | Path = "solutions") -> list[Path]:
+    """Return the lab folders under ``source`` (``NN-topic`` or ``NNa-topic``), sorted."""
+    root = Path(source)
+    return sorted(p for p in root.iterdir() if p.is_dir() and _LAB_DIR.match(p.name))
+
+
+def _planned(source: Path, dest: Path) -> dict[Path, bytes]:
+    planned: dict[Path, bytes] = {}
+    for lab in lab_dirs(source):
+        for path in sorted(lab.rglob("*")):
+            if not path.is_file():
+                continue
+            relative = path.relative_to(source)
+            if any(_SKIP.match(part) for part in relative.parts):
+                continue
+            content = render(path)
+            if content is not None:
+                planned[dest / relative] = content
+    return planned
+
+
+def stale(*, source: str | Path = "solutions", dest: str | Path = "labs") -> list[Path]:
+    """Return the files under ``dest`` that :func:`build` would write, change or delete."""
+    source, dest = Path(source), Path(dest)
+    planned = _planned(source, dest)
+    changed = [p for p, content in planned.items() if not p.is_file() or p.read_bytes() != content]
+    existing = {p for p in dest.rglob("*") if p.is_file()} if dest.is_dir() else set()
+    ignored = {p for p in existing if any(_SKIP.match(part) for part in p.parts)}
+    extra = sorted(existing - set(planned) - ignored)
+    return sorted(changed) + extra
+
+
+def build(*, source: str | Path = "solutions", dest: str | Path = "labs") -> list[Path]:
+    """Write ``dest/NN-topic/`` for every ``source/NN-topic/``; return the files changed.
+
+    Files in a lab folder of ``dest`` that no solution produces are deleted
+    (a learner's ``score.json`` and caches are kept).
+    """
+    source, dest = Path(source), Path(dest)
+    changed = stale(source=source, dest=dest)
+    planned = _planned(source, dest)
+    for path in changed:
+        if path in planned:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(planned[path])
+        else:
+            path.unlink()
+    for folder in sorted(dest.glob("*"), reverse=True):
+        if folder.is_dir() and not (source / folder.name).is_dir() and _LAB_DIR.match(folder.name):
+            shutil.rmtree(folder)
+    return changed
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    if args.check:
+        out_of_date = stale(source=args.source, dest=args.dest)
+        for path in out_of_date:
+            print(f"out of date: {path}")  # noqa: T201 - the command's output
+        return 1 if out_of_date else 0
+    changed = build(source=args.source, dest=args.dest)
+    print(f"{len(changed)} file(s) written under {args.dest}/")  # noqa: T201
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``eventlab labs build [--check]`` to the command."""
+    labs = sub.add_parser("labs", help="build learner copies of the labs from solutions/")
+    inner = labs.add_subparsers(dest="labs_command", required=True, metavar="ACTION")
+    build_cmd = inner.add_parser("build", help="regenerate labs/ from solutions/")
+    build_cmd.add_argument("--source", default="solutions", help="solutions folder")
+    build_cmd.add_argument("--dest", default="labs", help="learner labs folder")
+    build_cmd.add_argument(
+        "--check", action="store_true", help="only list out-of-date files; exit 1 if any"
+    )
+    build_cmd.set_defaults(handler=_cmd_build)

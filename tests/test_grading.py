@@ -1,0 +1,331 @@
+"""The grader on a real broker: honest scores, robust to any learner code, nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from eventlab import grading, labs
+from eventlab.grading import grade
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS = ROOT / "solutions"
+LABS = [p.name for p in labs.lab_dirs(SOLUTIONS)]
+
+ROBUST_CHECKS = '''
+from eventlab.grading import check
+
+SEED = 7
+
+
+@check(points=2, hint="return a + b")
+def adds(ctx):
+    """add() adds."""
+    client = ctx.client()
+    client.set(ctx.key("scratch"), "written by the check")
+    assert ctx.exercise.add(2, 3) == 5, "add(2, 3) is not 5"
+
+
+@check(points=1, hint="store the note under the key you are given")
+def remembers(ctx):
+    """remember() writes its key."""
+    client = ctx.client()
+    ctx.exercise.remember(client, ctx.key("notes"))
+    assert client.exists(ctx.key("notes")), "remember() wrote nothing"
+'''
+
+GOOD = """
+def add(a, b):
+    return a + b
+
+
+def remember(client, key):
+    client.set(key, "hello")
+"""
+
+
+def _lab(tmp_path: Path, exercise: str, *, name: str = "99-robust") -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "checks.py").write_text(ROBUST_CHECKS)
+    (folder / "exercise.py").write_text(textwrap.dedent(exercise))
+    return folder
+
+
+def _grade(folder: Path, broker, **options) -> grading.Score:
+    return grade(folder, url=broker.url, quiet=True, out=folder / "out", **options)
+
+
+def _no_keys_left(broker, score: grading.Score) -> None:
+    client = broker.client()
+    try:
+        assert list(client.scan_iter(match=score.namespace + "*")) == []
+    finally:
+        client.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _copy(lab: str, tmp_path: Path, variant: str) -> Path:
+    source = (ROOT / "labs" / lab) if variant == "generated" else (SOLUTIONS / lab)
+    folder = tmp_path / lab
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("score.*", "__pycache__"))
+    if variant == "partial":
+        shutil.copy(folder / "partial.py", folder / "exercise.py")
+    return folder
+
+
+# -- honest grading: full marks, zero, strictly between ------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", LABS)
+def test_solution_scores_full_marks(lab, broker, tmp_path):
+    """The reference solution of every lab earns every point, and the run leaves no keys."""
+    score = _grade(_copy(lab, tmp_path, "solution"), broker)
+    failed = [(c.name, c.message) for c in score.checks if not c.passed]
+    assert score.score == score.max > 0, failed
+    _no_keys_left(broker, score)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", LABS)
+def test_generated_lab_scores_zero(lab, broker, tmp_path):
+    """The learner's untouched copy scores zero, each check saying what is not implemented."""
+    score = _grade(_copy(lab, tmp_path, "generated"), broker)
+    assert score.score == 0
+    assert all("not implemented yet" in c.message for c in score.checks)
+    _no_keys_left(broker, score)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", LABS)
+def test_partial_solution_scores_between(lab, broker, tmp_path):
+    """A plausible but incomplete solution earns some points, not all."""
+    score = _grade(_copy(lab, tmp_path, "partial"), broker)
+    assert 0 < score.score < score.max, [(c.name, c.passed, c.message) for c in score.checks]
+
+
+def test_same_seed_same_verdict(broker, tmp_path):
+    """Grading the same code twice gives the same check-by-check verdict (seeded faults)."""
+    folder = _copy("03-idempotent-consumer", tmp_path, "partial")
+    first = _grade(folder, broker)
+    second = _grade(folder, broker)
+    assert [c.passed for c in first.checks] == [c.passed for c in second.checks]
+    assert first.seed == second.seed == 303
+    assert first.namespace != second.namespace
+
+
+# -- reports -------------------------------------------------------------------------
+
+
+def test_score_files_and_table(broker, tmp_path, capsys):
+    """grade() prints a table and writes score.json and score.md with every check."""
+    folder = _lab(tmp_path, GOOD)
+    score = grade(folder, url=broker.url)
+    table = capsys.readouterr().out
+    assert "adds" in table
+    assert "score 3/3" in table
+    saved = json.loads((folder / "score.json").read_text())
+    assert saved["score"] == 3
+    assert saved["max"] == 3
+    assert [c["name"] for c in saved["checks"]] == ["adds", "remembers"]
+    assert "| adds | 2/2 | yes |" in (folder / "score.md").read_text()
+    _no_keys_left(broker, score)
+
+
+def test_cli_grade_json(broker, tmp_path):
+    """`eventlab grade LAB --json` prints one JSON object with score, max and checks."""
+    folder = _lab(tmp_path, GOOD)
+    env = {**os.environ, "REDIS_URL": broker.url}
+    env.pop("EVENTLAB_NAMESPACE", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "eventlab.cli", "grade", str(folder), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["score"] == report["max"] == 3
+    assert {c["name"] for c in report["checks"]} == {"adds", "remembers"}
+
+
+def test_hidden_checks_run_the_same_way(broker, tmp_path):
+    """--checks DIR adds an instructor's checks, named by file, graded like the lab's own."""
+    folder = _lab(tmp_path, GOOD)
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "extra.py").write_text(
+        textwrap.dedent(
+            '''
+            from eventlab.grading import check
+
+            @check(points=5, hint="add handles negatives")
+            def negatives(ctx):
+                """add() with negatives."""
+                assert ctx.exercise.add(-2, -3) == -5
+
+            @check(points=4, hint="add concatenates strings")
+            def strings(ctx):
+                """add() with strings."""
+                assert ctx.exercise.add("a", 1) == "a1", "add('a', 1) is not 'a1'"
+            '''
+        )
+    )
+    score = _grade(folder, broker, checks=hidden)
+    names = {c.name: c.passed for c in score.checks}
+    assert names == {
+        "adds": True,
+        "remembers": True,
+        "extra.negatives": True,
+        "extra.strings": False,
+    }
+    assert (score.score, score.max) == (8, 12)
+
+
+def test_workshop_learner_score_recorded(broker, tmp_path, monkeypatch):
+    """With EVENTLAB_NAMESPACE set, the score goes to the workshop stream; no grading keys stay."""
+    pytest.importorskip("eventlab.workshop")
+    from eventlab import workshop  # noqa: PLC0415
+
+    monkeypatch.setenv("EVENTLAB_NAMESPACE", "alice")
+    client = broker.client()
+    client.delete(workshop.WORKSHOP_STREAM)
+    try:
+        score = _grade(_lab(tmp_path, GOOD), broker)
+        assert score.namespace.startswith("alice-g")
+        rows = {row.learner: row for row in workshop.status(client)}
+        assert rows["alice"].scores["99-robust"].score == 3
+        assert rows["alice"].scores["99-robust"].max_score == 3
+        _no_keys_left(broker, score)
+    finally:
+        client.delete(workshop.WORKSHOP_STREAM)
+        client.close()
+
+
+def test_missing_checks_is_a_clear_error(tmp_path, broker):
+    """A folder without checks.py is refused with a one-line fix, before anything runs."""
+    (tmp_path / "exercise.py").write_text(GOOD)
+    with pytest.raises(grading.GradingError, match=r"no checks\.py"):
+        grade(tmp_path, url=broker.url, quiet=True)
+
+
+# -- robust to learner code -------------------------------------------------------------
+
+
+def test_syntax_error_zero_with_line(broker, tmp_path):
+    """A syntax error scores zero on every check, naming the file and line."""
+    score = _grade(_lab(tmp_path, "def add(a, b)\n    return a + b\n"), broker)
+    assert score.score == 0
+    assert all("SyntaxError in exercise.py line 1" in c.message for c in score.checks)
+    _no_keys_left(broker, score)
+
+
+def test_import_error_zero(broker, tmp_path):
+    """An import of a missing module scores zero on every check and says which module."""
+    score = _grade(_lab(tmp_path, "import no_such_module_xyz\n" + GOOD), broker)
+    assert score.score == 0
+    assert all("no_such_module_xyz" in c.message for c in score.checks)
+    assert all(c.message.startswith("exercise.py does not import") for c in score.checks)
+
+
+def test_exception_zero_for_that_check_only(broker, tmp_path):
+    """An exception in one function fails its check with the learner's line; others still pass."""
+    exercise = GOOD.replace("return a + b", "return a / 0")
+    score = _grade(_lab(tmp_path, exercise), broker)
+    adds, remembers = score.checks
+    assert not adds.passed
+    assert "ZeroDivisionError" in adds.message
+    assert "exercise.py line" in adds.message
+    assert remembers.passed
+    assert score.score == 1
+    _no_keys_left(broker, score)
+
+
+def test_infinite_loop_times_out_and_grading_goes_on(broker, tmp_path):
+    """An endless loop is stopped at the check's timeout; the next check still runs."""
+    exercise = GOOD.replace("return a + b", "while True:\n        pass")
+    score = _grade(_lab(tmp_path, exercise), broker, timeout=1.5)
+    adds, remembers = score.checks
+    assert not adds.passed
+    assert "timed out after 2 s" in adds.message or "timed out after 1 s" in adds.message
+    assert remembers.passed
+    _no_keys_left(broker, score)
+
+
+def test_endless_import_zero_everywhere(broker, tmp_path):
+    """Module-level code that never ends: every check zero, graded in about one timeout."""
+    score = _grade(_lab(tmp_path, "while True:\n    pass\n" + GOOD), broker, timeout=1.0)
+    assert score.score == 0
+    assert all("did not finish importing" in c.message for c in score.checks)
+
+
+def test_output_flood_stopped(broker, tmp_path):
+    """Code that prints without end is stopped at the output limit and scores zero there."""
+    exercise = GOOD.replace("return a + b", "while True:\n        print('x' * 1000)")
+    score = _grade(_lab(tmp_path, exercise), broker, timeout=30)
+    adds, remembers = score.checks
+    assert not adds.passed
+    assert "printed more than" in adds.message
+    assert remembers.passed
+
+
+def test_exit_calls_are_contained(broker, tmp_path):
+    """sys.exit fails its check only; os._exit kills the child, which is restarted for the rest."""
+    exits = GOOD.replace("return a + b", "import sys\n    sys.exit(4)").replace(
+        'client.set(key, "hello")', "import os\n    os._exit(3)"
+    )
+    score = _grade(_lab(tmp_path, exits), broker)
+    adds, remembers = score.checks
+    assert "SystemExit" in adds.message
+    assert "exit status 3" in remembers.message
+    assert score.score == 0
+
+
+def test_no_processes_left_behind(broker, tmp_path):
+    """Processes the learner's code starts (even ones that would outlive it) are killed."""
+    pids = tmp_path / "pids"
+    exercise = GOOD.replace(
+        "return a + b",
+        "import subprocess\n"
+        f"    p = subprocess.Popen(['sleep', '300'])\n"
+        f"    open({str(pids)!r}, 'a').write(f'{{p.pid}}\\n')\n"
+        "    while True:\n        pass",
+    )
+    score = _grade(_lab(tmp_path, exercise), broker, timeout=1.5)
+    assert not score.checks[0].passed
+    started = [int(line) for line in pids.read_text().split()]
+    assert started
+    assert not any(_alive(pid) for pid in started)
+
+
+def test_handler_that_never_acks(broker, tmp_path):
+    """A handler that applies effects but never acks loses the pending-list points, no hang."""
+    folder = _copy("03-idempotent-consumer", tmp_path, "solution")
+    source = (folder / "exercise.py").read_text()
+    never_acks = source.replace("return redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])", "return 0")
+    assert never_acks != source
+    (folder / "exercise.py").write_text(never_acks)
+    score = _grade(folder, broker)
+    by_name = {c.name: c for c in score.checks}
+    assert not by_name["pending_list_drained"].passed
+    assert "still pending" in by_name["pending_list_drained"].message
+    assert by_name["duplicates_have_no_second_effect"].passed
+    _no_keys_left(broker, score)

@@ -1,0 +1,171 @@
+"""Learner copies built from solutions: markers stripped, outputs cleared, labs/ kept in sync."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eventlab import grading, labs
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS = ROOT / "solutions"
+LAB_IDS = [p.name for p in labs.lab_dirs(SOLUTIONS)]
+
+SOURCE = '''def f(x):
+    """Doc."""
+    setup = 1
+    # BEGIN SOLUTION
+    return x + setup
+    # END SOLUTION
+
+
+def g():
+    if True:
+        # BEGIN SOLUTION
+        return 2
+        # END SOLUTION
+'''
+
+
+def test_strip_solutions_replaces_blocks_keeping_indent():
+    """Each block becomes one `raise NotImplementedError` at the block's indentation."""
+    out = labs.strip_solutions(SOURCE)
+    assert "return x + setup" not in out
+    assert "return 2" not in out
+    assert "SOLUTION" not in out
+    assert "    setup = 1\n    raise NotImplementedError\n" in out
+    assert "        raise NotImplementedError\n" in out
+    ast.parse(out)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("# BEGIN SOLUTION\nx = 1\n", "never closed"),
+        ("x = 1\n# END SOLUTION\n", "without"),
+        ("# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION\n", "inside another"),
+    ],
+)
+def test_unbalanced_markers_are_errors(text, problem):
+    """A missing or nested marker is refused with the line number, never silently copied."""
+    with pytest.raises(labs.LabsError, match=problem):
+        labs.strip_solutions(text, where="x.py")
+
+
+def test_clear_outputs():
+    """Outputs and execution counts are dropped from code cells; markdown is untouched."""
+    notebook = {
+        "cells": [
+            {"cell_type": "code", "source": "1", "outputs": [{"x": 1}], "execution_count": 3,
+             "metadata": {"execution": {"t": 1}, "tags": ["a"]}},
+            {"cell_type": "markdown", "source": "# hi", "metadata": {}},
+        ],
+    }  # fmt: skip
+    cleared = labs.clear_outputs(notebook)
+    code, markdown = cleared["cells"]
+    assert code["outputs"] == []
+    assert code["execution_count"] is None
+    assert code["metadata"] == {"tags": ["a"]}
+    assert markdown == notebook["cells"][1]
+
+
+def _solution_tree(root: Path) -> Path:
+    lab = root / "solutions" / "01-demo"
+    lab.mkdir(parents=True)
+    (lab / "exercise.py").write_text(SOURCE)
+    (lab / "checks.py").write_text("SEED = 1\n")
+    (lab / "partial.py").write_text("print('instructor only')\n")
+    notebook = {
+        "cells": [
+            {"cell_type": "code", "metadata": {}, "execution_count": 1,
+             "outputs": [{"output_type": "stream", "name": "stdout", "text": "5"}],
+             "source": ["x = 2\n", "# BEGIN SOLUTION\n", "y = x * 2\n", "# END SOLUTION\n"]},
+        ],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+    }  # fmt: skip
+    (lab / "01-demo.ipynb").write_text(json.dumps(notebook))
+    return root / "solutions"
+
+
+def test_build_writes_learner_copies(tmp_path):
+    """build() strips .py and notebooks, clears outputs, leaves partial.py out, is idempotent."""
+    source = _solution_tree(tmp_path)
+    dest = tmp_path / "labs"
+    changed = labs.build(source=source, dest=dest)
+    lab = dest / "01-demo"
+    assert sorted(p.name for p in lab.iterdir()) == ["01-demo.ipynb", "checks.py", "exercise.py"]
+    assert len(changed) == 3
+    assert "raise NotImplementedError" in (lab / "exercise.py").read_text()
+    cell = json.loads((lab / "01-demo.ipynb").read_text())["cells"][0]
+    assert cell["outputs"] == []
+    assert "".join(cell["source"]) == "x = 2\nraise NotImplementedError\n"
+    assert labs.build(source=source, dest=dest) == []
+    assert labs.stale(source=source, dest=dest) == []
+
+
+def test_stale_sees_edits_and_strays(tmp_path):
+    """A hand edit or a stray file in labs/ is out of date; a learner's score.json is not."""
+    source = _solution_tree(tmp_path)
+    dest = tmp_path / "labs"
+    labs.build(source=source, dest=dest)
+    (dest / "01-demo" / "exercise.py").write_text("edited by hand\n")
+    (dest / "01-demo" / "stray.py").write_text("")
+    (dest / "01-demo" / "score.json").write_text("{}")
+    assert labs.stale(source=source, dest=dest) == [
+        dest / "01-demo" / "exercise.py",
+        dest / "01-demo" / "stray.py",
+    ]
+    labs.build(source=source, dest=dest)
+    assert not (dest / "01-demo" / "stray.py").exists()
+    assert (dest / "01-demo" / "score.json").exists()
+    assert "NotImplementedError" in (dest / "01-demo" / "exercise.py").read_text()
+
+
+def test_repository_labs_are_up_to_date():
+    """labs/ is exactly what `eventlab labs build` makes from solutions/ (run it if this fails)."""
+    assert LAB_IDS, "no labs under solutions/"
+    assert labs.stale(source=SOLUTIONS, dest=ROOT / "labs") == []
+
+
+def test_cli_build_check(tmp_path):
+    """`eventlab labs build --check` exits 1 and names the file while labs/ is out of date."""
+    source = _solution_tree(tmp_path)
+    dest = tmp_path / "labs"
+    command = [sys.executable, "-m", "eventlab.cli", "labs", "build"]
+    args = ["--source", str(source), "--dest", str(dest)]
+    stale = subprocess.run(
+        [*command, *args, "--check"], capture_output=True, text=True, check=False
+    )
+    assert stale.returncode == 1
+    assert "exercise.py" in stale.stdout
+    built = subprocess.run([*command, *args], capture_output=True, text=True, check=False)
+    assert built.returncode == 0, built.stderr
+    fresh = subprocess.run(
+        [*command, *args, "--check"], capture_output=True, text=True, check=False
+    )
+    assert fresh.returncode == 0
+
+
+@pytest.mark.parametrize("lab", LAB_IDS)
+def test_every_lab_is_complete(lab):
+    """Each lab has exercise, checks with points and hints, a partial, an output-free notebook."""
+    folder = SOLUTIONS / lab
+    assert labs.BEGIN in (folder / "exercise.py").read_text()
+    assert (folder / "partial.py").is_file()
+    checks = grading.collect([folder / "checks.py"])
+    assert len(checks) >= 3
+    assert all(c.points > 0 and c.hint for c in checks)
+    notebooks = list(folder.glob("*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        cells = json.loads(path.read_text())["cells"]
+        assert all(not c.get("outputs") for c in cells if c["cell_type"] == "code")
+        assert any("grade()" in "".join(c["source"]) for c in cells)
+    generated = ROOT / "labs" / lab
+    assert not (generated / "partial.py").exists()
+    assert labs.BEGIN not in (generated / "exercise.py").read_text()
