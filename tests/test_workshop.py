@@ -395,3 +395,18 @@ def test_a_remote_room_without_password_is_refused_before_connecting(client, mon
     monkeypatch.setenv(workshop.WORKSHOP_URL_ENV, "redis://10.255.255.1:6379/0")
     with pytest.raises(workshop.WorkshopError, match="no password"):
         workshop.record_lesson(client, learner="erin", lesson="00-setup-check")
+
+
+@pytest.mark.usefixtures("state")
+def test_checkin_records_only_inside_a_workshop(client, monkeypatch):
+    """Checkin writes nothing as 'lab', records a learner's lesson, only warns on a dead room."""
+    assert workshop.checkin(client, lesson="01-events-not-state") is None
+    assert client.exists(workshop.WORKSHOP_STREAM) == 0
+    workshop.join("frank")
+    assert workshop.checkin(client, lesson="01-events-not-state") is not None
+    [row] = workshop.status(client)
+    assert (row.learner, row.lessons) == ("frank", ("01-events-not-state",))
+    port = broker_mod._free_port(None, wait=0)
+    monkeypatch.setenv(workshop.WORKSHOP_URL_ENV, f"redis://:pw@127.0.0.1:{port}/0")
+    with pytest.warns(UserWarning, match="progress not recorded"):
+        assert workshop.checkin(client, lesson="02-consumers-and-groups") is None

@@ -26,6 +26,7 @@ import os
 import re
 import socket
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,6 +50,7 @@ __all__ = [
     "LearnerStatus",
     "WorkshopError",
     "check_room_url",
+    "checkin",
     "join",
     "joined",
     "learner",
@@ -305,6 +307,26 @@ def record_score(
         raise ValueError(f"score {score} must be between 0 and max_score {max_score} (> 0)")
     data = {"lab": lab, "score": float(score), "max": float(max_score)}
     return _publish(client, _TYPE_SCORE, learner, data)
+
+
+def checkin(client: redis.Redis, *, lesson: str) -> str | None:
+    """Record ``lesson`` for the current learner when in a workshop; else do nothing.
+
+    The one line a lesson's setup needs: outside a workshop (namespace ``lab``)
+    it writes nothing; an unreachable room broker becomes a warning, so a
+    lesson never fails because the instructor's view is down.
+
+    Returns:
+        The entry id, or ``None`` when nothing was recorded.
+    """
+    name = learner()
+    if name is None:
+        return None
+    try:
+        return record_lesson(client, learner=name, lesson=lesson)
+    except WorkshopError as exc:
+        warnings.warn(f"progress not recorded: {exc}", stacklevel=2)
+        return None
 
 
 def _record_joined(client: redis.Redis, name: str) -> str:
