@@ -736,17 +736,20 @@ def schedule(
     fault_seconds: tuple[float, float] = (0.2, 0.5),
     gap_seconds: tuple[float, float] = (0.1, 0.3),
     quiesce: float = 0.3,
+    in_order: bool = False,
 ) -> Schedule:
     """Build a seeded schedule: warm-up, ``cycles`` fault windows, heal, quiesce, final reads.
 
     Args:
         seed: Same seed, same schedule.
-        faults: Fault names to draw from (each cycle picks one, seeded).
+        faults: Fault names to draw from (each cycle picks one, seeded; with
+            ``in_order=True`` cycle ``i`` uses ``faults[i % len(faults)]``).
         cycles: How many fault windows.
         warmup: Seconds of normal operation first.
         fault_seconds: (min, max) length of a fault window, seconds.
         gap_seconds: (min, max) pause between windows, seconds.
         quiesce: Seconds after heal for the system to catch up before final reads.
+        in_order: Take the faults in the given order instead of drawing them.
     """
     if not faults:
         raise FaultError("a schedule needs at least one fault", fix="pass faults=['partition']")
@@ -754,8 +757,8 @@ def schedule(
     phases = [Phase("warm-up", 0.0, warmup)]
     steps: list[Step] = []
     at = warmup
-    for _ in range(cycles):
-        fault = rng.choice(list(faults))
+    for cycle in range(cycles):
+        fault = faults[cycle % len(faults)] if in_order else rng.choice(list(faults))
         length = round(rng.uniform(*fault_seconds), 3)
         phases.append(Phase("fault", at, at + length, fault))
         steps.extend([Step(at, fault, "start"), Step(at + length, fault, "stop")])
