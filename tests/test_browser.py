@@ -176,6 +176,7 @@ def _run_notebook(page, url: str) -> dict[str, Any]:
         timeout=15_000,
     )
     lag = _text(page, ".eventlab-dashboard td.el-lag")
+    buttons = _text(page, ".eventlab-dashboard button")
 
     widget = page.query_selector(".eventlab-dashboard")
     assert widget is not None
@@ -200,6 +201,7 @@ def _run_notebook(page, url: str) -> dict[str, Any]:
         "before": before,
         "after": after,
         "lag": lag,
+        "buttons": buttons,
         "drawn": drawn,
         "page_text": page_text,
         "errors": errors,
@@ -245,3 +247,12 @@ def test_charts_draw_offline_and_the_dashboard_moves_in_jupyterlab(chromium, lab
     assert len(before) == len(after) == 1
     assert int(after[0]) > int(before[0]) >= 0, (before, after)
     assert int(seen["lag"][0]) > 0
+    assert [b.strip() for b in seen["buttons"]] == [
+        "Pause broker 3 s",
+        "Kill a consumer",
+        "Add latency",
+        "Partition",
+        "Poison event",
+        "Duplicate burst",
+        "Heal",
+    ]

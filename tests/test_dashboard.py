@@ -262,3 +262,46 @@ def test_kill_a_consumer_kills_a_real_process(broker):
         assert not proc.alive
     finally:
         proc.kill()
+
+
+def test_a_running_dashboard_lets_the_kernel_shut_down_cleanly(broker, tmp_path):
+    """In a real ipykernel, a polling dashboard stops with the kernel: prompt exit, no errors."""
+    import os  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from jupyter_client.manager import KernelManager  # noqa: PLC0415
+
+    log = (tmp_path / "kernel.log").open("w")
+    manager = KernelManager(kernel_name="python3")
+    env = {**os.environ, "REDIS_URL": broker.url, "IPYTHONDIR": str(tmp_path / "ipython")}
+    manager.start_kernel(env=env, stdout=log, stderr=log)
+    kernel = manager.client()
+    kernel.start_channels()
+    try:
+        kernel.wait_for_ready(timeout=60)
+        printed: list[str] = []
+        code = (
+            "import asyncio\nfrom eventlab import dashboard\n"
+            "dash = dashboard.show(faults=False)\nawait asyncio.sleep(1.2)\n"
+            "print(dash.running, dash.ticks >= 2)"
+        )
+        reply = kernel.execute_interactive(
+            code,
+            timeout=60,
+            output_hook=lambda msg: printed.append(msg["content"].get("text", "")),
+        )
+        assert reply["content"]["status"] == "ok"
+        assert "".join(printed).strip() == "True True"
+        manager.request_shutdown()
+        deadline = time.monotonic() + 15
+        while manager.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not manager.is_alive(), "the kernel did not exit by itself"
+    finally:
+        kernel.stop_channels()
+        if manager.has_kernel:
+            manager.shutdown_kernel(now=True)
+        log.close()
+    text = (tmp_path / "kernel.log").read_text()
+    assert "Traceback" not in text
+    assert "Task was destroyed" not in text
