@@ -100,3 +100,11 @@ def fresh_broker(tmp_path: Path) -> Iterator[Callable[..., broker_mod.Broker]]:
     yield start
     for handle in started:
         broker_mod.down(state=handle.state)
+
+
+@pytest.fixture(autouse=True)
+def _no_saved_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name saved by `eventlab workshop join` in this checkout never leaks into tests."""
+    from eventlab import streams  # noqa: PLC0415 - only this fixture needs it
+
+    monkeypatch.setattr(streams, "_joined_namespace", lambda: None)

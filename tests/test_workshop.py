@@ -20,11 +20,16 @@ LEARNERS = 30
 SEED = 9
 
 
+# conftest.py switches the saved-name lookup off for every test; these tests need it.
+_JOINED_NAMESPACE = streams._joined_namespace
+
+
 @pytest.fixture
 def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private state folder, so no test sees (or writes) the checkout's saved name."""
+    """A private state folder whose saved name streams.namespace() reads, as in a workshop."""
     folder = tmp_path / "state"
     monkeypatch.setenv("EVENTLAB_STATE", str(folder))
+    monkeypatch.setattr(streams, "_joined_namespace", _JOINED_NAMESPACE)
     return folder
 
 
