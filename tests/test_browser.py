@@ -177,6 +177,13 @@ def _run_notebook(page, url: str) -> dict[str, Any]:
     )
     lag = _text(page, ".eventlab-dashboard td.el-lag")
     buttons = _text(page, ".eventlab-dashboard button")
+    # A click travels browser → widget comm → kernel → eventlab.faults → broker.
+    page.click(".eventlab-dashboard button:has-text('Duplicate burst')")
+    page.wait_for_function(
+        "() => /re-published/.test(document.querySelector('.eventlab-dashboard')"
+        "?.textContent ?? '')",
+        timeout=15_000,
+    )
 
     widget = page.query_selector(".eventlab-dashboard")
     assert widget is not None

@@ -508,7 +508,8 @@ def show(
         replace: Close dashboards shown earlier in this kernel, so re-running
             the cell does not stack polling tasks.
         **fault_options: Passed to :func:`fault_actions`: ``broker``, ``stream``
-            (where poison and duplicates go), ``consumers`` (processes a kill
+            (where poison and duplicates go; default the one stream watched,
+            if only one), ``consumers`` (processes a kill
             may pick), ``proxy``, ``pause_seconds``, ``latency_seconds``,
             ``burst``, ``seed``, ``history``.
 
@@ -526,6 +527,9 @@ def show(
         handle = handle or broker_mod.up()
         fault_options["broker"] = handle
         client = handle.async_client(socket_connect_timeout=1.0)
+    if streams is not None and len(streams) == 1:
+        # One watched stream: the obvious target of poison events and duplicates.
+        fault_options.setdefault("stream", streams[0])
     buttons: dict[str, Action] = {}
     if faults:
         buttons.update(fault_actions(**fault_options))
