@@ -1,0 +1,93 @@
+"""Small services the lessons run as real processes and kill, and a way to wait for them.
+
+Introduced in lesson 03 (a consumer killed before it acks).
+
+Each is a ``module:function`` for :func:`eventlab.processes.spawn`; arguments
+arrive as strings. The effect of a ``Deposited`` event is ``HINCRBY
+<stream>:balance <subject> <amount>``, so a duplicated effect shows up as
+money that was never deposited.
+
+* :func:`naive` applies the effect, then acknowledges: a kill between the two
+  leaves an applied effect whose entry is still pending, and the restart
+  applies it again (lesson 03's duplicate).
+* :func:`reliable` is the same service on :class:`eventlab.consumer.Reliable`:
+  effect, dedupe mark and XACK in one atomic call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from eventlab import streams
+from eventlab.consumer import Effects, Reliable
+from eventlab.envelope import Event
+from eventlab.processes import signal_ready
+
+__all__ = ["balance_key", "drained", "naive", "reliable", "wait_until"]
+
+
+def wait_until(condition: Callable[[], Any], *, timeout: float = 10.0, every: float = 0.01) -> Any:
+    """Poll ``condition()`` every ``every`` seconds until it is truthy; return its value.
+
+    Raises:
+        TimeoutError: It stayed falsy for ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still false after {timeout:.1f} s: {condition}")
+        time.sleep(every)
+    return value
+
+
+def drained(client: redis.Redis, stream: str, group: str) -> bool:
+    """Return whether ``group`` has read and acknowledged every entry (lag 0, pending 0)."""
+    groups: list[dict[str, Any]] = client.xinfo_groups(stream)
+    info = next((g for g in groups if g["name"] == group), None)
+    return info is not None and info.get("lag") == 0 and int(info["pending"]) == 0
+
+
+def balance_key(stream: str) -> str:
+    """Return the hash that holds the balance per account (the ``subject``) for ``stream``."""
+    return f"{stream}:balance"
+
+
+def naive(url: str, stream: str, group: str, consumer: str, pause: str = "0") -> None:
+    """Apply each deposit, wait ``pause`` seconds, then XACK it; run until killed.
+
+    On start it first re-reads its own pending entries (``XREADGROUP … 0``), as a
+    careful restart should, then new ones (``>``).
+    """
+    client = redis.Redis.from_url(url, decode_responses=True)
+    streams.create_group(client, stream, group, start="0")
+    signal_ready()
+    cursor = "0"  # own pending entries first
+    while True:
+        reply: Any = client.xreadgroup(group, consumer, {stream: cursor}, count=10, block=100)
+        entries: list[tuple[str, dict[str, str]]] = reply[0][1] if reply else []
+        if cursor == "0" and not entries:
+            cursor = ">"
+        for entry_id, fields in entries:
+            event = Event.from_fields(fields)
+            client.hincrby(balance_key(stream), str(event.subject), int(event.data["amount"]))
+            time.sleep(float(pause))  # work after the effect: a crash here duplicates it
+            client.xack(stream, group, entry_id)
+
+
+async def reliable(  # noqa: PLR0917 - spawn passes arguments by position
+    url: str, stream: str, group: str, consumer: str, pause: str = "0", batch: str = "2"
+) -> None:
+    """The same deposits on the reliable runtime: effect, dedupe mark and XACK are atomic."""
+    runtime = Reliable(url, consumer=consumer)
+
+    @runtime.subscriber(stream, group=group, start="0", batch=int(batch), block=0.1, min_idle=1.0)
+    async def deposit(event: Event, effects: Effects) -> None:
+        await asyncio.sleep(float(pause))  # a crash here leaves nothing applied, nothing acked
+        effects.hincrby(balance_key(stream), str(event.subject), int(event.data["amount"]))
+
+    await runtime.run()
