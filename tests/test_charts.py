@@ -116,9 +116,9 @@ def test_lag_chart_draws_lag_and_pending_per_group_with_faults_shaded():
     assert shade[["start", "end"]].to_numpy().tolist() == [[5.0, 8.0], [12.0, 15.0]]
     assert shade["fault"].tolist() == ["pause", "partition"]
     lines = _data(spec, "line")
-    assert set(lines["series"]) == {"lab:{orders} · billing", "lab:{orders} · inventory"}
+    assert set(lines["series"]) == {"orders · billing", "orders · inventory"}
     assert set(lines["measure"]) == {"lag", "pending"}
-    billing = lines[(lines["series"] == "lab:{orders} · billing") & (lines["measure"] == "lag")]
+    billing = lines[(lines["series"] == "orders · billing") & (lines["measure"] == "lag")]
     assert billing["events"].max() == 180
     assert billing.loc[billing["events"].idxmax(), "seconds"] == 8.0
     assert spec["resolve"]["scale"]["color"] == "independent"

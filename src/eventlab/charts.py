@@ -120,7 +120,9 @@ def _seconds(values: pd.Series, origin: pd.Timestamp) -> pd.Series:
 
 
 def _series_label(frame: pd.DataFrame) -> pd.Series:
-    return frame["stream"].astype(str) + " · " + frame["group"].astype(str)
+    # "lab:{orders}" reads as "orders": the namespace is the same on every line.
+    stream = frame["stream"].astype(str).str.replace(r"^[^:{}]+:\{(.+)\}$", r"\1", regex=True)
+    return stream + " · " + frame["group"].astype(str)
 
 
 def _thin(frame: pd.DataFrame, keys: list[str], values: list[str]) -> pd.DataFrame:
