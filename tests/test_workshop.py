@@ -415,3 +415,14 @@ def test_checkin_records_only_inside_a_workshop(client, monkeypatch):
     monkeypatch.setenv(workshop.WORKSHOP_URL_ENV, f"redis://:pw@127.0.0.1:{port}/0")
     with pytest.warns(UserWarning, match="progress not recorded"):
         assert workshop.checkin(client, lesson="02-consumers-and-groups") is None
+
+
+@pytest.mark.usefixtures("state")
+def test_join_says_when_the_env_var_overrides_the_saved_name(broker, monkeypatch, capsys):
+    """Joining while EVENTLAB_NAMESPACE names someone else tells the learner which name wins."""
+    monkeypatch.setenv("REDIS_URL", broker.url)
+    monkeypatch.setenv("EVENTLAB_NAMESPACE", "old-name")
+    assert cli.main(["workshop", "join", "gina"]) == 0
+    assert "EVENTLAB_NAMESPACE=old-name is set here and wins" in capsys.readouterr().out
+    assert workshop.joined() == "gina"
+    assert streams.namespace() == "old-name"

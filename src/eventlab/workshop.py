@@ -450,6 +450,9 @@ def _cmd_join(args: argparse.Namespace) -> int:
         _say(f"progress goes to the room broker {broker.redact(room)}")
     _say(f"saved in {path}; notebooks and commands in this folder now use keys '{name}:*'")
     _say(f"for other shells or a JupyterHub profile: export EVENTLAB_NAMESPACE={name}")
+    shell = os.environ.get("EVENTLAB_NAMESPACE")
+    if shell and shell != name:
+        _say(f"note: EVENTLAB_NAMESPACE={shell} is set here and wins; unset it to use {name!r}")
     return 0
 
 
