@@ -160,9 +160,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Subcommands owned by other modules (faults, shop, labs, grading, workshop)."""
-    from eventlab import faults, grading, labs, workshop  # noqa: PLC0415 - only when the command runs
+    from eventlab import contracts, faults, grading, labs, workshop  # noqa: PLC0415 - only when the command runs
+    from eventlab.shop import app as shop_app  # noqa: PLC0415
 
-    return [workshop.register_cli, faults.register_cli, labs.register_cli, grading.register_cli]
+    return [
+        workshop.register_cli,
+        faults.register_cli,
+        labs.register_cli,
+        grading.register_cli,
+        shop_app.register_cli,
+        contracts.register_cli,
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

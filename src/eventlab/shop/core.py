@@ -1,0 +1,271 @@
+"""Set the shop up, place orders, and read its two views of each order.
+
+The **optimistic** view is what the customer sees the moment the order is
+accepted ("accepted, pending"); the **authoritative** view is the order's
+terminal state once every service has done its part. :func:`convergence_frame`
+measures, per order, how long the two disagreed.
+
+Introduced in lesson 06.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import pandas as pd
+import redis
+import redis.asyncio
+
+from eventlab import schema, streams
+from eventlab.envelope import Event
+from eventlab.shop import events
+from eventlab.shop._service import Service
+from eventlab.shop.billing import Billing
+from eventlab.shop.courier import Courier
+from eventlab.shop.inventory import Inventory, restock
+from eventlab.shop.orders import Orders
+
+__all__ = [
+    "CONVERGENCE_COLUMNS",
+    "DEFAULT_STOCK",
+    "Saga",
+    "convergence_frame",
+    "make_services",
+    "order_events",
+    "place_order",
+    "random_orders",
+    "reset",
+    "setup",
+    "transitions_frame",
+    "views_frame",
+]
+
+Saga = Literal["choreography", "orchestration"]
+"""How the order flow is coordinated."""
+
+DEFAULT_STOCK = {"apple": 1_000_000, "pear": 1_000_000, "plum": 1_000_000}
+"""Stock :func:`setup` adds unless told otherwise."""
+
+CONVERGENCE_COLUMNS = (
+    "order_id",
+    "saga",
+    "placed",
+    "accepted",
+    "terminal",
+    "outcome",
+    "reason",
+    "seconds_to_converge",
+)
+"""Columns of :func:`convergence_frame`."""
+
+
+def reset(client: redis.Redis) -> int:
+    """Delete the shop's stream, dead letters and every service's keys (not the registry)."""
+    ns = streams.namespace()
+    keys = [events.stream(), streams.dlq_key(events.stream())]
+    keys += list(client.scan_iter(match=f"{ns}:shop:*", count=1000))
+    keys += list(client.scan_iter(match=f"{events.stream()}:*", count=1000))
+    deleted = 0
+    for start in range(0, len(keys), 500):
+        deleted += int(client.delete(*keys[start : start + 500]))
+    return deleted
+
+
+def setup(
+    client: redis.Redis,
+    *,
+    stock: Mapping[str, int] | None = None,
+    registry: schema.Registry | None = None,
+) -> schema.Registry:
+    """Register the shop's schemas, create every service's group at ``0``, add stock.
+
+    Returns:
+        The registry (pass it to the services and to :func:`place_order`).
+    """
+    reg = registry or schema.Registry(client)
+    events.register_schemas(reg)
+    for name in events.SERVICES:
+        streams.create_group(client, events.stream(), name, start="0")
+    restock(client, DEFAULT_STOCK if stock is None else stock, registry=reg)
+    return reg
+
+
+def make_services(
+    client: redis.asyncio.Redis,
+    registry: schema.Registry,
+    *,
+    step_timeouts: dict[str, float] | None = None,
+) -> list[Service]:
+    """Return the four services (orders, inventory, billing, courier) bound to ``client``."""
+    return [
+        Orders(client, registry, step_timeouts=step_timeouts),
+        Inventory(client, registry),
+        Billing(client, registry),
+        Courier(client, registry),
+    ]
+
+
+def place_order(
+    client: redis.Redis,
+    *,
+    registry: schema.Registry,
+    customer: str,
+    items: Sequence[Mapping[str, Any]],
+    total: int,
+    zone: str = "central",
+    saga: Saga = "choreography",
+    order_id: str | None = None,
+) -> Event:
+    """Publish ``OrderPlaced`` (validated against the registry); return the event.
+
+    Args:
+        client: A sync client.
+        registry: The schema registry.
+        customer: Who orders (billing may decline their card).
+        items: ``[{"sku": "apple", "qty": 2}, …]``.
+        total: The price in cents.
+        zone: The delivery zone (courier may have none there).
+        saga: ``"choreography"`` or ``"orchestration"``.
+        order_id: Default: a new ``order-<hex>``.
+    """
+    oid = order_id or f"order-{uuid.uuid4().hex[:12]}"
+    event = registry.validate(
+        registry.stamp(
+            Event(
+                type="OrderPlaced",
+                source="storefront",
+                subject=oid,
+                data={
+                    "order_id": oid,
+                    "customer": customer,
+                    "items": [{"sku": i["sku"], "qty": int(i["qty"])} for i in items],
+                    "total": int(total),
+                    "zone": zone,
+                    "saga": saga,
+                },
+                extensions={"seq": "1"},
+            )
+        )
+    )
+    streams.publish(client, events.stream(), event)
+    return event
+
+
+def random_orders(
+    n: int,
+    *,
+    seed: int = 0,
+    saga: Saga = "choreography",
+    skus: Sequence[str] = tuple(DEFAULT_STOCK),
+    customers: int = 50,
+    zones: Sequence[str] = ("central", "north", "south"),
+) -> Iterator[dict[str, Any]]:
+    """Yield ``n`` seeded orders as keyword arguments for :func:`place_order`."""
+    rng = random.Random(seed)  # noqa: S311 - seeded test data, not secrets
+    for number in range(n):
+        qty = {sku: rng.randint(1, 3) for sku in rng.sample(list(skus), rng.randint(1, len(skus)))}
+        items = [{"sku": sku, "qty": n} for sku, n in qty.items()]
+        yield {
+            "order_id": f"order-{seed}-{number:06d}",
+            "customer": f"customer-{rng.randrange(customers)}",
+            "items": items,
+            "total": 100 * sum(qty.values()),
+            "zone": rng.choice(list(zones)),
+            "saga": saga,
+        }
+
+
+def order_events(client: redis.Redis) -> pd.DataFrame:
+    """Return the log as a DataFrame: entry_id, id, type, source, subject, time, seq, data."""
+    rows = [
+        {
+            "entry_id": entry_id,
+            "id": event.id,
+            "type": event.type,
+            "source": event.source,
+            "subject": event.subject,
+            "time": event.time,
+            "seq": events.seq_of(event),
+            "data": event.data,
+        }
+        for entry_id, event in streams.replay(client, events.stream())
+    ]
+    frame = pd.DataFrame(
+        rows, columns=["entry_id", "id", "type", "source", "subject", "time", "seq", "data"]
+    )
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame
+
+
+def transitions_frame(client: redis.Redis) -> pd.DataFrame:
+    """Return one row per order event on the log: ``aggregate`` (order id), ``state`` (event type).
+
+    The shape :func:`eventlab.checker.one_terminal_state` reads.
+    """
+    log = order_events(client)
+    log = log[log["subject"] != "stock"]
+    return pd.DataFrame({"aggregate": log["subject"].astype(str), "state": log["type"]})
+
+
+def convergence_frame(client: redis.Redis) -> pd.DataFrame:
+    """Per order: when placed, accepted and terminal, the outcome, and seconds accepted → terminal.
+
+    ``terminal``/``outcome`` are missing (NaT/None) for orders not yet settled.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for _, event in streams.replay(client, events.stream()):
+        if event.type not in {"OrderPlaced", "OrderAccepted", *events.TERMINAL}:
+            continue
+        order = rows.setdefault(
+            str(event.subject),
+            {
+                "order_id": event.subject,
+                "saga": None,
+                "placed": pd.NaT,
+                "accepted": pd.NaT,
+                "terminal": pd.NaT,
+                "outcome": None,
+                "reason": None,
+            },
+        )
+        if event.type == "OrderPlaced":
+            if pd.isna(order["placed"]):  # a storefront retry places it again: keep the first
+                order["placed"], order["saga"] = event.time, event.data["saga"]
+        elif event.type == "OrderAccepted":
+            order["accepted"] = event.time
+        elif pd.isna(order["terminal"]):
+            order["terminal"] = event.time
+            order["outcome"] = "confirmed" if event.type == "OrderConfirmed" else "cancelled"
+            order["reason"] = event.data.get("reason")
+    frame = pd.DataFrame(list(rows.values()), columns=list(CONVERGENCE_COLUMNS[:-1]))
+    for column in ("placed", "accepted", "terminal"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    frame["seconds_to_converge"] = (frame["terminal"] - frame["accepted"]).dt.total_seconds()
+    return frame
+
+
+def views_frame(client: redis.Redis, *, at: datetime | None = None) -> pd.DataFrame:
+    """Per order, the optimistic and the authoritative status as of ``at`` (default now).
+
+    Columns: order_id, optimistic ("accepted, pending" once accepted, else "placed"),
+    authoritative ("pending" until terminal, then "confirmed"/"cancelled"), agree (bool).
+    """
+    moment = pd.Timestamp(at or datetime.now(UTC))
+    frame = convergence_frame(client)
+    accepted = frame["accepted"].notna() & (frame["accepted"] <= moment)
+    terminal = frame["terminal"].notna() & (frame["terminal"] <= moment)
+    optimistic = pd.Series("placed", index=frame.index).where(~accepted, "accepted, pending")
+    authoritative = pd.Series("pending", index=frame.index).where(~terminal, frame["outcome"])
+    optimistic = optimistic.where(~terminal, frame["outcome"])
+    return pd.DataFrame(
+        {
+            "order_id": frame["order_id"],
+            "optimistic": optimistic,
+            "authoritative": authoritative,
+            "agree": optimistic == authoritative,
+        }
+    )

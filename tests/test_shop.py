@@ -1,0 +1,313 @@
+"""The shop's order flow and event sourcing, driven by seeded delivery on a real broker."""
+
+import pytest
+
+from eventlab import checker, schema, shop, streams
+from eventlab.envelope import Event
+from eventlab.shop import projections as proj
+from eventlab.shop import saga
+from eventlab.shop.projections import PROJECTIONS, STATUS_BOARD, STOCK_LEVELS
+
+SAGAS = ["choreography", "orchestration"]
+STOCK = {"apple": 10, "pear": 10, "plum": 10}
+
+
+@pytest.fixture
+async def ashop(broker, client):
+    """A set-up shop: registry, groups, stock; yields (sync client, async client, registry)."""
+    registry = shop.setup(client, stock=STOCK)
+    aclient = broker.async_client()
+    yield client, aclient, registry
+    await aclient.aclose()
+
+
+def place(client, registry, saga_kind, *, customer="ann", sku="pear", qty=1, zone="central"):
+    """Place one order of ``qty`` units of ``sku``."""
+    return shop.place_order(
+        client,
+        registry=registry,
+        customer=customer,
+        items=[{"sku": sku, "qty": qty}],
+        total=100 * qty,
+        zone=zone,
+        saga=saga_kind,
+    )
+
+
+def outcomes(client):
+    """Order id → (outcome, reason)."""
+    frame = shop.convergence_frame(client)
+    return {r.order_id: (r.outcome, r.reason) for r in frame.itertuples()}
+
+
+def types_for(client, order_id):
+    """The event types on the log about one order, in log order."""
+    return [e.type for _, e in streams.replay(client, shop.stream()) if e.subject == order_id]
+
+
+def assert_one_terminal(client):
+    """The checker's verdict: every order on the log reached exactly one terminal state."""
+    verdict = checker.one_terminal_state(shop.transitions_frame(client), terminal=shop.TERMINAL)
+    assert verdict.valid, verdict
+    return verdict
+
+
+def assert_projections_equal_fold(client):
+    """Projections maintained live equal the fold of the log (checker.diff is empty)."""
+    for projection in PROJECTIONS:
+        live = proj.read(client, projection)
+        assert checker.diff(live, proj.rebuild(client, projection).state) == [], projection.name
+
+
+@pytest.mark.parametrize("saga_kind", SAGAS)
+async def test_happy_path_confirms_and_takes_stock(ashop, saga_kind):
+    """Accepted at once, then reserved, paid, assigned → OrderConfirmed; stock taken once."""
+    client, aclient, registry = ashop
+    order = place(client, registry, saga_kind, qty=3)
+    await shop.deliver(aclient, shop.make_services(aclient, registry), reorder=False)
+    types = types_for(client, order.subject)
+    assert types[:2] == ["OrderPlaced", "OrderAccepted"]
+    assert types[-1] == "OrderConfirmed"
+    assert {"StockReserved", "PaymentCaptured", "CourierAssigned"} <= set(types)
+    assert shop.levels(client)["pear"] == 7
+    assert outcomes(client)[order.subject][0] == "confirmed"
+    assert_one_terminal(client)
+
+
+@pytest.mark.parametrize("saga_kind", SAGAS)
+@pytest.mark.parametrize(
+    ("failure", "compensations", "reason"),
+    [
+        ("stock", set(), "out of stock: pear"),
+        ("payment", {"StockReleased"}, "card declined"),
+        ("courier", {"StockReleased", "PaymentRefunded"}, "no courier in zone nowhere"),
+    ],
+)
+async def test_every_compensation_branch(ashop, saga_kind, failure, compensations, reason):
+    """Each failing step undoes exactly what happened before it, then OrderCancelled once."""
+    client, aclient, registry = ashop
+    shop.decline_cards(client, ["bob"])
+    shop.close_zones(client, ["nowhere"])
+    kwargs = {
+        "stock": {"qty": 11},
+        "payment": {"customer": "bob", "qty": 2},
+        "courier": {"zone": "nowhere", "qty": 2},
+    }[failure]
+    order = place(client, registry, saga_kind, **kwargs)
+    await shop.deliver(aclient, shop.make_services(aclient, registry), reorder=False)
+    types = types_for(client, order.subject)
+    assert compensations <= set(types)
+    assert not ({"StockReleased", "PaymentRefunded"} - compensations) & set(types)
+    assert types[-1] == "OrderCancelled"
+    assert "OrderConfirmed" not in types
+    assert outcomes(client)[order.subject] == ("cancelled", reason)
+    assert shop.levels(client)["pear"] == 10  # whatever was reserved came back
+    assert sum(proj.rebuild(client, proj.REVENUE_PER_HOUR).state.values()) == 0
+    assert_one_terminal(client)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("saga_kind", SAGAS)
+async def test_duplicates_and_reordering_still_one_terminal_state(ashop, saga_kind, seed):
+    """30% duplicates in a seeded random order: one terminal state each, stock and money right."""
+    client, aclient, registry = ashop
+    shop.decline_cards(client, ["customer-1"])
+    shop.close_zones(client, ["north"])
+    for order in shop.random_orders(30, seed=seed, saga=saga_kind, customers=4):
+        shop.place_order(client, registry=registry, **order)
+    # a storefront retry: the same order placed twice is accepted once
+    shop.place_order(client, registry=registry, **next(shop.random_orders(1, seed=seed)))
+    services = shop.make_services(aclient, registry)
+    result = await shop.deliver(aclient, services, seed=seed, duplicates=0.3)
+    assert result.duplicates > 20
+    verdict = assert_one_terminal(client)
+    assert verdict.counts["aggregates"] == 30
+    frame = shop.convergence_frame(client)
+    confirmed = frame[frame.outcome == "confirmed"]
+    assert 0 < len(confirmed) < 30
+    # stock taken exactly once per confirmed order, nothing held by cancelled ones
+    log = shop.order_events(client)
+    placed = log[log.type == "OrderPlaced"].drop_duplicates("subject").set_index("subject")
+    taken = dict.fromkeys(STOCK, 0)
+    for order_id in confirmed.order_id:
+        for item in placed.loc[order_id, "data"]["items"]:
+            taken[item["sku"]] += item["qty"]
+    assert shop.levels(client) == {sku: STOCK[sku] - taken[sku] for sku in STOCK}
+    assert proj.rebuild(client, STOCK_LEVELS).state == shop.levels(client)
+    revenue = sum(proj.rebuild(client, proj.REVENUE_PER_HOUR).state.values())
+    totals = {r.order_id: placed.loc[r.order_id, "data"]["total"] for r in confirmed.itertuples()}
+    assert revenue == sum(totals.values())
+
+
+async def test_same_seed_same_run(ashop):
+    """A seeded delivery schedule repeats: same outcomes, same number of deliveries."""
+    client, aclient, registry = ashop
+    runs = []
+    for _ in range(2):
+        shop.reset(client)
+        shop.setup(client, stock=STOCK, registry=registry)
+        shop.decline_cards(client, ["customer-1"])
+        for order in shop.random_orders(10, seed=7, customers=3):
+            shop.place_order(client, registry=registry, **order)
+        result = await shop.deliver(
+            aclient, shop.make_services(aclient, registry), seed=7, duplicates=0.2
+        )
+        runs.append((result.deliveries, sorted(outcomes(client).items())))
+    assert runs[0] == runs[1]
+
+
+async def test_orchestrated_step_timeout_compensates_and_ignores_late_reply(ashop):
+    """Courier down: its step times out, release + refund, cancelled; a late assignment is moot."""
+    client, aclient, registry = ashop
+    order = place(client, registry, "orchestration", qty=2)
+    services = shop.make_services(aclient, registry, step_timeouts={"courier": 0.5})
+    await shop.deliver(aclient, services, down={"courier"})
+    assert outcomes(client)[order.subject][0] is None  # stuck waiting for the courier
+    assert len(await saga.pending_deadlines(aclient)) == 1
+    assert await saga.fire_timeouts(aclient, registry, now=0) == []  # not due yet
+    fired = await saga.fire_timeouts(aclient, registry, now=2e9)
+    assert [e.data["step"] for e in fired] == ["courier"]
+    await shop.deliver(aclient, services, down={"courier"})
+    assert outcomes(client)[order.subject] == ("cancelled", "timed out in step courier")
+    assert shop.levels(client)["pear"] == 10
+    # the courier comes back and handles AssignCourier late: still exactly one terminal state
+    await shop.deliver(aclient, services)
+    assert "CourierAssigned" in types_for(client, order.subject)
+    assert_one_terminal(client)
+    # a repeated timeout (relay crash) is harmless
+    await aclient.zadd(shop.events.key("orders", "deadlines"), {f"{order.subject}|courier": 1})
+    await saga.fire_timeouts(aclient, registry, now=2e9)
+    await shop.deliver(aclient, services)
+    assert_one_terminal(client)
+
+
+async def test_payment_timeout_then_late_capture_is_refunded(ashop):
+    """Billing down past its deadline: the saga refunds, so a capture made late is given back."""
+    client, aclient, registry = ashop
+    order = place(client, registry, "orchestration", qty=1)
+    services = shop.make_services(aclient, registry, step_timeouts={"payment": 0.1})
+    await shop.deliver(aclient, services, down={"billing"})
+    await saga.fire_timeouts(aclient, registry, now=2e9)
+    # billing back, reading in log order: CapturePayment, then RefundPayment
+    await shop.deliver(aclient, services, reorder=False)
+    types = types_for(client, order.subject)
+    assert types.count("PaymentCaptured") == 1
+    assert types.count("PaymentRefunded") == 1
+    assert outcomes(client)[order.subject] == ("cancelled", "timed out in step payment")
+    assert sum(proj.rebuild(client, proj.REVENUE_PER_HOUR).state.values()) == 0
+    assert shop.levels(client)["pear"] == 10
+
+
+async def test_invalid_data_and_unknown_dataschema_are_dead_lettered(ashop):
+    """An event failing its schema, or naming an unknown one, is dead-lettered with the reason."""
+    client, aclient, registry = ashop
+    good = place(client, registry, "choreography")
+    bad = good.evolve(id="bad-1", data={**good.data, "total": "lots"})
+    unknown = good.evolve(id="bad-2", dataschema="OrderPlaced/v99")
+    streams.publish(client, shop.stream(), bad)
+    streams.publish(client, shop.stream(), unknown)
+    result = await shop.deliver(aclient, shop.make_services(aclient, registry), reorder=False)
+    assert result.dead == 2
+    letters = client.xrange(streams.dlq_key(shop.stream()))
+    reasons = {f["id"]: f["dlqreason"] for _, f in letters}
+    assert "total" in reasons["bad-1"]
+    assert "unknown dataschema 'OrderPlaced/v99'" in reasons["bad-2"]
+    with pytest.raises(schema.SchemaError):  # and the producer side refuses to publish it
+        shop.place_order(
+            client, registry=registry, customer="", items=[], total=-1, saga="choreography"
+        )
+
+
+async def test_views_optimistic_then_authoritative(ashop):
+    """Before the services run the customer sees 'accepted, pending'; after, both views agree."""
+    client, aclient, registry = ashop
+    place(client, registry, "choreography")
+    orders = shop.Orders(aclient, registry)
+    await shop.deliver(aclient, [orders])  # only orders runs: accepted at once
+    views = shop.views_frame(client)
+    assert views.loc[0, "optimistic"] == "accepted, pending"
+    assert views.loc[0, "authoritative"] == "pending"
+    assert not views.loc[0, "agree"]
+    await shop.deliver(aclient, shop.make_services(aclient, registry))
+    views = shop.views_frame(client)
+    assert views.loc[0, ["optimistic", "authoritative"]].tolist() == ["confirmed", "confirmed"]
+    frame = shop.convergence_frame(client)
+    assert list(frame.columns) == list(shop.core.CONVERGENCE_COLUMNS)
+    assert frame.loc[0, "seconds_to_converge"] > 0
+
+
+# --- event sourcing ----------------------------------------------------------------
+
+
+async def run_some_orders(ashop, n=12, seed=5):
+    """Place ``n`` mixed orders and run them to the end."""
+    client, aclient, registry = ashop
+    shop.decline_cards(client, ["customer-0"])
+    for order in shop.random_orders(n, seed=seed, customers=3):
+        shop.place_order(client, registry=registry, **order)
+    await shop.deliver(aclient, shop.make_services(aclient, registry), seed=seed)
+
+
+async def test_projector_is_idempotent_by_version_and_equals_the_fold(ashop):
+    """Applying the log twice changes nothing; a version ahead is refused; live == fold."""
+    client, aclient, _ = ashop
+    await run_some_orders(ashop)
+    projector = proj.Projector(aclient)
+    log = streams.replay(client, shop.stream())
+    for _, event in log:
+        await projector.handle(event)
+    assert [await projector.handle(e) for _, e in log] == [0] * len(log)
+    assert_projections_equal_fold(client)
+    order_events = [e for _, e in log if e.subject == log[-1][1].subject and e.source == "orders"]
+    ahead = order_events[-1].evolve(id="x", extensions={"seq": "99"})
+    with pytest.raises(proj.OutOfOrderError):
+        await projector.handle(ahead)
+
+
+async def test_state_as_of_event_n_snapshot_and_backfill(ashop):
+    """as_of(N) folds a prefix; snapshot + tail == full rebuild; a backfill continues live."""
+    client, aclient, registry = ashop
+    place(client, registry, "choreography")
+    log = [e for _, e in streams.replay(client, shop.stream())]
+    assert [e.type for e in log] == ["StockAdded"] * 3 + ["OrderPlaced"]
+    assert proj.as_of(client, STATUS_BOARD, 3) == {}
+    assert proj.as_of(client, STATUS_BOARD, 4) == {log[3].subject: "placed"}
+    assert proj.as_of(client, STOCK_LEVELS, 1) == {"apple": 10}
+    snap = proj.save_snapshot(client, STOCK_LEVELS)
+    await run_some_orders(ashop)
+    full = proj.rebuild(client, STOCK_LEVELS)
+    resumed = proj.rebuild(client, STOCK_LEVELS, from_snapshot=True)
+    assert resumed.state == full.state
+    assert resumed.applied < full.applied  # it folded only what came after the snapshot
+    assert snap.position != resumed.position
+    # a new projection, backfilled from history, then continued by a live consumer
+    position = proj.backfill(client, proj.REVENUE_PER_HOUR)
+    streams.create_group(client, shop.stream(), "views-revenue", start=position)
+    place(client, registry, "choreography", qty=4)
+    await shop.deliver(aclient, shop.make_services(aclient, registry))
+    projector = proj.Projector(aclient, [proj.REVENUE_PER_HOUR])
+    rows = client.xreadgroup("views-revenue", "c1", {shop.stream(): ">"})
+    for _, fields in rows[0][1]:
+        await projector.handle(Event.from_fields(fields))
+    assert (
+        proj.read(client, proj.REVENUE_PER_HOUR)
+        == proj.rebuild(client, proj.REVENUE_PER_HOUR).state
+    )
+
+
+async def test_fold_order_rebuilds_the_aggregate(ashop):
+    """An order rebuilt from its events says what each service did; duplicates count once."""
+    client, aclient, registry = ashop
+    shop.close_zones(client, ["nowhere"])
+    order = place(client, registry, "choreography", zone="nowhere")
+    await shop.deliver(aclient, shop.make_services(aclient, registry))
+    mine = [e for _, e in streams.replay(client, shop.stream()) if e.subject == order.subject]
+    state = proj.fold_order(mine + mine)
+    assert state == {
+        "status": "cancelled",
+        "stock": "released",
+        "payment": "refunded",
+        "courier": "unavailable",
+        "reason": "no courier in zone nowhere",
+        "events": len(mine),
+    }
