@@ -146,3 +146,50 @@ def test_summary_has_one_row_per_verdict(broker, client):  # noqa: ARG001
     assert list(frame.columns) == ["verdict", "valid", "expected", "counts"]
     assert len(frame) == 2
     assert "lost=10" in frame.loc[frame["verdict"] == "total-queue (start $)", "counts"].iloc[0]
+
+
+def test_handler_error_sticks_pending_under_faststream_but_not_eventlab(broker, client):  # noqa: ARG001
+    """A failed handler: faststream leaves it pending even after restart; the runtime retries it."""
+    first, second = _twice(
+        lambda: scenarios.handler_error_defaults(broker, seed=SEED, events=40, failing=4)
+    )
+    for result in (first, second):
+        assert result.facts["pending after first run (faststream)"] == 4
+        assert result.facts["pending after restarted run (faststream)"] == 4
+        assert result.facts["pending after run (eventlab)"] == 0
+        assert result.verdicts["total-queue (faststream defaults)"].counts["lost"] == 4
+    assert (
+        first.verdicts["total-queue (faststream defaults)"].offending["lost"]
+        == second.verdicts["total-queue (faststream defaults)"].offending["lost"]
+    )
+
+
+def test_poison_and_invalid_entries_are_dead_lettered_with_reasons(broker, client):  # noqa: ARG001
+    """Poison events go to the DLQ after max deliveries, invalid ones at once; the rest flows."""
+    first, _ = _twice(lambda: scenarios.poison_to_dlq(broker, seed=SEED, events=30, poison=2))
+    assert first.verdicts["dead-letters"].counts == {
+        "expected": 3,
+        "dead_lettered": 3,
+        "pending": 0,
+    }
+    assert any("max_deliveries" in reason for reason in first.facts["reasons"])
+    assert any("not a valid event" in reason for reason in first.facts["reasons"])
+
+
+def test_slow_handler_is_stolen_and_processed_twice_with_one_effect(broker, client):  # noqa: ARG001
+    """A handler slower than min_idle is reclaimed by another consumer: one effect."""
+    first, _ = _twice(lambda: scenarios.slow_handler_stolen(broker, seed=SEED, events=20))
+    assert first.facts["deliveries_of_slow_event"] >= 2
+    assert first.verdicts["total-queue"].counts["duplicated"] >= 1
+    assert first.verdicts["exactly-once"].counts["duplicated"] == 0
+
+
+async def test_runtime_scenarios_also_run_inside_an_event_loop(broker, client):  # noqa: ARG001
+    """A notebook's running loop is no obstacle: the scenario runs its loop on a thread."""
+    result = scenarios.handler_error_defaults(broker, seed=SEED, events=10, failing=1)
+    assert result.as_expected
+
+
+def test_every_scenario_is_registered():
+    """SCENARIOS holds the twelve scenarios of the course."""
+    assert len(scenarios.SCENARIOS) == 12

@@ -41,6 +41,7 @@ Introduced in lessons 03 to 05 and 11; the grader runs them too.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import shutil
@@ -48,11 +49,11 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import redis
@@ -73,15 +74,19 @@ __all__ = [
     "consumer_kill_before_ack",
     "graceful_restart",
     "group_after_events",
+    "handler_error_defaults",
     "kill9_rdb_vs_aof",
     "latency_partition_heal",
     "lost_publish_reply",
     "maxlen_trimming",
     "out_of_order_two_consumers",
+    "poison_to_dlq",
     "run",
+    "slow_handler_stolen",
 ]
 
 _NO_RETRY = Retry(NoBackoff(), 0)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -822,8 +827,360 @@ def group_after_events(
     )
 
 
+# -- scenarios with a running consumer (faststream defaults vs the eventlab runtime) ---
+
+
+def _run_async(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run a coroutine to completion, also from a notebook whose event loop is running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    box: list[_T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            box.append(asyncio.run(make()))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="eventlab-scenario")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return box[0]
+
+
+async def _until(done: Callable[[], bool], *, timeout: float) -> None:  # noqa: ASYNC109 - seconds
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:  # noqa: ASYNC110 - polls Redis state
+        await asyncio.sleep(0.02)
+
+
+def _fast_retries() -> Any:
+    from eventlab.consumer import Backoff  # noqa: PLC0415 - the runtime loads on use
+
+    return Backoff(initial=0.01, maximum=0.05)
+
+
+def handler_error_defaults(  # noqa: C901 - two consumers, told side by side
+    broker: broker_mod.Broker | None = None,
+    *,
+    seed: int = 0,
+    events: int = 60,
+    failing: int = 5,
+) -> ScenarioResult:
+    """A handler that fails once: stuck pending under faststream defaults, retried by eventlab.
+
+    The same events go to two groups. Under faststream's defaults (its nack
+    does nothing on Redis) each failed event stays in the pending list for
+    ever, even after the subscriber restarts: total-queue INVALID, the
+    failures lost. The eventlab runtime retries them in process: valid, the
+    pending list drains.
+    """
+    from faststream.redis import RedisBroker, StreamSub  # noqa: PLC0415
+    from faststream.redis.annotations import RedisStreamMessage  # noqa: PLC0415
+
+    from eventlab.consumer import Reliable  # noqa: PLC0415
+
+    rng = _rng(seed)
+    handle = _shared(broker)
+    client = handle.client()
+    stream = _stream("handler-error", client)
+    history = History()
+    batch = _events(rng, events)
+    bad = {e.id for e in rng.sample(batch, failing)}
+    for tag in ("faststream", "eventlab"):
+        streams.create_group(client, stream, tag, start="0")
+    for event in batch:
+        for tag in ("faststream", "eventlab"):
+            history.invoke(f"producer-{tag}", "enqueue", event.id)
+    streams.publish_many(client, stream, batch)
+    for event in batch:
+        for tag in ("faststream", "eventlab"):
+            history.ok(f"producer-{tag}", "enqueue", event.id)
+    facts: dict[str, Any] = {"failing": failing}
+
+    async def faststream_defaults() -> None:
+        calls: list[str] = []
+        for attempt in ("first", "restarted"):
+            fs = RedisBroker(handle.url, logger=None)  # type: ignore[arg-type]  # None: no logs
+            sub = StreamSub(stream, group="faststream", consumer="c1", max_records=10)
+
+            async def handle_fs(body: Any, msg: Any) -> None:  # noqa: ARG001
+                event_id = msg.raw_message["data"][b"id"].decode()
+                calls.append(event_id)
+                with history.op("consumer-faststream", "dequeue", event_id):
+                    if event_id in bad:
+                        raise RuntimeError("handler failed (transient)")
+
+            # a real annotation object: this module's string annotations cannot
+            # see a name imported inside the function
+            handle_fs.__annotations__["msg"] = RedisStreamMessage
+            fs.subscriber(stream=sub)(handle_fs)
+
+            await fs.start()
+            await _until(lambda: len(calls) >= events, timeout=5.0 if attempt == "first" else 0.3)
+            await fs.stop()
+            facts[f"pending after {attempt} run (faststream)"] = streams.pending_summary(
+                client, stream, "faststream"
+            ).count
+
+    async def eventlab_runtime() -> None:
+        tried: set[str] = set()
+        done: set[str] = set()
+        reliable = Reliable(handle.url, consumer="c1")
+
+        @reliable.subscriber(
+            stream, group="eventlab", start="0", batch=10, block=0.05, backoff=_fast_retries()
+        )
+        async def handle_el(event: Event) -> None:
+            with history.op("consumer-eventlab", "dequeue", event.id):
+                if event.id in bad and event.id not in tried:
+                    tried.add(event.id)
+                    raise RuntimeError("handler failed (transient)")
+            done.add(event.id)
+
+        async with reliable:
+            await _until(lambda: len(done) >= events, timeout=5.0)
+        facts["pending after run (eventlab)"] = streams.pending_summary(
+            client, stream, "eventlab"
+        ).count
+
+    _run_async(faststream_defaults)
+    _run_async(eventlab_runtime)
+    client.close()
+    return ScenarioResult(
+        "handler_error_defaults",
+        seed,
+        history,
+        {
+            "total-queue (faststream defaults)": checker.total_queue(
+                _variant(history, "faststream")
+            ),
+            "total-queue (eventlab runtime)": checker.total_queue(_variant(history, "eventlab")),
+        },
+        {"total-queue (faststream defaults)": False, "total-queue (eventlab runtime)": True},
+        facts,
+    )
+
+
+def _effect_ids(client: redis.Redis, key: str) -> list[str]:
+    """Expand a hash of event id → effect count into one id per applied effect."""
+    counts: Any = client.hgetall(key)
+    return [str(event_id) for event_id, n in counts.items() for _ in range(int(n))]
+
+
+def poison_to_dlq(
+    broker: broker_mod.Broker | None = None,
+    *,
+    seed: int = 0,
+    events: int = 40,
+    poison: int = 2,
+    max_deliveries: int = 3,
+) -> ScenarioResult:
+    """Poison events and a schema-invalid entry end in ``<stream>:dlq``; the rest flows on.
+
+    The handler always fails on a poison event: the runtime retries it, lets
+    it be redelivered, and after ``max_deliveries`` moves it to the dead-letter
+    stream with the reason. An entry that is not a valid event is dead-lettered
+    at once. Every good event has exactly one effect and the pending list drains.
+    """
+    from eventlab.consumer import Effects, Reliable, dead_letters  # noqa: PLC0415
+
+    rng = _rng(seed)
+    handle = _shared(broker)
+    client = handle.client()
+    stream = _stream("poison", client)
+    effects_key = f"{stream}:effects"
+    history = History()
+    good = _events(rng, events)
+    bad = [faults.poison_event(subject=f"order-{i}") for i in range(poison)]
+    mixed = list(good)
+    for event in bad:
+        mixed.insert(rng.randrange(len(mixed) + 1), event)
+    streams.create_group(client, stream, "billing", start="0")
+    for event in mixed:
+        f = "enqueue" if event.type != "Poison" else "enqueue-poison"
+        with history.op("producer", f, event.id):
+            streams.publish(client, stream, event)
+    invalid_entry = faults.publish_invalid(client, stream, history=history)
+
+    async def consume() -> None:
+        reliable = Reliable(handle.url, consumer="c1")
+
+        @reliable.subscriber(
+            stream,
+            group="billing",
+            start="0",
+            batch=10,
+            block=0.05,
+            min_idle=0.1,
+            reclaim_every=0.05,
+            attempts=1,
+            max_deliveries=max_deliveries,
+            backoff=_fast_retries(),
+        )
+        async def bill(event: Event, effects: Effects) -> None:
+            with history.op(
+                "c1", "dequeue" if event.type != "Poison" else "dequeue-poison", event.id
+            ):
+                if event.data == {"poison": True}:
+                    raise ValueError("cannot bill a poison event")
+                effects.hincrby(effects_key, event.id, 1)
+
+        async with reliable:
+            await _until(
+                lambda: (
+                    len(dead_letters(client, stream)) >= poison + 1
+                    and streams.pending_summary(client, stream, "billing").count == 0
+                ),
+                timeout=10.0,
+            )
+
+    _run_async(consume)
+    letters = dead_letters(client, stream)
+    lettered = {d.event_id for d in letters} | {d.original_id for d in letters}
+    expected = {e.id for e in bad} | {invalid_entry}
+    missing = sorted(expected - lettered)
+    pending = streams.pending_summary(client, stream, "billing").count
+    dlq = Verdict(
+        name="dead-letters",
+        valid=not missing and pending == 0 and len(letters) == len(expected),
+        counts={"expected": len(expected), "dead_lettered": len(letters), "pending": pending},
+        offending={"missing": missing},
+        frames={
+            "dead_letters": pd.DataFrame(
+                [
+                    {
+                        "event_id": d.event_id,
+                        "reason": d.reason,
+                        "error": d.error,
+                        "attempts": d.attempts,
+                    }
+                    for d in letters
+                ]
+            )
+        },
+    )
+    verdicts = {
+        "total-queue (good events)": checker.total_queue(history),
+        "exactly-once (good events)": checker.exactly_once(
+            history, effects=_effect_ids(client, effects_key)
+        ),
+        "dead-letters": dlq,
+    }
+    facts = {"reasons": sorted({d.reason for d in letters}), "pending": pending}
+    client.close()
+    return ScenarioResult(
+        "poison_to_dlq",
+        seed,
+        history,
+        verdicts,
+        dict.fromkeys(verdicts, True),
+        facts,
+    )
+
+
+def slow_handler_stolen(
+    broker: broker_mod.Broker | None = None,
+    *,
+    seed: int = 0,
+    events: int = 30,
+    min_idle: float = 0.2,
+) -> ScenarioResult:
+    """A handler slower than ``min_idle``: another consumer steals the event; one effect stays.
+
+    Two consumers share a group. ``c1`` handles one seeded event for
+    ``3 * min_idle`` seconds; ``c2``'s reclaimer claims it (XAUTOCLAIM) and
+    processes it too. total-queue shows the duplicate delivery (valid: at
+    least once); the runtime's dedupe keeps exactly one effect (valid).
+    """
+    from eventlab.consumer import Effects, Reliable  # noqa: PLC0415
+
+    rng = _rng(seed)
+    handle = _shared(broker)
+    client = handle.client()
+    stream = _stream("slow-handler", client)
+    effects_key = f"{stream}:effects"
+    history = History()
+    batch = _events(rng, events)
+    slow_id = batch[rng.randrange(events // 3)].id
+    streams.create_group(client, stream, "billing", start="0")
+    _publish(client, stream, batch, history)
+    handled: list[str] = []
+
+    async def consume() -> None:
+        runtimes = []
+        for name in ("c1", "c2"):
+            reliable = Reliable(handle.url, consumer=name)
+
+            def make(consumer: str) -> Callable[[Event, Effects], Coroutine[Any, Any, None]]:
+                async def bill(event: Event, effects: Effects) -> None:
+                    with history.op(consumer, "dequeue", event.id):
+                        if event.id == slow_id and consumer == "c1":
+                            await asyncio.sleep(min_idle * 3)
+                        effects.hincrby(effects_key, event.id, 1)
+                    handled.append(event.id)
+
+                return bill
+
+            reliable.subscriber(
+                stream,
+                group="billing",
+                start="0",
+                batch=1,
+                block=0.05,
+                min_idle=min_idle,
+                reclaim_every=0.05,
+            )(make(name))
+            runtimes.append(reliable)
+        # c1 starts first so it takes the slow event; c2 joins a moment later
+        await runtimes[0].start()
+        await _until(lambda: slow_id in history_ids(), timeout=5.0)
+        await runtimes[1].start()
+        stolen = 2  # handled by c1 (slowly) and by c2 (after reclaiming it)
+        await _until(
+            lambda: handled.count(slow_id) >= stolen and len(set(handled)) >= events,
+            timeout=10.0,
+        )
+        await _until(
+            lambda: streams.pending_summary(client, stream, "billing").count == 0, timeout=5.0
+        )
+        for reliable in runtimes:
+            await reliable.stop()
+
+    def history_ids() -> set[str]:
+        return {r[4] for r in history._rows if r[2] == "invoke" and r[3] == "dequeue"}  # noqa: SLF001
+
+    _run_async(consume)
+    verdicts = {
+        "total-queue": checker.total_queue(history),
+        "exactly-once": checker.exactly_once(history, effects=_effect_ids(client, effects_key)),
+    }
+    facts = {
+        "slow_event": slow_id,
+        "deliveries_of_slow_event": handled.count(slow_id),
+        "pending_at_end": streams.pending_summary(client, stream, "billing").count,
+    }
+    client.close()
+    return ScenarioResult(
+        "slow_handler_stolen",
+        seed,
+        history,
+        verdicts,
+        {"total-queue": True, "exactly-once": True},
+        facts,
+    )
+
+
 SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
     "consumer_kill_before_ack": consumer_kill_before_ack,
+    "handler_error_defaults": handler_error_defaults,
+    "poison_to_dlq": poison_to_dlq,
+    "slow_handler_stolen": slow_handler_stolen,
     "broker_restart_no_persistence": broker_restart_no_persistence,
     "kill9_rdb_vs_aof": kill9_rdb_vs_aof,
     "graceful_restart": graceful_restart,
