@@ -510,3 +510,29 @@ def test_broker_killed_and_restarted_consumers_resume_without_second_effect(fres
             proc.terminate()
     _assert_exactly_once(client, length)
     client.close()
+
+
+async def test_trimmed_while_consumer_down_reported_lost_by_retention(broker, client, caplog):
+    """MAXLEN trimming while the consumer is down: on restart it reports the lost entries."""
+    caplog.set_level(logging.WARNING, logger="eventlab.consumer")
+    streams.publish_many(client, STREAM, _events(10))
+
+    def declare(reliable: Reliable) -> None:
+        @reliable.subscriber(STREAM, group="billing", start="0", batch=5)
+        async def bill(event: Event, effects: Effects) -> None:
+            effects.hincrby(COUNTS, event.id, 1)
+
+    first = Reliable(broker.url)
+    declare(first)
+    async with first:
+        assert await first.drain(timeout=10)
+    assert first.health()[f"{STREAM}/billing"].lost == 0
+    # consumer down: the producer keeps a 10-entry window, 25 new events push 15 out unread
+    streams.publish_many(client, STREAM, _events(25), maxlen=10, approximate=False)
+    second = Reliable(broker.url)
+    declare(second)
+    async with second:
+        assert await second.drain(timeout=10)
+    assert second.health()[f"{STREAM}/billing"].lost == 15
+    assert len(client.hgetall(COUNTS)) == 10 + 10
+    assert any("lost by retention" in r.getMessage() for r in caplog.records)

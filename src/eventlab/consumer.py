@@ -70,6 +70,7 @@ from redis.backoff import ExponentialBackoff
 
 from eventlab import _lua
 from eventlab._errors import EventlabError
+from eventlab.backpressure import alost_by_retention
 from eventlab.envelope import EnvelopeError, Event
 from eventlab.metrics import Metrics
 from eventlab.streams import dlq_key
@@ -167,7 +168,8 @@ class Health:
         dead: Events dead-lettered.
         duplicates: Events skipped as already processed.
         reclaimed: Entries taken over from idle consumers.
-        lost: Pending entries deleted from the stream (trimmed) before being handled.
+        lost: Entries trimmed from the stream before this group handled them: unread
+            ones counted when the consumer starts, pending ones when reclaimed.
     """
 
     stream: str
@@ -454,8 +456,11 @@ class Subscription:
 
     async def _ensure_group(self, *, create: bool) -> bool:
         assert self._client is not None
+        position, entries_read = await self._group_position()
         try:
-            await self._client.xgroup_create(self.stream, self.group, id=self.start, mkstream=True)
+            await self._client.xgroup_create(
+                self.stream, self.group, id=position, mkstream=True, entries_read=entries_read
+            )
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -471,10 +476,43 @@ class Subscription:
             )
         return True
 
+    async def _group_position(self) -> tuple[str, int | None]:
+        """The explicit start as an id plus ENTRIESREAD, so lag and retention loss are exact."""
+        assert self._client is not None
+        if self.start == "0":
+            return "0", 0
+        if self.start != "$":
+            return self.start, None
+        try:
+            info: Any = await self._client.xinfo_stream(self.stream)
+        except redis.ResponseError:  # no stream yet: "$" and "0" mean the same
+            return "0", 0
+        # one snapshot gives both, so the pair is consistent even while producers write
+        return str(info["last-generated-id"]), int(info["entries-added"])
+
+    async def _check_retention(self) -> None:
+        """Say loudly if entries were trimmed before this group read them (consumer was down)."""
+        assert self._client is not None
+        try:
+            loss = await alost_by_retention(self._client, self.stream, self.group)
+        except (LookupError, redis.ResponseError):
+            return  # the group or stream is gone: the reader's NOGROUP reports it
+        if loss.lost:
+            self._counts["lost"] += loss.lost
+            logger.warning(
+                "%s: %d entries of %s were trimmed (MAXLEN) before group %r read them: "
+                "lost by retention",
+                self,
+                loss.lost,
+                self.stream,
+                self.group,
+            )
+
     # -- reading ----------------------------------------------------------------
 
     async def _read_loop(self) -> None:
         inflight: asyncio.Task[None] | None = None
+        await self._guarded(self._check_retention)
         await self._guarded(self._recover_own)
         if self._state == "starting":
             self._set_state("running")
