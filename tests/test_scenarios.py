@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from eventlab import scenarios
@@ -193,3 +195,17 @@ async def test_runtime_scenarios_also_run_inside_an_event_loop(broker, client): 
 def test_every_scenario_is_registered():
     """SCENARIOS holds the twelve scenarios of the course."""
     assert len(scenarios.SCENARIOS) == 12
+
+
+def test_cli_runs_a_scenario_and_lists_them(broker, client, capsys):  # noqa: ARG001
+    """`eventlab faults scenario NAME --json` prints the verdicts; without a name it lists all."""
+    from eventlab import cli  # noqa: PLC0415
+
+    state = str(broker.state)
+    args = ["faults", "scenario", "group_after_events", "--seed", "3", "--state", state, "--json"]
+    assert cli.main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["as_expected"] is True
+    assert report["verdicts"]["total-queue (start $)"]["valid"] is False
+    assert cli.main(["faults", "scenario"]) == 0
+    assert set(capsys.readouterr().out.split()) == set(scenarios.SCENARIOS)

@@ -896,8 +896,35 @@ def _cmd_control(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_scenario(args: argparse.Namespace) -> int:
+    from eventlab import scenarios  # noqa: PLC0415 - loads the checkers only when asked
+
+    if args.name is None:
+        print("\n".join(sorted(scenarios.SCENARIOS)))  # noqa: T201 - a command prints
+        return 0
+    handle = broker_mod.up(state=args.state)
+    # scenarios that kill or restart the broker get a private one (never yours)
+    crash = args.name in scenarios.CRASH_SCENARIOS
+    result = scenarios.run(args.name, None if crash else handle, seed=args.seed)
+    if args.json:
+        report = {
+            "scenario": result.name,
+            "seed": result.seed,
+            "as_expected": result.as_expected,
+            "verdicts": {
+                name: {"valid": v.valid, "expected": result.expected.get(name), "counts": v.counts}
+                for name, v in result.verdicts.items()
+            },
+            "facts": result.facts,
+        }
+        print(json.dumps(report, default=str))  # noqa: T201 - a command prints
+    else:
+        print(result)  # noqa: T201 - a command prints
+    return 0 if result.as_expected else 1
+
+
 def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``eventlab faults serve|status|latency|bandwidth|partition|reset|heal``."""
+    """Add ``eventlab faults serve|status|latency|bandwidth|partition|reset|heal|scenario``."""
     parser = sub.add_parser("faults", help="run or steer the fault proxy (latency, partition, …)")
     actions = parser.add_subparsers(dest="fault_action", required=True)
 
@@ -933,3 +960,11 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     common(part)
     common(actions.add_parser("reset", help="reset every open connection now"))
     common(actions.add_parser("heal", help="clear every network fault"))
+    scenario = actions.add_parser(
+        "scenario", help="run a seeded failure scenario and print its verdicts (no name: list)"
+    )
+    scenario.add_argument("name", nargs="?", help="scenario name (omit to list them)")
+    scenario.add_argument("--seed", type=int, default=0)
+    scenario.add_argument("--state", help="state folder of the broker to use")
+    scenario.add_argument("--json", action="store_true", help="one JSON object")
+    scenario.set_defaults(handler=_cmd_scenario)

@@ -68,6 +68,7 @@ from eventlab.envelope import Event
 from eventlab.history import History
 
 __all__ = [
+    "CRASH_SCENARIOS",
     "SCENARIOS",
     "ScenarioResult",
     "broker_restart_no_persistence",
@@ -1191,6 +1192,12 @@ SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
     "group_after_events": group_after_events,
 }
 """Scenario name → function (every one takes ``broker=None, *, seed=0``)."""
+
+
+CRASH_SCENARIOS = frozenset(
+    {"broker_restart_no_persistence", "kill9_rdb_vs_aof", "graceful_restart"}
+)
+"""Scenarios that kill or restart their broker (give them a private one)."""
 
 
 def run(
