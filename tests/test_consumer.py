@@ -536,3 +536,24 @@ async def test_trimmed_while_consumer_down_reported_lost_by_retention(broker, cl
     assert second.health()[f"{STREAM}/billing"].lost == 15
     assert len(client.hgetall(COUNTS)) == 10 + 10
     assert any("lost by retention" in r.getMessage() for r in caplog.records)
+
+
+async def test_unexpected_broker_error_marks_the_subscription_failed(broker, client, caplog):
+    """A stream key holding the wrong type stops that subscription with health 'failed'."""
+    caplog.set_level(logging.ERROR, logger="eventlab.consumer")
+    reliable = Reliable(broker.url)
+
+    @reliable.subscriber(STREAM, group="billing", start="0", block=0.05)
+    async def bill(_event: Event) -> None:
+        pass
+
+    async with reliable:
+        client.delete(STREAM)
+        client.set(STREAM, "not a stream")
+        await _until(
+            lambda: reliable.health()[f"{STREAM}/billing"].state == "failed", what="failed"
+        )
+    health = reliable.health()[f"{STREAM}/billing"]
+    assert health.state == "failed"
+    assert "WRONGTYPE" in health.reason
+    assert any("unexpected error" in r.getMessage() for r in caplog.records)

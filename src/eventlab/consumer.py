@@ -98,8 +98,12 @@ logger = logging.getLogger("eventlab.consumer")
 DLQ_FIELDS = _lua.DLQ_FIELDS
 """Fields a dead letter adds to the event's own: reason, error type, attempts, original id, …"""
 
-HealthState = Literal["starting", "running", "reconnecting", "group-missing", "stopped"]
-"""Where a subscription is: ``group-missing`` means the broker lost the group (data loss)."""
+HealthState = Literal["starting", "running", "reconnecting", "group-missing", "failed", "stopped"]
+"""Where a subscription is.
+
+``group-missing``: the broker lost the group (data loss); ``failed``: an unexpected
+error stopped it (logged with its traceback; other consumers reclaim its entries).
+"""
 
 Handler = Callable[..., Awaitable[Any] | Any]
 _WITH_EFFECTS = 2  # handle(event, effects)
@@ -434,7 +438,8 @@ class Subscription:
             logger.warning("%s: stopped with the broker unreachable: %s", self, exc)
         await self._release_queued()
         self._tasks = []
-        self._set_state("stopped")
+        if self._state != "failed":
+            self._set_state("stopped")
 
     async def _release_queued(self) -> None:
         """Hand reclaimed-but-unhandled entries back at once (idle = min_idle)."""
@@ -511,6 +516,20 @@ class Subscription:
     # -- reading ----------------------------------------------------------------
 
     async def _read_loop(self) -> None:
+        try:
+            await self._consume()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception(
+                "%s: stopped by an unexpected error; other consumers of the group will "
+                "reclaim its pending entries after min_idle",
+                self,
+            )
+            self._set_state("failed", f"{type(exc).__name__}: {exc}")
+            self._stopping.set()  # the reclaimer stops too: nothing would handle its claims
+
+    async def _consume(self) -> None:
         inflight: asyncio.Task[None] | None = None
         await self._guarded(self._check_retention)
         await self._guarded(self._recover_own)
