@@ -278,7 +278,7 @@ def spawn_services(
     services: Sequence[str] = (*events.SERVICES, VIEWS),
     options: Sequence[str] = (),
     die_with_parent: bool = True,
-    wait: float = 20.0,
+    wait: float = 60.0,
 ) -> list[processes.Proc]:
     """Start each service as its own OS process; return once all are subscribed.
 
