@@ -557,3 +557,43 @@ async def test_unexpected_broker_error_marks_the_subscription_failed(broker, cli
     assert health.state == "failed"
     assert "WRONGTYPE" in health.reason
     assert any("unexpected error" in r.getMessage() for r in caplog.records)
+
+
+async def test_restarted_consumer_rereads_its_own_pending_entries_first(broker, client):
+    """A consumer restarted under the same name handles its old pending entries at once."""
+    streams.publish_many(client, STREAM, _events(4))
+    streams.create_group(client, STREAM, "billing", start="0")
+    client.xreadgroup("billing", "c1", {STREAM: ">"}, count=4)  # then "crashed"
+    reliable = Reliable(broker.url, consumer="c1")
+
+    @reliable.subscriber(STREAM, group="billing", start="0", min_idle=600.0)
+    async def bill(event: Event, effects: Effects) -> None:
+        effects.hincrby(COUNTS, event.id, 1)
+
+    async with reliable:
+        assert await reliable.drain(timeout=10)  # long before min_idle
+    assert len(client.hgetall(COUNTS)) == 4
+    assert _pending(client, "billing") == 0
+
+
+async def test_entry_redelivered_past_max_deliveries_is_dead_lettered_unhandled(broker, client):
+    """An entry delivered max_deliveries times without an ack (it kills consumers) is dead."""
+    streams.publish(client, STREAM, _events(1)[0])
+    streams.create_group(client, STREAM, "billing", start="0")
+    ((_, rows),) = client.xreadgroup("billing", "crashy", {STREAM: ">"}, count=1)
+    entry_id = rows[0][0]
+    for _ in range(3):  # three more deliveries that never acked
+        client.xclaim(STREAM, "billing", "crashy", 0, [entry_id])
+    calls: list[str] = []
+    reliable = Reliable(broker.url)
+
+    @reliable.subscriber(STREAM, group="billing", start="0", min_idle=0.05, max_deliveries=4)
+    async def bill(event: Event) -> None:
+        calls.append(event.id)
+
+    async with reliable:
+        assert await reliable.drain(timeout=10)
+    assert calls == []
+    (letter,) = dead_letters(client, STREAM)
+    assert letter.reason.startswith("delivered 5 times without an ack")
+    assert letter.original_id == entry_id
