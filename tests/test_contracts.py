@@ -49,7 +49,7 @@ def add_required_currency(body):
 
 
 def test_contracts_check_fails_on_a_seeded_breaking_change(client, broker, tmp_path, capsys):
-    """`contracts check` exits 1 naming the rule broken; a compatible change passes after --register."""
+    """`contracts check` exits 1 naming the rule broken; compatible changes pass with --register."""
     shop.setup(client)
     state = broker.state
     good = tmp_path / "good.json"
