@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import ast
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from eventlab import grading, labs
+from eventlab import cli, grading, labs
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
@@ -132,23 +130,16 @@ def test_repository_labs_are_up_to_date():
     assert labs.stale(source=SOLUTIONS, dest=ROOT / "labs") == []
 
 
-def test_cli_build_check(tmp_path):
+def test_cli_build_check(tmp_path, capsys):
     """`eventlab labs build --check` exits 1 and names the file while labs/ is out of date."""
     source = _solution_tree(tmp_path)
     dest = tmp_path / "labs"
-    command = [sys.executable, "-m", "eventlab.cli", "labs", "build"]
-    args = ["--source", str(source), "--dest", str(dest)]
-    stale = subprocess.run(
-        [*command, *args, "--check"], capture_output=True, text=True, check=False
-    )
-    assert stale.returncode == 1
-    assert "exercise.py" in stale.stdout
-    built = subprocess.run([*command, *args], capture_output=True, text=True, check=False)
-    assert built.returncode == 0, built.stderr
-    fresh = subprocess.run(
-        [*command, *args, "--check"], capture_output=True, text=True, check=False
-    )
-    assert fresh.returncode == 0
+    args = ["labs", "build", "--source", str(source), "--dest", str(dest)]
+    assert cli.main([*args, "--check"]) == 1
+    assert "exercise.py" in capsys.readouterr().out
+    assert cli.main(args) == 0
+    assert "3 file(s) written" in capsys.readouterr().out
+    assert cli.main([*args, "--check"]) == 0
 
 
 @pytest.mark.parametrize("lab", LAB_IDS)

@@ -1,0 +1,51 @@
+"""Lab 11 — reconciliation under chaos: an anti-entropy job that repairs drift.
+
+A projector keeps a read model (the hash ``view_key``: order id -> JSON
+``{"status", "version"}``) up to date from the ``orders`` stream. Under chaos
+it drifts: a partition delays it, a crash between ack and write loses an
+update, a lagging replica writes back stale rows, an operator deletes a key.
+Retries and idempotency cannot fix what was never applied. An anti-entropy
+job can: it compares the view with the truth (the fold of the log) and repairs
+the difference.
+
+Write :func:`reconcile`. :func:`fold_log` (given) computes the truth.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+STATUS = {
+    "OrderPlaced": "placed",
+    "OrderPaid": "paid",
+    "OrderShipped": "shipped",
+    "OrderCancelled": "cancelled",
+}
+
+
+def fold_log(client: redis.Redis, stream: str) -> dict[str, dict[str, Any]]:
+    """Return the truth: order id -> {"status", "version"} folded from the whole stream."""
+    truth: dict[str, dict[str, Any]] = {}
+    for _, fields in client.xrange(stream):
+        if fields.get("type") not in STATUS:
+            continue
+        data = json.loads(fields["data"])
+        row = truth.setdefault(data["order"], {"status": None, "version": 0})
+        if data["version"] > row["version"]:
+            row.update(status=STATUS[fields["type"]], version=data["version"])
+    return truth
+
+
+def reconcile(client: redis.Redis, stream: str, view_key: str) -> int:
+    """Make the view equal to the fold of the log; return how many orders were repaired.
+
+    Read the view (``HGETALL``; values are JSON) and the truth
+    (:func:`fold_log`). An order is repaired when its row is missing, differs
+    from the truth, or is not in the log at all (delete it). Write every
+    repair in one ``MULTI``/``EXEC`` (``client.pipeline()``), and write
+    nothing when nothing differs, so a second run repairs 0.
+    """
+    raise NotImplementedError
