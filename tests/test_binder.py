@@ -126,7 +126,9 @@ def test_postbuild_installs_the_kit_at_the_pinned_versions():
     """The postBuild script installs the kit with -c constraints.txt, checks the broker binary."""
     post = (BINDER / "postBuild").read_text()
     installs = [line for line in post.splitlines() if "pip install" in line]
-    assert installs == ["python -m pip install --no-cache-dir -c constraints.txt -e ."]
+    assert installs == [
+        'python -m pip install --no-cache-dir -c constraints.txt -e . "notebook==7.6.5"'
+    ]
     assert "pip check" in post
     assert "broker.find_server()" in post
 
