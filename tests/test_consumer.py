@@ -597,3 +597,27 @@ async def test_entry_redelivered_past_max_deliveries_is_dead_lettered_unhandled(
     (letter,) = dead_letters(client, STREAM)
     assert letter.reason.startswith("delivered 5 times without an ack")
     assert letter.original_id == entry_id
+
+
+async def test_core_path_on_redis_7_and_valkey(each_broker, each_client):
+    """Effects, dedupe, dead letters, reclaim and retention counts hold on both server kinds."""
+    client = each_client
+    streams.publish_many(client, STREAM, _events(30))
+    streams.publish(client, STREAM, streams.replay(client, STREAM)[0][1])  # a duplicate id
+    client.xadd(STREAM, {"junk": "1"})
+    streams.create_group(client, STREAM, "billing", start="0")
+    client.xreadgroup("billing", "gone", {STREAM: ">"}, count=5)  # held by a dead consumer
+    reliable = Reliable(each_broker.url)
+
+    @reliable.subscriber(STREAM, group="billing", start="0", min_idle=0.3, batch=8)
+    async def bill(event: Event, effects: Effects) -> None:
+        effects.hincrby(COUNTS, event.id, 1)
+
+    async with reliable:
+        assert await reliable.drain(timeout=15)
+    counts = client.hgetall(COUNTS)
+    assert len(counts) == 30
+    assert set(counts.values()) == {"1"}
+    health = reliable.health()[f"{STREAM}/billing"]
+    assert (health.ok, health.duplicates, health.dead, health.reclaimed) == (30, 1, 1, 5)
+    assert _pending(client, "billing") == 0

@@ -375,6 +375,7 @@ class Subscription:
         self._pass_effects = _wants_effects(handler)
         self._is_async = inspect.iscoroutinefunction(handler)
         self._queue: asyncio.Queue[list[_Entry]] = asyncio.Queue(maxsize=2)
+        self._held: set[str] = set()  # entry ids read or claimed and not yet committed
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._state: HealthState = "stopped"
@@ -446,6 +447,7 @@ class Subscription:
         ids: list[str] = []
         while not self._queue.empty():
             ids.extend(entry_id for entry_id, _, _ in self._queue.get_nowait())
+        self._held.difference_update(ids)
         if ids and self._client is not None:
             idle = int(self.min_idle * 1000)
             with contextlib.suppress(redis.RedisError, *_CONNECTION_ERRORS):
@@ -557,7 +559,9 @@ class Subscription:
         )
         self._note_deleted(deleted)
         for start in range(0, len(entries), self.batch):
-            await self._queue.put(_entries(entries[start : start + self.batch]))
+            chunk = _entries(entries[start : start + self.batch])
+            self._held.update(entry_id for entry_id, _, _ in chunk)
+            await self._queue.put(chunk)
 
     async def _read(self) -> list[_Entry]:
         assert self._client is not None
@@ -579,7 +583,9 @@ class Subscription:
             self._set_state("running")
         if not reply:
             return []
-        return [(entry_id, fields, 1) for entry_id, fields in reply[0][1]]
+        batch = [(entry_id, fields, 1) for entry_id, fields in reply[0][1]]
+        self._held.update(entry_id for entry_id, _, _ in batch)
+        return batch
 
     async def _on_disconnect(self, exc: BaseException) -> None:
         if self._state != "reconnecting":
@@ -641,9 +647,13 @@ class Subscription:
                 await self._pause(self.reclaim_every)
                 continue
             self._note_deleted(deleted)
-            if entries:
-                self._counts["reclaimed"] += len(entries)
-                await self._queue.put(_entries(entries))
+            # entries this subscription already holds (queued or being handled) may be
+            # claimed again when min_idle is short; handling them twice would be waste
+            fresh = [e for e in _entries(entries) if e[0] not in self._held]
+            if fresh:
+                self._counts["reclaimed"] += len(fresh)
+                self._held.update(entry_id for entry_id, _, _ in fresh)
+                await self._queue.put(fresh)
             if cursor == "0-0":
                 await self._pause(self.reclaim_every)
 
@@ -848,6 +858,12 @@ class Subscription:
 
     async def _commit_until_done(self, plan: _Plan) -> None:
         """Run the batch's Lua call; after a disconnect, run it again (it is idempotent)."""
+        try:
+            await self._commit_plan(plan)
+        finally:
+            self._held.difference_update(entry[0] for entry in plan.entries)
+
+    async def _commit_plan(self, plan: _Plan) -> None:
         if not plan.entries:
             return
         keys = [self.stream, self.seen, self.dlq, *plan.keys]
