@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 
@@ -29,8 +30,10 @@ def test_timeout_is_info_and_other_errors_are_fail():
         raise redis.ConnectionError
     with pytest.raises(redis.ResponseError), h.op("p0", "enqueue", "c"):
         raise redis.ResponseError("WRONGTYPE")
+    with pytest.raises(asyncio.CancelledError), h.op("p0", "enqueue", "d"):
+        raise asyncio.CancelledError
     types = [(r["value"], r["type"]) for r in h.records() if r["type"] != "invoke"]
-    assert types == [("a", "info"), ("b", "info"), ("c", "fail")]
+    assert types == [("a", "info"), ("b", "info"), ("c", "fail"), ("d", "info")]
 
 
 def test_jsonl_records_have_exactly_the_contract_keys(tmp_path):

@@ -83,6 +83,26 @@ def _frame(history: HistoryLike) -> pd.DataFrame:
     return history
 
 
+def _text(values: pd.Series | np.ndarray[Any, Any]) -> pd.Series:
+    """Return the values as an object Series of ``str`` (ids), converting only non-strings.
+
+    Object dtype on purpose: pandas hashes plain Python strings faster than its
+    ``str`` dtype, which matters at a million operations.
+    """
+    raw = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else values
+    is_str = np.fromiter((type(v) is str for v in raw), dtype=bool, count=len(raw))
+    if not is_str.all():
+        raw = raw.copy()
+        raw[~is_str] = [str(v) for v in raw[~is_str]]
+    return pd.Series(raw, dtype=object)
+
+
+def _index(values: Any) -> pd.Index:
+    # object dtype: pandas 3 would infer its slower "str" dtype for an Index of strings
+    index: pd.Index = pd.Index(values, dtype=object)
+    return index
+
+
 def _ids(values: pd.Series) -> pd.Series:
     """Flatten a value column whose cells are ids or lists of ids into a Series of str ids."""
     raw = values.to_numpy(dtype=object)
@@ -90,10 +110,8 @@ def _ids(values: pd.Series) -> pd.Series:
     if is_list.any():
         flat = pd.Series(raw[~is_list], dtype=object)
         nested = pd.Series(raw[is_list], dtype=object).explode().dropna()
-        out = pd.concat([flat, nested], ignore_index=True)
-    else:
-        out = pd.Series(raw, dtype=object)
-    return out.astype(str)
+        raw = pd.concat([flat, nested], ignore_index=True).to_numpy(dtype=object)
+    return _text(raw)
 
 
 def _select(frame: pd.DataFrame, f: str, types: Collection[str]) -> pd.DataFrame:
@@ -129,20 +147,20 @@ def total_queue(
     frame = _frame(history)
     enq = frame[frame["f"].to_numpy(dtype=object) == enqueue]
     etype = enq["type"].to_numpy(dtype=object)
-    evalue = enq["value"].astype(str)
+    evalue = _text(enq["value"])
     attempted = pd.unique(evalue[etype == "invoke"])
     acked = pd.unique(evalue[etype == "ok"])
     failed = pd.unique(evalue[etype == "fail"])
     settled = pd.unique(evalue[(etype == "ok") | (etype == "fail")])
-    uncertain = pd.Index(attempted)[~pd.Index(attempted).isin(settled)]  # info or no reply
+    uncertain = _index(attempted)[~_index(attempted).isin(settled)]  # info or no reply
 
     deliveries = _ids(_select(frame, dequeue, ("ok",))["value"]).value_counts()
     delivered = deliveries.index
 
-    lost = pd.Index(acked)[~pd.Index(acked).isin(delivered)]
+    lost = _index(acked)[~_index(acked).isin(delivered)]
     duplicated = deliveries.index[deliveries.to_numpy() > 1]
     # possible = attempted and not certainly failed, or acknowledged (isin, no sorted union)
-    attempted_ok = pd.Index(attempted)[~pd.Index(attempted).isin(failed)]
+    attempted_ok = _index(attempted)[~_index(attempted).isin(failed)]
     unexpected = delivered[~(delivered.isin(attempted_ok) | delivered.isin(acked))]
     recovered = uncertain[uncertain.isin(delivered)]
     counts = {
@@ -207,14 +225,14 @@ def exactly_once(
     frame = _frame(history)
     enq = frame[frame["f"].to_numpy(dtype=object) == enqueue]
     etype = enq["type"].to_numpy(dtype=object)
-    evalue = enq["value"].astype(str)
-    acked = pd.Index(pd.unique(evalue[etype == "ok"]))
-    maybe = pd.Index(pd.unique(evalue[etype != "fail"]))
+    evalue = _text(enq["value"])
+    acked = _index(pd.unique(evalue[etype == "ok"]))
+    maybe = _index(pd.unique(evalue[etype != "fail"]))
     if effects is None:
         applied_ids = _ids(_select(frame, effect, ("ok",))["value"])
     else:
         applied_ids = pd.Series(list(effects) if not isinstance(effects, pd.Series) else effects)
-        applied_ids = applied_ids.astype(str)
+        applied_ids = _text(applied_ids)
     applied = applied_ids.value_counts()
     per_id = applied.reindex(acked.union(applied.index), fill_value=0)
     missing = acked[~acked.isin(applied.index)]
@@ -260,7 +278,7 @@ def one_terminal_state(
     agg = transitions["aggregate"].astype(str)
     is_terminal = transitions["state"].isin(list(terminal)).to_numpy()
     per = agg[is_terminal].value_counts()
-    expected = pd.Index(pd.unique(agg)) if aggregates is None else pd.Index(list(aggregates))
+    expected = _index(pd.unique(agg)) if aggregates is None else _index(list(aggregates))
     per = per.reindex(expected.append(per.index[~per.index.isin(expected)]), fill_value=0)
     none = per.index[per.to_numpy() == 0]
     many = per.index[per.to_numpy() > 1]
@@ -452,9 +470,9 @@ def lost_by_retention(
     """
     frame = _frame(history)
     enq = _select(frame, enqueue, ("ok",))
-    acked = pd.Index(pd.unique(enq["value"].astype(str)))
-    delivered = pd.Index(pd.unique(_ids(_select(frame, dequeue, ("ok",))["value"])))
-    here = pd.Index(pd.unique(pd.Series(list(present), dtype=object).astype(str)))
+    acked = _index(pd.unique(_text(enq["value"])))
+    delivered = _index(pd.unique(_ids(_select(frame, dequeue, ("ok",))["value"])))
+    here = _index(pd.unique(_text(pd.Series(list(present), dtype=object))))
     trimmed = acked[~acked.isin(here)]
     lost = trimmed[~trimmed.isin(delivered)]
     return Verdict(
