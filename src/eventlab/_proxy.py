@@ -208,6 +208,7 @@ class Engine:
 
         reading = asyncio.create_task(read())
         last_due = 0.0
+        paced = 0.0  # bandwidth clock: when the bytes written so far may have left
         try:
             while (item := await queue.get()) is not None:
                 arrived, data = item
@@ -225,7 +226,7 @@ class Engine:
                 last_due = due
                 if (wait := due - loop.time()) > 0:
                     await asyncio.sleep(wait)
-                await self._write(writer, data, direction)
+                paced = await self._write(writer, data, direction, paced)
             # the sender closed its side: pass the EOF on
             with contextlib.suppress(OSError):
                 if writer.can_write_eof():
@@ -235,18 +236,30 @@ class Engine:
         finally:
             reading.cancel()
 
-    async def _write(self, writer: asyncio.StreamWriter, data: bytes, direction: str) -> None:
+    async def _write(
+        self, writer: asyncio.StreamWriter, data: bytes, direction: str, paced: float
+    ) -> float:
+        """Write ``data`` at the direction's bandwidth; return the updated pacing clock.
+
+        The clock advances by ``len / rate`` per slice from where it stood, not
+        from "now", so scheduling overheads do not add up into a slower rate.
+        """
         rate = self.state[direction].bandwidth
         if not rate:
             writer.write(data)
             await writer.drain()
-            return
+            return 0.0
+        loop = asyncio.get_running_loop()
+        clock = max(paced, loop.time())
         step = max(1, int(rate * _BANDWIDTH_SLICE))
         for offset in range(0, len(data), step):
             piece = data[offset : offset + step]
             writer.write(piece)
             await writer.drain()
-            await asyncio.sleep(len(piece) / rate)
+            clock += len(piece) / rate
+            if (wait := clock - loop.time()) > 0:
+                await asyncio.sleep(wait)
+        return clock
 
     # -- control channel ------------------------------------------------------------
 
