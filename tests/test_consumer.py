@@ -621,3 +621,25 @@ async def test_core_path_on_redis_7_and_valkey(each_broker, each_client):
     health = reliable.health()[f"{STREAM}/billing"]
     assert (health.ok, health.duplicates, health.dead, health.reclaimed) == (30, 1, 1, 5)
     assert _pending(client, "billing") == 0
+
+
+def test_dlq_command_lists_and_redrives(broker, client, monkeypatch, capsys):
+    """`eventlab dlq orders` lists dead letters; `--redrive` moves them back once."""
+    from eventlab import cli  # noqa: PLC0415
+
+    monkeypatch.setenv("REDIS_URL", broker.url)
+    event = _events(1)[0]
+    client.xadd(
+        f"{STREAM}:dlq",
+        {**event.to_fields(), "dlqgroup": "billing", "dlqreason": "boom", "dlqerror": "ValueError"},
+    )
+    assert cli.main(["dlq", "orders"]) == 0
+    out = capsys.readouterr().out
+    assert "billing" in out
+    assert "ValueError: boom" in out
+    assert "1 dead letters in lab:{orders}:dlq" in out
+    assert cli.main(["dlq", "orders", "--redrive"]) == 0
+    assert "redrove 1 dead letters" in capsys.readouterr().out
+    assert cli.main(["dlq", "orders", "--redrive"]) == 0
+    assert "redrove 0 dead letters" in capsys.readouterr().out
+    assert [e.id for _, e in streams.replay(client, STREAM)] == [event.id]

@@ -160,10 +160,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Subcommands owned by other modules (faults, shop, labs, grading, workshop)."""
-    from eventlab import contracts, faults, grading, labs, workshop  # noqa: PLC0415 - only when the command runs
+    from eventlab import consumer, contracts, faults, grading, labs, workshop  # noqa: PLC0415 - only when the command runs
     from eventlab.shop import app as shop_app  # noqa: PLC0415
 
     return [
+        consumer.register_cli,
         workshop.register_cli,
         faults.register_cli,
         labs.register_cli,

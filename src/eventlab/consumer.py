@@ -48,6 +48,7 @@ Introduced in lesson 03 (idempotent consumer) and lesson 04 (retries, dead lette
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import inspect
@@ -90,6 +91,7 @@ __all__ = [
     "dead_letters",
     "dead_letters_frame",
     "redrive",
+    "register_cli",
     "seen_key",
 ]
 
@@ -1365,3 +1367,42 @@ async def aredrive(
     script = client.register_script(_lua.REDRIVE)
     moved = await script(keys=[dlq_key(stream), stream], args=chosen)
     return [str(new) for _, new in moved]
+
+
+# -- the command ----------------------------------------------------------------------
+
+
+def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``eventlab dlq STREAM [--group G] [--redrive [--id ID ...]]`` to the command."""
+    dlq = sub.add_parser("dlq", help="list a stream's dead letters, or redrive them")
+    dlq.add_argument("stream", help="a stream name ('orders') or key ('lab:{orders}')")
+    dlq.add_argument("--group", default=None, help="only dead letters this group gave up on")
+    dlq.add_argument("--redrive", action="store_true", help="move them back to the stream")
+    dlq.add_argument("--id", action="append", default=None, help="only this dead-letter id")
+    dlq.set_defaults(handler=_cmd_dlq)
+
+
+def _cmd_dlq(args: argparse.Namespace) -> int:
+    from eventlab.broker import connect  # noqa: PLC0415 - only when the command runs
+    from eventlab.streams import stream_key  # noqa: PLC0415
+
+    stream = args.stream if ":" in args.stream else stream_key(args.stream)
+    client = connect()
+    try:
+        if args.redrive:
+            moved = redrive(client, stream, ids=args.id, group=args.group)
+            print(f"redrove {len(moved)} dead letters to {stream}")  # noqa: T201 - a command prints
+            return 0
+        letters = [
+            d
+            for d in dead_letters(client, stream, group=args.group)
+            if args.id is None or d.entry_id in args.id
+        ]
+        for d in letters:
+            print(  # noqa: T201 - a command prints
+                f"{d.entry_id}  {d.group}  attempts={d.attempts}  {d.error}: {d.reason}"
+            )
+        print(f"{len(letters)} dead letters in {stream}:dlq")  # noqa: T201
+        return 0
+    finally:
+        client.close()
