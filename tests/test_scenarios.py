@@ -19,8 +19,10 @@ def _twice(run):
     return first, second
 
 
-def test_consumer_kill_before_ack_duplicates_the_unacked_batch(broker, client):  # noqa: ARG001
+@pytest.mark.parametrize("kind", ["valkey", "redis"])
+def test_consumer_kill_before_ack_duplicates_the_unacked_batch(fresh_broker, kind):
     """Kill -9 between effect and ack: nothing lost, the batch's effect twice unless deduped."""
+    broker = fresh_broker(kind=kind)
     first, second = _twice(
         lambda: scenarios.consumer_kill_before_ack(broker, seed=SEED, events=120)
     )
@@ -48,10 +50,11 @@ def test_broker_restart_without_persistence_loses_stream_and_group(fresh_broker)
     assert first.verdicts["total-queue"].offending == second.verdicts["total-queue"].offending
 
 
-def test_kill9_loses_everything_under_rdb_and_nothing_under_aof_always(fresh_broker):
-    """Kill -9: RDB loses every write since its snapshot; AOF always loses none."""
+@pytest.mark.parametrize("kind", ["valkey", "redis"])
+def test_kill9_loses_everything_under_rdb_and_nothing_under_aof_always(fresh_broker, kind):
+    """Kill -9: RDB loses every write since its snapshot; AOF always loses none (both servers)."""
     first, second = _twice(
-        lambda: scenarios.kill9_rdb_vs_aof(fresh_broker(), seed=SEED, events=150)
+        lambda: scenarios.kill9_rdb_vs_aof(fresh_broker(kind=kind), seed=SEED, events=150)
     )
     for result in (first, second):
         assert result.facts["lost (rdb)"] == 150
