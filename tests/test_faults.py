@@ -374,3 +374,18 @@ def test_fault_vocabulary_is_documented():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "faults.md").read_text()
     for name in faults.FAULTS:
         assert f"`{name}`" in doc, name
+
+
+def test_cli_pauses_kills_and_restarts_the_managed_broker(fresh_broker, capsys):
+    """`eventlab faults pause/kill-broker/restart` act on the managed broker of a state folder."""
+    b = fresh_broker(persistence="aof-always")
+    state = ["--state", str(b.state)]
+    b.client().set("k", "v")
+    assert cli.main(["faults", "pause", "0.2", *state]) == 0
+    assert b.ping()
+    assert cli.main(["faults", "kill-broker", *state]) == 0
+    assert not b.ping(timeout=0.2)
+    assert cli.main(["faults", "restart", "--persistence", "aof-always", *state]) == 0
+    restarted = faults.broker_mod.up(state=b.state)
+    assert restarted.client().get("k") == "v"  # aof-always kept the write across kill -9
+    assert "restarted (aof-always)" in capsys.readouterr().out

@@ -896,6 +896,27 @@ def _cmd_control(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_broker(args: argparse.Namespace) -> int:
+    handle = broker_mod.up(state=args.state)
+    action = args.fault_action
+    if action == "pause":
+        # a CLI process cannot leave a timer behind: it waits, then resumes
+        handle.pause(args.seconds)
+        try:
+            time.sleep(args.seconds)
+        finally:
+            handle.resume()
+        message = f"broker paused for {args.seconds:g} s, resumed"
+    elif action == "kill-broker":
+        kill_broker(handle)
+        message = "broker killed (SIGKILL); `eventlab up` starts it again on its data folder"
+    else:
+        handle = restart_broker(handle, persistence=args.persistence, graceful=not args.hard)
+        message = f"broker restarted ({handle.persistence}), pid {handle.pid}"
+    print(message)  # noqa: T201 - a command prints
+    return 0
+
+
 def _cmd_scenario(args: argparse.Namespace) -> int:
     from eventlab import scenarios  # noqa: PLC0415 - loads the checkers only when asked
 
@@ -924,7 +945,7 @@ def _cmd_scenario(args: argparse.Namespace) -> int:
 
 
 def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``eventlab faults serve|status|latency|bandwidth|partition|reset|heal|scenario``."""
+    """Add ``eventlab faults …``: proxy faults, broker faults and scenarios (see ``--help``)."""
     parser = sub.add_parser("faults", help="run or steer the fault proxy (latency, partition, …)")
     actions = parser.add_subparsers(dest="fault_action", required=True)
 
@@ -960,6 +981,20 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     common(part)
     common(actions.add_parser("reset", help="reset every open connection now"))
     common(actions.add_parser("heal", help="clear every network fault"))
+    pause = actions.add_parser("pause", help="freeze the managed broker for SECONDS")
+    pause.add_argument("seconds", type=float)
+    pause.add_argument("--state", help="state folder of the managed broker")
+    pause.set_defaults(handler=_cmd_broker)
+    kill = actions.add_parser("kill-broker", help="SIGKILL the managed broker (a crash)")
+    kill.add_argument("--state", help="state folder of the managed broker")
+    kill.set_defaults(handler=_cmd_broker)
+    restart = actions.add_parser("restart", help="restart the managed broker")
+    restart.add_argument(
+        "--persistence", choices=["none", "aof-everysec", "aof-always", "rdb"], default=None
+    )
+    restart.add_argument("--hard", action="store_true", help="kill -9 instead of SHUTDOWN")
+    restart.add_argument("--state", help="state folder of the managed broker")
+    restart.set_defaults(handler=_cmd_broker)
     scenario = actions.add_parser(
         "scenario", help="run a seeded failure scenario and print its verdicts (no name: list)"
     )
