@@ -26,3 +26,15 @@ def test_versions_lists_the_course_packages():
     found = course.versions()
     assert set(found) >= {"eventlab", "redis", "faststream", "pandas", "altair"}
     assert all(v != "missing" for v in found.values())
+
+
+def test_setup_checks_in_to_a_workshop(broker, client, monkeypatch):
+    """In a workshop namespace, setup records the lesson for the instructor's status."""
+    from eventlab import workshop  # noqa: PLC0415
+
+    monkeypatch.setenv("EVENTLAB_STATE", str(broker.state))
+    monkeypatch.setenv("EVENTLAB_NAMESPACE", "alice")
+    course.setup("05", quiet=True)
+    [learner] = workshop.status(client)
+    assert learner.learner == "alice"
+    assert "05" in learner.lessons

@@ -13,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import redis
 
-from eventlab import broker, streams
+from eventlab import broker, streams, workshop
 
 __all__ = ["Lesson", "setup", "versions"]
 
@@ -71,6 +71,9 @@ def setup(lesson: str, *, quiet: bool = False) -> Lesson:
     handle = broker.up()
     result = Lesson(id=lesson, broker=handle, client=handle.client())
     removed = result.reset()
+    workshop.checkin(
+        result.client, lesson=lesson
+    )  # the instructor's view; no-op outside a workshop
     if not quiet:
         shown = " · ".join(f"{name} {ver}" for name, ver in versions().items())
         kind = "managed" if handle.managed else "REDIS_URL"
