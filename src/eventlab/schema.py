@@ -635,6 +635,8 @@ class Registry:
             validator = jsonschema.Draft202012Validator(schema)
             self._validators[event_type, version] = validator
         data = _fill_defaults(schema, event.data)
+        if validator.is_valid(data):
+            return event if data == event.data else event.evolve(data=data)
         errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
         if errors:
             listed = "; ".join(

@@ -61,12 +61,18 @@ class Service:
         """Bind to a broker; the registry's current versions are read once, here."""
         self.client = client
         self.registry = registry
+        # namespace() reads the environment and the state folder: resolve keys once, not per event
         self.stream = events.stream()
+        self.prefix = events.key(self.name)
         self._versions = {t: registry.latest(t) or 1 for t in events.SCHEMAS}
 
     def order_key(self, order_id: str) -> str:
         """Return this service's key for one order."""
-        return events.key(self.name, "order", order_id)
+        return f"{self.prefix}:order:{order_id}"
+
+    def own(self, *parts: str) -> str:
+        """Return a key under this service's prefix."""
+        return ":".join((self.prefix, *parts))
 
     def watch_keys(self, event: Event) -> list[str]:  # noqa: ARG002 - overridden per service
         """Return shared keys (besides the order's) the decision depends on."""

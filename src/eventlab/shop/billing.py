@@ -47,7 +47,9 @@ class Billing(Service):
         """Is this customer's card declined?"""
         if event.type not in _CAPTURE:
             return {}
-        return {"declined": bool(await pipe.sismember(_declined_key(), event.data["customer"]))}
+        return {
+            "declined": bool(await pipe.sismember(self.own("declined"), event.data["customer"]))
+        }
 
     def decide(self, state: dict[str, Any], event: Event, reads: dict[str, Any]) -> Decision:
         """Capture or refund."""

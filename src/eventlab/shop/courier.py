@@ -47,7 +47,7 @@ class Courier(Service):
 
     async def read(self, pipe: Pipeline, event: Event, state: dict[str, Any]) -> dict[str, Any]:  # noqa: ARG002
         """Is the order's zone closed?"""
-        return {"closed": bool(await pipe.sismember(_closed_key(), event.data["zone"]))}
+        return {"closed": bool(await pipe.sismember(self.own("closed-zones"), event.data["zone"]))}
 
     def decide(self, state: dict[str, Any], event: Event, reads: dict[str, Any]) -> Decision:
         """Assign a courier once."""

@@ -94,14 +94,14 @@ class Inventory(Service):
 
     def watch_keys(self, event: Event) -> list[str]:
         """A reservation decides on the shared stock levels."""
-        return [_stock_key()] if event.type in _RESERVE else []
+        return [self.own("stock")] if event.type in _RESERVE else []
 
     async def read(self, pipe: Pipeline, event: Event, state: dict[str, Any]) -> dict[str, Any]:  # noqa: ARG002
         """Read the levels of the skus the order wants."""
         if event.type not in _RESERVE:
             return {}
         skus = sorted(_needed(event.data["items"]))
-        values = await pipe.hmget(_stock_key(), skus) if skus else []
+        values = await pipe.hmget(self.own("stock"), skus) if skus else []
         return {"levels": {s: int(v or 0) for s, v in zip(skus, values, strict=True)}}
 
     def decide(  # noqa: PLR0911 - one early return per case of the reservation
@@ -134,7 +134,7 @@ class Inventory(Service):
                 )
                 return out
             state.update(status="reserved", items=data["items"])
-            out.writes += [("hincrby", _stock_key(), s, -q) for s, q in sorted(need.items())]
+            out.writes += [("hincrby", self.own("stock"), s, -q) for s, q in sorted(need.items())]
             out.emit(
                 "StockReserved",
                 {
@@ -149,7 +149,7 @@ class Inventory(Service):
         if status == "reserved":
             state["status"] = "released"
             need = _needed(state["items"])
-            out.writes += [("hincrby", _stock_key(), s, q) for s, q in sorted(need.items())]
+            out.writes += [("hincrby", self.own("stock"), s, q) for s, q in sorted(need.items())]
             out.emit("StockReleased", {"order_id": order_id, "items": state["items"]})
         elif status in {None, "rejected"}:
             state["status"] = "void"  # nothing held; refuse a late reservation
