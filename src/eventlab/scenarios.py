@@ -1095,7 +1095,7 @@ def slow_handler_stolen(
     """A handler slower than ``min_idle``: another consumer steals the event; one effect stays.
 
     Two consumers share a group. ``c1`` handles one seeded event for
-    ``3 * min_idle`` seconds; ``c2``'s reclaimer claims it (XAUTOCLAIM) and
+    ``5 * min_idle`` seconds; ``c2``'s reclaimer claims it (XAUTOCLAIM) and
     processes it too. total-queue shows the duplicate delivery (valid: at
     least once); the runtime's dedupe keeps exactly one effect (valid).
     """
@@ -1122,7 +1122,7 @@ def slow_handler_stolen(
                 async def bill(event: Event, effects: Effects) -> None:
                     with history.op(consumer, "dequeue", event.id):
                         if event.id == slow_id and consumer == "c1":
-                            await asyncio.sleep(min_idle * 3)
+                            await asyncio.sleep(min_idle * 5)
                         effects.hincrby(effects_key, event.id, 1)
                     handled.append(event.id)
 
