@@ -1,9 +1,10 @@
 """Graded checks for lab 03 (idempotent consumer): 8 points.
 
 Workload (seeded): 400 ``PaymentReceived`` events, 100 of them published a
-second time with the same event id, shuffled. Fault: the first consumer process
-is SIGKILLed just before one of its acks reaches the broker; a second consumer
-reclaims what it left pending and carries on.
+second time with the same event id, shuffled. Faults: a consumer process is
+SIGKILLed just before one of its acks reaches the broker; in another run three
+consumers in turn die between two commands of their handler. A last consumer
+reclaims what they left pending and carries on.
 """
 
 from __future__ import annotations
@@ -55,24 +56,36 @@ def _consume(client: Any, handle: Any, stream: str, consumer: str, *, reclaim: b
             handle(client, stream, GROUP, entry_id, Event.from_fields(fields))
 
 
-def _first_consumer(url: str, stream: str, crash_at: int, handle: Any) -> None:
-    client = kit.crashing_client(url, crash_at=crash_at)
-    _consume(client, handle, stream, "ledger-1", reclaim=False)
+def _doomed_consumer(url: str, stream: str, handle: Any, plan: tuple[str, int, bool]) -> None:
+    """A consumer that dies as ``plan`` (name, crash_at, only_acks) says."""
+    name, crash_at, only_acks = plan
+    client = kit.crashing_client(url, crash_at=crash_at, only_acks=only_acks)
+    _consume(client, handle, stream, name, reclaim=False)
 
 
-def _run(ctx: CheckContext, *, crash: bool) -> tuple[Any, str, Counter[str]]:
+def _run(ctx: CheckContext, *, crash: str = "") -> tuple[Any, str, Counter[str]]:
     client = ctx.client()
     stream = ctx.key("payments")
     events, expected = _workload(ctx)
     client.xgroup_create(stream, GROUP, id="0", mkstream=True)
     kit.publish_all(client, stream, events)
     handle = ctx.exercise.handle
-    if crash:
-        crash_at = ctx.rng.randint(60, 300)
-        worker = kit.fork(_first_consumer, ctx.url, stream, crash_at, handle)
-        if not worker.join(ctx.timeout / 2):
+    if crash == "before-ack":
+        crashes = [(ctx.rng.randint(60, 300), True)]
+    elif crash == "anywhere":
+        # Three consumers die in turn, each at the next command of its first batch,
+        # so one of them dies between any two steps of a handler.
+        first = ctx.rng.randint(4, 40)
+        crashes = [(first + offset, False) for offset in range(3)]
+    else:
+        crashes = []
+    for number, (crash_at, only_acks) in enumerate(crashes):
+        worker = kit.fork(
+            _doomed_consumer, ctx.url, stream, handle, (f"ledger-d{number}", crash_at, only_acks)
+        )
+        if not worker.join(ctx.timeout / 4):
             worker.kill()
-            raise AssertionError("the first consumer did not finish its batch (endless loop?)")
+            raise AssertionError("a consumer did not finish its batch (endless loop?)")
     _consume(client, handle, stream, "ledger-2", reclaim=True)
     _consume(client, handle, stream, "ledger-2", reclaim=True)
     return client, stream, expected
@@ -91,27 +104,34 @@ def _assert_balances(client: Any, stream: str, expected: Counter[str], ctx: Chec
     )
 
 
-@check(points=3, hint="dedupe on event.id: re-published events carry the same id", timeout=20)
+@check(points=2, hint="dedupe on event.id: re-published events carry the same id", timeout=20)
 def duplicates_have_no_second_effect(ctx: CheckContext) -> None:
     """Re-published events (same id) are applied once."""
-    client, stream, expected = _run(ctx, crash=False)
+    client, stream, expected = _run(ctx)
+    _assert_balances(client, stream, expected, ctx)
+
+
+@check(points=2, hint="an event redelivered after a crash must not be applied again", timeout=20)
+def crash_before_ack_no_double_effect(ctx: CheckContext) -> None:
+    """A consumer killed before its ack: the redelivered event has no second effect."""
+    client, stream, expected = _run(ctx, crash="before-ack")
     _assert_balances(client, stream, expected, ctx)
 
 
 @check(
-    points=3,
-    hint="mark processed, apply the effect and XACK in one atomic step (a Lua script)",
+    points=2,
+    hint="mark processed, apply the effect and XACK in ONE atomic step (a Lua script)",
     timeout=20,
 )
-def crash_before_ack_no_double_effect(ctx: CheckContext) -> None:
-    """A consumer killed before its ack: the redelivered event has no second effect."""
-    client, stream, expected = _run(ctx, crash=True)
+def crash_anywhere_loses_nothing(ctx: CheckContext) -> None:
+    """Consumers killed between any two commands of the handler: no effect lost or doubled."""
+    client, stream, expected = _run(ctx, crash="anywhere")
     _assert_balances(client, stream, expected, ctx)
 
 
 @check(points=2, hint="every handled entry must be acknowledged with XACK", timeout=20)
 def pending_list_drained(ctx: CheckContext) -> None:
-    """After the crash and recovery, the group's pending list is empty."""
-    client, stream, _ = _run(ctx, crash=True)
+    """After the crashes and recovery, the group's pending list is empty."""
+    client, stream, _ = _run(ctx, crash="anywhere")
     left = kit.pending_count(client, stream, GROUP)
     assert left == 0, f"{left} entries still pending (handled but never acknowledged)"

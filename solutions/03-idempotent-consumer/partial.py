@@ -1,4 +1,4 @@
-"""Lab 03, a plausible first attempt: effect then ack, but no dedupe (scores 2 of 8)."""
+"""Lab 03, a plausible first attempt: effect then ack, but no dedupe (2 of 8)."""
 
 from __future__ import annotations
 

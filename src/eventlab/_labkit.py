@@ -37,29 +37,36 @@ _ACKISH = (b"XACK", b"EVALSHA", b"EVAL", b"FCALL", b"EXEC")
 
 
 class _CrashBeforeAck(Connection):
-    """A connection that SIGKILLs its own process before the Nth ack-carrying send.
+    """A connection that SIGKILLs its own process before its Nth ack-carrying send.
 
     "Ack-carrying" means a packet holding ``XACK``, a script call or ``EXEC``:
     whatever the learner uses to acknowledge, the process dies before the
     server sees it, exactly like a consumer killed between effect and ack.
+    With ``only_acks`` false every packet counts, so the crash can land
+    between any two commands (between "mark processed" and the effect).
     """
 
     crash_at = 0
     sent = 0
+    only_acks = True
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:  # noqa: FBT001, FBT002 - redis-py's signature
         chunks = [command] if isinstance(command, (bytes, str)) else list(command)
         packet = b"".join(c.encode() if isinstance(c, str) else bytes(c) for c in chunks).upper()
-        if any(b"\r\n" + name + b"\r\n" in packet for name in _ACKISH):
+        if not self.only_acks or any(b"\r\n" + name + b"\r\n" in packet for name in _ACKISH):
             type(self).sent += 1
             if type(self).sent >= type(self).crash_at > 0:
                 os.kill(os.getpid(), signal.SIGKILL)
         super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
 
 
-def crashing_client(url: str, *, crash_at: int) -> redis.Redis:
-    """Return a client whose process is SIGKILLed just before its ``crash_at``-th ack is sent."""
-    kind = type("CrashBeforeAck", (_CrashBeforeAck,), {"crash_at": crash_at, "sent": 0})
+def crashing_client(url: str, *, crash_at: int, only_acks: bool = True) -> redis.Redis:
+    """Return a client whose process is SIGKILLed just before its ``crash_at``-th ack is sent.
+
+    ``crash_at=0`` never crashes. With ``only_acks=False`` every command sent counts.
+    """
+    attributes = {"crash_at": crash_at, "sent": 0, "only_acks": only_acks}
+    kind = type("CrashBeforeAck", (_CrashBeforeAck,), attributes)
     return redis.Redis.from_url(url, decode_responses=True, connection_class=kind)
 
 
