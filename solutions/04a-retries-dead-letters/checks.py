@@ -1,10 +1,12 @@
-"""Graded checks for lab 04a (retries and dead letters): 10 points.
+"""Graded checks for lab 04a (retries and dead letters): 12 points.
 
 Workload (seeded): 60 ``OrderPaid`` events, shuffled. 12 fail transiently once
 or twice, 4 fail transiently every time ("billing unreachable"), 4 are
 permanent failures (a validation error the team fixes later), 4 are malformed
 entries that do not decode. The grader's delivery loop reads, handles,
-calls the learner's ``on_failure`` and redelivers idle pending entries.
+calls the learner's ``on_failure`` and redelivers idle pending entries. Fault:
+a consumer process dies if it ever sends a dead letter and its ack as two
+separate steps.
 """
 
 from __future__ import annotations
@@ -155,6 +157,32 @@ def poison_dead_lettered_with_reason(ctx: CheckContext) -> None:
             f"dead-lettered after {fields.get('deliveries')} deliveries, expected {want} "
             "(permanent errors at once, transient ones after MAX_DELIVERIES)"
         )
+
+
+def _doomed(lab: _Lab) -> None:
+    """Deliver with a client that dies if a dead letter and its ack are two steps."""
+    lab.client = kit.crash_between(lab.ctx.url, first="XADD", then="XACK")
+    lab.deliver()
+
+
+@check(points=2, hint="XADD the dead letter and XACK the entry in ONE MULTI/EXEC", timeout=15)
+def dead_letter_atomic_with_ack(ctx: CheckContext) -> None:
+    """A consumer killed right after writing a dead letter leaves no duplicate behind."""
+    lab = _Lab(ctx)
+    worker = kit.fork(_doomed, lab)
+    if not worker.join(5.0):
+        worker.kill()
+        raise AssertionError("the delivery loop did not finish (endless loop?)")
+    lab.deliver()
+    counts = Counter(f.get("original_id") for f in lab.dead())
+    twice = sorted(str(i) for i, n in counts.items() if n > 1)
+    assert counts, "nothing was dead-lettered"
+    assert not twice, (
+        f"{len(twice)} entries dead-lettered twice: the consumer died between the dead "
+        "letter and its ack, and the redelivered entry was dead-lettered again"
+    )
+    left = kit.pending_count(lab.client, lab.stream, GROUP)
+    assert left == 0, f"{left} entries still pending"
 
 
 @check(points=2, hint="a dead-lettered entry must also be acknowledged", timeout=15)

@@ -22,6 +22,7 @@ from eventlab.envelope import Event
 
 __all__ = [
     "Worker",
+    "crash_between",
     "crashing_client",
     "entries_in",
     "fork",
@@ -67,6 +68,38 @@ def crashing_client(url: str, *, crash_at: int, only_acks: bool = True) -> redis
     """
     attributes = {"crash_at": crash_at, "sent": 0, "only_acks": only_acks}
     kind = type("CrashBeforeAck", (_CrashBeforeAck,), attributes)
+    return redis.Redis.from_url(url, decode_responses=True, connection_class=kind)
+
+
+class _CrashBetween(Connection):
+    """A connection that SIGKILLs its process between two steps that should be one.
+
+    After a packet carrying ``first`` but not ``then`` was sent, the next packet
+    carrying ``then`` is never sent: the process dies. Code that sends both in
+    one packet (``MULTI``/``EXEC``, a Lua script) never opens that window and
+    never crashes.
+    """
+
+    first = b"XADD"
+    then = b"XACK"
+    armed = False
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:  # noqa: FBT001, FBT002 - redis-py's signature
+        chunks = [command] if isinstance(command, (bytes, str)) else list(command)
+        packet = b"".join(c.encode() if isinstance(c, str) else bytes(c) for c in chunks).upper()
+        has_first = b"\r\n" + self.first + b"\r\n" in packet
+        has_then = b"\r\n" + self.then + b"\r\n" in packet
+        if has_then and not has_first and type(self).armed:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if has_first and not has_then:
+            type(self).armed = True
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+
+def crash_between(url: str, *, first: str, then: str) -> redis.Redis:
+    """Return a client whose process dies if it sends ``first`` and ``then`` as two steps."""
+    attributes = {"first": first.upper().encode(), "then": then.upper().encode(), "armed": False}
+    kind = type("CrashBetween", (_CrashBetween,), attributes)
     return redis.Redis.from_url(url, decode_responses=True, connection_class=kind)
 
 
