@@ -129,7 +129,7 @@ def build(
         )
     elif name in {VIEWS, f"{VIEWS}-shadow"}:
         target = "shadow" if name.endswith("-shadow") else "live"
-        handler = Projector(client, projections, target=target)
+        handler = Projector(client, projections, target=target, registry=registry)
     else:
         raise ValueError(f"unknown service {name!r}: one of {[*SERVICE_CLASSES, VIEWS]}")
     _document(broker, name)
@@ -230,6 +230,9 @@ class ShopRuntime:
         for service in self.apps:
             await service.reliable.stop()
             await service.client.aclose()
+            registry = getattr(service.handler, "registry", None)
+            if registry is not None:
+                registry.client.close()
 
     async def drain(self, *, timeout: float = 60.0) -> bool:  # noqa: ASYNC109 - seconds
         """Wait until no group has lag or pending entries; ``True`` if so within ``timeout`` s."""

@@ -30,7 +30,7 @@ import pandas as pd
 import redis
 import redis.asyncio
 
-from eventlab import streams
+from eventlab import schema, streams
 from eventlab.envelope import Event
 from eventlab.shop import events
 
@@ -268,6 +268,8 @@ class Projector:
         client: An asyncio client.
         projections: The projections to maintain.
         target: Where they are stored: ``"live"`` (default) or ``"shadow"`` for a dark launch.
+        registry: If given, every event is validated first (a ``SchemaError`` is permanent:
+            the runtime dead-letters the event with the reason).
 
     Introduced in lesson 09.
     """
@@ -278,11 +280,13 @@ class Projector:
         projections: Sequence[Projection] = PROJECTIONS,
         *,
         target: str = "live",
+        registry: schema.Registry | None = None,
     ) -> None:
         """Bind to a broker."""
         self.client = client
         self.projections = list(projections)
         self.target = target
+        self.registry = registry
         self._script = client.register_script(_APPLY)
 
     async def handle(self, event: Event) -> int:
@@ -292,6 +296,8 @@ class Projector:
             OutOfOrderError: An earlier version of the aggregate has not been applied
                 yet (a transient error: the runtime retries it later).
         """
+        if self.registry is not None:
+            event = self.registry.validate(event)
         seq = events.seq_of(event)
         if seq is None:
             return 0
