@@ -329,3 +329,11 @@ def test_handler_that_never_acks(broker, tmp_path):
     assert "still pending" in by_name["pending_list_drained"].message
     assert by_name["duplicates_have_no_second_effect"].passed
     _no_keys_left(broker, score)
+
+
+def test_unreachable_broker_is_a_clear_error(tmp_path):
+    """No broker at the URL: a GradingError naming the fix, no child started, no traceback."""
+    folder = _lab(tmp_path, GOOD)
+    with pytest.raises(grading.GradingError, match="eventlab up"):
+        grade(folder, url="redis://127.0.0.1:1/0", quiet=True)
+    assert not (folder / "score.json").exists()

@@ -617,6 +617,14 @@ def grade(
     target = url or broker_mod.up().url
     client = redis.Redis.from_url(target, decode_responses=True)
     try:
+        client.ping()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        client.close()
+        raise GradingError(
+            f"cannot reach the broker at {broker_mod.redact(target)}: {exc}",
+            fix="start it with `eventlab up` (or fix REDIS_URL), then grade again",
+        ) from None
+    try:
         try:
             results = _run_checks(
                 folder, declared, url=target, prefix=prefix, seed=run_seed, timeout=timeout
