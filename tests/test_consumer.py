@@ -643,3 +643,24 @@ def test_dlq_command_lists_and_redrives(broker, client, monkeypatch, capsys):
     assert cli.main(["dlq", "orders", "--redrive"]) == 0
     assert "redrove 0 dead letters" in capsys.readouterr().out
     assert [e.id for _, e in streams.replay(client, STREAM)] == [event.id]
+
+
+async def test_pending_entries_trimmed_before_reclaim_are_reported_lost(broker, client):
+    """Entries a dead consumer held and MAXLEN then trimmed are counted lost and leave the PEL."""
+    streams.create_group(client, STREAM, "billing", start="0")
+    streams.publish_many(client, STREAM, _events(5))
+    client.xreadgroup("billing", "gone", {STREAM: ">"}, count=3)  # held, never acked
+    client.xtrim(STREAM, maxlen=2, approximate=False)  # keeps 2 unread; the 3 held go
+    reliable = Reliable(broker.url)
+
+    @reliable.subscriber(STREAM, group="billing", start="0", min_idle=0.05)
+    async def bill(event: Event, effects: Effects) -> None:
+        effects.hincrby(COUNTS, event.id, 1)
+
+    async with reliable:
+        assert await reliable.drain(timeout=10)
+    health = reliable.health()[f"{STREAM}/billing"]
+    assert health.lost == 3  # all three held entries were trimmed before a reclaim
+    assert health.reclaimed == 0
+    assert len(client.hgetall(COUNTS)) == 2
+    assert _pending(client, "billing") == 0

@@ -137,40 +137,53 @@ end
 return out
 """
 
-# KEYS: 1 stream. ARGV: group, consumer, min_idle_ms, cursor, count, mode ("auto" | "own").
-# "auto" claims entries of any consumer idle >= min_idle (XAUTOCLAIM); "own" re-claims
-# this consumer's own pending entries at start (a restarted consumer with the same name).
-# Returns {next cursor, {{entry id, delivery count, fields}...}, {deleted ids...}}.
+# KEYS: 1 stream. ARGV: group, consumer, min_idle_ms, start, count, mode ("auto" | "own"),
+#   held (JSON list of entry ids this consumer is still handling).
+# "auto" does what XAUTOCLAIM does (claim entries of any consumer idle >= min_idle; the
+# server counts the delivery) as XPENDING IDLE + XCLAIM, so it can skip the entries this
+# consumer still holds: claiming those would reset their idle time and hide a slow
+# handler from the other consumers. "own" re-claims this consumer's own pending entries
+# at start (a restarted consumer with the same name).
+# Returns {next start ("0-0" after a full pass), {{entry id, delivery count, fields}...},
+# {ids of pending entries trimmed from the stream}}.
 RECLAIM = r"""
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local out, deleted = {}, {}
+local p, nextstart
 if ARGV[6] == 'own' then
-  local p = redis.call('XPENDING', stream, group, '-', '+', ARGV[5], consumer)
-  if #p == 0 then return {'0-0', out, deleted} end
-  local ids, counts = {}, {}
-  for j, row in ipairs(p) do ids[j] = row[1]; counts[row[1]] = row[4] end
-  local got = {}
-  for _, e in ipairs(redis.call('XCLAIM', stream, group, consumer, 0, unpack(ids))) do
-    if e and e[2] then
-      got[e[1]] = true
-      out[#out+1] = {e[1], counts[e[1]] + 1, e[2]}
-    end
-  end
-  for _, id in ipairs(ids) do
-    if not got[id] then deleted[#deleted+1] = id end
-  end
-  return {'0-0', out, deleted}
+  p = redis.call('XPENDING', stream, group, '-', '+', ARGV[5], consumer)
+  nextstart = '0-0'
+else
+  p = redis.call('XPENDING', stream, group, 'IDLE', ARGV[3], ARGV[4], '+', ARGV[5])
+  nextstart = '0-0'
+  if #p >= tonumber(ARGV[5]) then nextstart = '(' .. p[#p][1] end
 end
-local r = redis.call('XAUTOCLAIM', stream, group, consumer, ARGV[3], ARGV[4], 'COUNT', ARGV[5])
-for _, e in ipairs(r[2]) do
+local held = {}
+if ARGV[7] then
+  for _, id in ipairs(cjson.decode(ARGV[7])) do held[id] = true end
+end
+local ids, counts = {}, {}
+for _, row in ipairs(p) do
+  if not held[row[1]] then ids[#ids+1] = row[1]; counts[row[1]] = row[4] end
+end
+if #ids == 0 then return {nextstart, out, deleted} end
+local minidle = ARGV[3]
+if ARGV[6] == 'own' then minidle = 0 end
+local got = {}
+for _, e in ipairs(redis.call('XCLAIM', stream, group, consumer, minidle, unpack(ids))) do
   if e and e[2] then
-    local p = redis.call('XPENDING', stream, group, e[1], e[1], 1)
-    local count = 1
-    if p[1] then count = p[1][4] end
-    out[#out+1] = {e[1], count, e[2]}
+    got[e[1]] = true
+    out[#out+1] = {e[1], counts[e[1]] + 1, e[2]}
   end
 end
-return {r[1], out, r[3] or deleted}
+for _, id in ipairs(ids) do
+  -- inside one script nothing else ran, so an id not claimed was trimmed away
+  if not got[id] and #redis.call('XRANGE', stream, id, id) == 0 then
+    deleted[#deleted+1] = id
+    redis.call('XACK', stream, group, id)
+  end
+end
+return {nextstart, out, deleted}
 """
 
 # KEYS: 1 dead-letter stream, 2 stream. ARGV: dead-letter entry ids.

@@ -557,7 +557,7 @@ class Subscription:
         assert self._reclaim is not None
         _, entries, deleted = await self._reclaim(
             keys=[self.stream],
-            args=[self.group, self.consumer, 0, "0-0", self.batch * 10, "own"],
+            args=[self.group, self.consumer, 0, "-", self.batch * 10, "own", "[]"],
         )
         self._note_deleted(deleted)
         for start in range(0, len(entries), self.batch):
@@ -635,28 +635,32 @@ class Subscription:
     # -- reclaiming -------------------------------------------------------------
 
     async def _reclaim_loop(self) -> None:
-        cursor = "0-0"
+        start = "-"
         min_idle_ms = max(1, int(self.min_idle * 1000))
         while not self._stopping.is_set():
+            # the script skips entries this subscription still holds (queued or being
+            # handled): claiming them would reset their idle time, hiding a slow
+            # handler from the other consumers, and count a delivery that never was
+            held = _dumps(sorted(self._held))
             try:
-                cursor, entries, deleted = await self._reclaim(
+                start, entries, deleted = await self._reclaim(
                     keys=[self.stream],
-                    args=[self.group, self.consumer, min_idle_ms, cursor, self.batch, "auto"],
+                    args=[self.group, self.consumer, min_idle_ms, start, self.batch, "auto", held],
                 )
             except (redis.ResponseError, *_CONNECTION_ERRORS):
                 # the reader reports disconnects and a missing group; just wait
-                cursor = "0-0"
+                start = "-"
                 await self._pause(self.reclaim_every)
                 continue
             self._note_deleted(deleted)
-            # entries this subscription already holds (queued or being handled) may be
-            # claimed again when min_idle is short; handling them twice would be waste
+            # and what became held while the script ran is not handled twice either
             fresh = [e for e in _entries(entries) if e[0] not in self._held]
             if fresh:
                 self._counts["reclaimed"] += len(fresh)
                 self._held.update(entry_id for entry_id, _, _ in fresh)
                 await self._queue.put(fresh)
-            if cursor == "0-0":
+            if start == "0-0":  # a full pass: rest, then start over
+                start = "-"
                 await self._pause(self.reclaim_every)
 
     def _note_deleted(self, deleted: Sequence[str]) -> None:
