@@ -37,7 +37,7 @@ What each failure does (docs/runtime.md has the whole table):
 * handler raises :class:`PermanentError` (or a type in ``permanent=``), or the
   entry is not a valid event → dead letter at once, nothing lost;
 * consumer process dies → its pending entries are reclaimed by a live consumer
-  (XAUTOCLAIM after ``min_idle`` seconds), delivery count kept by the server;
+  (claimed like XAUTOCLAIM after ``min_idle`` seconds), delivery count kept by the server;
 * broker restarts → reconnect with backoff and continue; commits are retried
   (the XACK fence and the dedupe store make a repeated commit harmless);
 * consumer group vanished (broker lost its data) → ``health`` turns
