@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from eventlab import demos, processes, streams
@@ -56,3 +58,13 @@ def test_wait_until_gives_up_with_timeout_error():
     with pytest.raises(TimeoutError):
         demos.wait_until(lambda: False, timeout=0.05)
     assert demos.wait_until(lambda: 7) == 7
+
+
+async def test_await_until_polls_without_blocking_the_loop():
+    """await_until lets other tasks run while it waits, and times out when nothing changes."""
+    flag = []
+    task = asyncio.get_running_loop().call_later(0.02, flag.append, 1)
+    assert await demos.await_until(lambda: flag, timeout=2) == [1]
+    task.cancel()
+    with pytest.raises(TimeoutError):
+        await demos.await_until(lambda: False, timeout=0.05)

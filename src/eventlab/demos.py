@@ -28,7 +28,7 @@ from eventlab.consumer import Effects, Reliable
 from eventlab.envelope import Event
 from eventlab.processes import signal_ready
 
-__all__ = ["balance_key", "drained", "naive", "reliable", "wait_until"]
+__all__ = ["await_until", "balance_key", "drained", "naive", "reliable", "wait_until"]
 
 
 def wait_until(condition: Callable[[], Any], *, timeout: float = 10.0, every: float = 0.01) -> Any:
@@ -42,6 +42,21 @@ def wait_until(condition: Callable[[], Any], *, timeout: float = 10.0, every: fl
         if time.monotonic() > deadline:
             raise TimeoutError(f"still false after {timeout:.1f} s: {condition}")
         time.sleep(every)
+    return value
+
+
+async def await_until(
+    condition: Callable[[], Any],
+    *,
+    timeout: float = 10.0,  # noqa: ASYNC109 - seconds, like wait_until; the notebooks read it
+    every: float = 0.01,
+) -> Any:
+    """Asyncio :func:`wait_until`: poll without blocking the event loop (consumers keep running)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still false after {timeout:.1f} s: {condition}")
+        await asyncio.sleep(every)
     return value
 
 
