@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,25 @@ def test_every_lab_is_complete(lab):
     generated = ROOT / "labs" / lab
     assert not (generated / "partial.py").exists()
     assert labs.BEGIN not in (generated / "exercise.py").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("variant", "expected"), [("solutions", "score 8/8"), ("labs", "score 0/8")]
+)
+def test_lab_notebook_runs_and_grades(variant, expected, broker, tmp_path, monkeypatch):
+    """The walkthrough runs top to bottom unattended and its grade() cell prints the score."""
+    nbclient = pytest.importorskip("nbclient")
+    nbformat = pytest.importorskip("nbformat")
+    folder = tmp_path / "03-idempotent-consumer"
+    shutil.copytree(ROOT / variant / folder.name, folder, ignore=shutil.ignore_patterns("score.*"))
+    monkeypatch.setenv("REDIS_URL", broker.url)
+    notebook = nbformat.read(folder / f"{folder.name}.ipynb", as_version=4)
+    nbclient.NotebookClient(
+        notebook, timeout=60, resources={"metadata": {"path": str(folder)}}
+    ).execute()
+    printed = "".join(
+        output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
+    )
+    assert expected in printed
+    assert (folder / "score.json").is_file()
