@@ -664,3 +664,33 @@ async def test_pending_entries_trimmed_before_reclaim_are_reported_lost(broker, 
     assert health.reclaimed == 0
     assert len(client.hgetall(COUNTS)) == 2
     assert _pending(client, "billing") == 0
+
+
+async def test_validation_failure_dead_letters_at_once_and_valid_events_are_replaced(
+    broker, client
+):
+    """A validate hook that raises dead-letters the event; what it returns reaches the handler."""
+    streams.publish_many(
+        client,
+        STREAM,
+        [Event(type="OrderPlaced", source="orders", data=d) for d in ({"qty": 2}, {"qty": -1})],
+    )
+    seen: list[dict] = []
+
+    def validate(event: Event) -> Event:
+        if event.data["qty"] < 0:
+            raise ValueError("qty must be positive")
+        return event.evolve(data={**event.data, "currency": "EUR"})  # a default filled in
+
+    reliable = Reliable(broker.url)
+
+    @reliable.subscriber(STREAM, group="billing", start="0", validate=validate, attempts=3)
+    async def bill(event: Event) -> None:
+        seen.append(event.data)
+
+    async with reliable:
+        assert await reliable.drain(timeout=10)
+    assert seen == [{"qty": 2, "currency": "EUR"}]
+    (letter,) = dead_letters(client, STREAM)
+    assert letter.reason == "failed validation: ValueError: qty must be positive"
+    assert letter.attempts == 1

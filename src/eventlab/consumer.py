@@ -348,9 +348,11 @@ class Subscription:
         dlq_maxlen: int | None,
         seed: int | None,
         metrics: Metrics | None,
+        validate: Callable[[Event], Event | None] | None = None,
     ) -> None:
         """Store the options; :meth:`Reliable.subscriber` checks them."""
         self.handler = handler
+        self.validate = validate
         self.stream = stream
         self.group = group
         self.consumer = consumer
@@ -708,6 +710,20 @@ class Subscription:
                     error="Redelivery",
                 )
                 continue
+            if self.validate is not None:
+                try:
+                    event = self.validate(event) or event
+                except Exception as exc:  # noqa: BLE001 - any validation failure is permanent
+                    self._dead_reason(
+                        plan,
+                        entry_id,
+                        event,
+                        attempt=delivery,
+                        received=received,
+                        reason=f"failed validation: {type(exc).__name__}: {exc}",
+                        error=_error_name(type(exc)),
+                    )
+                    continue
             await self._run_handler(plan, entry_id, event, delivery, received)
         return plan
 
@@ -782,11 +798,7 @@ class Subscription:
         delivery: int,
     ) -> None:
         kind = type(exc)
-        error = (
-            kind.__name__
-            if kind.__module__ in {"builtins", "eventlab.envelope"}
-            else (f"{kind.__module__}.{kind.__qualname__}")
-        )
+        error = _error_name(kind)
         if isinstance(exc, EnvelopeError):
             reason = f"not a valid event: {'; '.join(f'{k}: {v}' for k, v in exc.problems.items())}"
         elif isinstance(exc, self.permanent):
@@ -925,6 +937,13 @@ class Subscription:
             self.metrics.extend(rows)
 
 
+def _error_name(kind: type[BaseException]) -> str:
+    """Short for built-in and envelope errors, qualified for the rest (says where it came from)."""
+    if kind.__module__ in {"builtins", "eventlab.envelope"}:
+        return kind.__name__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
 def _entries(raw: Sequence[Sequence[Any]]) -> list[_Entry]:
     """Turn the RECLAIM script's ``{id, count, {k, v, …}}`` rows into entries."""
     out: list[_Entry] = []
@@ -1035,6 +1054,7 @@ class Reliable:
         recreate_group: bool = False,
         dlq_maxlen: int | None = None,
         seed: int | None = 0,
+        validate: Callable[[Event], Event | None] | None = None,
     ) -> Callable[[Handler], Handler]:
         """Declare a reliable handler on a stream and group (a decorator).
 
@@ -1062,6 +1082,10 @@ class Reliable:
             recreate_group: Recreate the group at ``start`` if the broker lost it.
             dlq_maxlen: Trim ``<stream>:dlq`` to about this many entries.
             seed: Seed of the backoff jitter (repeatable runs); ``None`` for random.
+            validate: Called with each decoded event before the handler (e.g.
+                ``schema.Registry.validate``); it may return a replacement event
+                (defaults filled, upcast). If it raises, the event is dead-lettered
+                at once with the reason: invalid data never becomes valid by retrying.
         """
         name, group, consumer, batch, block = _stream_options(stream, group, consumer, batch, block)
         if start not in {"0", "$"} and "-" not in start:
@@ -1097,6 +1121,7 @@ class Reliable:
                 dlq_maxlen=dlq_maxlen,
                 seed=seed,
                 metrics=self.metrics,
+                validate=validate,
             )
             self.subscriptions.append(sub)
             if self._running:
