@@ -694,3 +694,29 @@ async def test_validation_failure_dead_letters_at_once_and_valid_events_are_repl
     (letter,) = dead_letters(client, STREAM)
     assert letter.reason == "failed validation: ValueError: qty must be positive"
     assert letter.attempts == 1
+
+
+async def test_broker_paused_longer_than_socket_timeout_then_resumes(fresh_broker):
+    """A broker frozen (SIGSTOP) past the client timeout: the consumer recovers, effects once."""
+    server = fresh_broker()
+    client = server.client()
+    streams.publish_many(client, STREAM, _events(1500))
+    reliable = Reliable(server.url)
+
+    @reliable.subscriber(STREAM, group="billing", start="0", batch=20, min_idle=2.0)
+    async def bill(event: Event, effects: Effects) -> None:
+        await asyncio.sleep(0.001)
+        effects.hincrby(COUNTS, event.id, 1)
+
+    async with reliable:
+        await _until(lambda: client.hlen(COUNTS) >= 100, what="first effects")
+        server.pause(6.0)  # longer than the runtime's socket timeout (block + 5 s)
+        await asyncio.sleep(0.5)
+        assert await reliable.drain(timeout=40)
+        health = reliable.health()[f"{STREAM}/billing"]
+        assert health.ok + health.duplicates >= 1500
+        assert health.state == "running"
+    counts = client.hgetall(COUNTS)
+    assert len(counts) == 1500
+    assert set(counts.values()) == {"1"}
+    client.close()

@@ -1203,7 +1203,7 @@ class Reliable:
             await self.stop()
 
     async def drain(self, *, timeout: float = 30.0, poll: float = 0.05) -> bool:  # noqa: ASYNC109
-        """Wait until every subscription's group has no lag and nothing pending.
+        """Wait until every group has no lag, nothing pending, and every outcome is recorded.
 
         Returns:
             ``True`` if drained within ``timeout`` seconds.
@@ -1219,6 +1219,8 @@ class Reliable:
 
 async def _drained(client: redis.asyncio.Redis, subs: Iterable[Subscription]) -> bool:
     for sub in subs:
+        if sub._held or not sub._queue.empty():  # noqa: SLF001 - a batch is still being committed
+            return False
         try:
             groups = await client.xinfo_groups(sub.stream)
         except (redis.ResponseError, *_CONNECTION_ERRORS):
