@@ -420,6 +420,10 @@ class Subscription:
         self._commit = client.register_script(_lua.COMMIT)
         self._reclaim = client.register_script(_lua.RECLAIM)
         self._stopping.clear()
+        # a previous run cut short (stop timeout) may have left ids behind: the
+        # server still has those entries pending, and the reclaimer must see them
+        self._held.clear()
+        self._queue = asyncio.Queue(maxsize=2)
         self._set_state("starting")
         await self._ensure_group(create=True)
         self._tasks = [
