@@ -5,6 +5,9 @@ with no fault, then with one fault scenario active: the billing process is
 SIGKILLed a third of the way through and a replacement starts a second later
 (its entries are reclaimed after ``min_idle``). ``--json`` prints one JSON object.
 
+Orders are placed all at once (throughput; time-to-converge then measures the
+backlog) or, with ``--rate``, at a steady rate (time-to-converge is the flow's latency).
+
     .venv/bin/python benchmarks/shop.py --orders 2000
 """
 
@@ -36,7 +39,7 @@ def _count_terminal(client: Any, cursor: str) -> tuple[int, str]:
             return count, cursor
 
 
-def run(orders: int, *, fault: str | None, seed: int) -> dict[str, Any]:
+def run(orders: int, *, fault: str | None, seed: int, rate: float | None) -> dict[str, Any]:
     """Run one scenario on a fresh broker; return its figures."""
     with tempfile.TemporaryDirectory() as folder:
         handle = broker_mod.up(state=Path(folder), port=0, persistence="none")
@@ -64,6 +67,8 @@ def run(orders: int, *, fault: str | None, seed: int) -> dict[str, Any]:
                 )
 
             for number, order in enumerate(shop.random_orders(orders, seed=seed)):
+                if rate:  # paced: converge times then show the flow's latency, not a backlog
+                    time.sleep(max(0.0, started + number / rate - time.perf_counter()))
                 shop.place_order(client, registry=registry, **order)
                 if fault == "kill-billing" and number == orders // 3:
                     victim = next(p for p in procs if p.name.startswith("billing"))
@@ -91,6 +96,7 @@ def run(orders: int, *, fault: str | None, seed: int) -> dict[str, Any]:
             verdict_ok = bool(frame["outcome"].notna().all()) and settled == orders
             return {
                 "scenario": fault or "no-fault",
+                "rate": rate,
                 "orders": orders,
                 "settled": int(frame["outcome"].notna().sum()),
                 "one_terminal_each": verdict_ok,
@@ -111,10 +117,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=10_000, help="orders per scenario")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--rate", type=float, default=None, help="orders/s to place (default: all at once)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    baseline = run(args.orders, fault=None, seed=args.seed)
-    faulted = run(args.orders, fault="kill-billing", seed=args.seed)
+    baseline = run(args.orders, fault=None, seed=args.seed, rate=args.rate)
+    faulted = run(args.orders, fault="kill-billing", seed=args.seed, rate=args.rate)
     result = {
         "baseline": baseline,
         "fault": faulted,
