@@ -1115,6 +1115,9 @@ def slow_handler_stolen(
 
     async def consume() -> None:
         runtimes = []
+        # c1 stays "slow" until c2 has stolen the event (at most 10 s): a fixed
+        # sleep made the verdict depend on how fast c2 started on a busy machine.
+        taken_by_c2 = asyncio.Event()
         for name in ("c1", "c2"):
             reliable = Reliable(handle.url, consumer=name)
 
@@ -1123,6 +1126,10 @@ def slow_handler_stolen(
                     with history.op(consumer, "dequeue", event.id):
                         if event.id == slow_id and consumer == "c1":
                             await asyncio.sleep(min_idle * 5)
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(taken_by_c2.wait(), timeout=10.0)
+                        elif event.id == slow_id:
+                            taken_by_c2.set()
                         effects.hincrby(effects_key, event.id, 1)
                     handled.append(event.id)
 
