@@ -159,4 +159,4 @@ def test_readme_has_a_binder_badge_for_this_repository():
     )
     assert badge, "README.md has no Binder badge"
     assert badge[1].startswith(f"https://mybinder.org/v2/gh/{repo[1]}/HEAD")
-    assert "urlpath=lab/tree/notebooks/README.md" in badge[1]
+    assert "urlpath=lab/tree/notebooks/index.ipynb" in badge[1]
