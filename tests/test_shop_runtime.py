@@ -156,11 +156,15 @@ def test_shop_cli_up_and_down(fresh_broker, tmp_path, monkeypatch):
     """`eventlab shop up` leaves service processes running and recorded; `shop down` stops them."""
     handle = fresh_broker()
     monkeypatch.chdir(tmp_path)
-    assert cli_main(["--state", str(handle.state), "shop", "up", "orders", "courier"]) == 0
-    record = (handle.state / "shop.json").read_text()
-    assert "orders-1" in record
-    client = handle.client()
-    assert {"orders", "courier"} <= set(streams.groups_frame(client, [shop.stream()])["group"])
-    assert cli_main(["--state", str(handle.state), "shop", "down"]) == 0
-    assert not (handle.state / "shop.json").exists()
-    assert cli_main(["--state", str(handle.state), "shop", "down"]) == 0
+    try:
+        assert cli_main(["--state", str(handle.state), "shop", "up", "orders", "courier"]) == 0
+        record = (handle.state / "shop.json").read_text()
+        assert "orders-1" in record
+        client = handle.client()
+        groups = set(streams.groups_frame(client, [shop.stream()])["group"])
+        assert {"orders", "courier"} <= groups
+        assert cli_main(["--state", str(handle.state), "shop", "down"]) == 0
+        assert not (handle.state / "shop.json").exists()
+        assert cli_main(["--state", str(handle.state), "shop", "down"]) == 0
+    finally:
+        shop_app.down(state=handle.state)  # never leave service processes behind
