@@ -1,5 +1,8 @@
 """The shop's order flow and event sourcing, driven by seeded delivery on a real broker."""
 
+import json
+import random
+
 import pytest
 
 from eventlab import checker, schema, shop, streams
@@ -311,3 +314,52 @@ async def test_fold_order_rebuilds_the_aggregate(ashop):
         "reason": "no courier in zone nowhere",
         "events": len(mine),
     }
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_timeouts_racing_replies_never_leave_stock_or_money_behind(ashop, seed):
+    """Timeouts fired mid-flow, duplicates, reordering: confirmed holds, cancelled holds nothing."""
+    client, aclient, registry = ashop
+    rng = random.Random(seed)
+    shop.decline_cards(client, ["customer-1"])
+    shop.close_zones(client, ["north"])
+    ids = [
+        shop.place_order(client, registry=registry, **o).subject
+        for o in shop.random_orders(12, seed=seed, saga="orchestration", customers=4)
+    ]
+    services = shop.make_services(aclient, registry)
+    deadlines = shop.events.key("orders", "deadlines")
+    for _ in range(8):  # deliver a little, then let some armed steps time out
+        await shop.deliver(
+            aclient,
+            services,
+            seed=rng.randrange(1000),
+            duplicates=0.2,
+            max_deliveries=rng.randint(5, 40),
+        )
+        armed = await aclient.zrange(deadlines, 0, -1)
+        for member in rng.sample(armed, k=len(armed) // 2):
+            await aclient.zadd(deadlines, {member: 0})
+        await saga.fire_timeouts(aclient, registry, now=1)
+    while await aclient.zcard(deadlines):  # the rest: run to the end, firing what is left
+        await shop.deliver(aclient, services, seed=seed, duplicates=0.2)
+        await saga.fire_timeouts(aclient, registry, now=2e9)
+    await shop.deliver(aclient, services, seed=seed, duplicates=0.2)
+    assert_one_terminal(client)
+    outcome = {r.order_id: r.outcome for r in shop.convergence_frame(client).itertuples()}
+    assert set(outcome) == set(ids)
+
+    def status(service, order_id):
+        raw = client.get(shop.events.key(service, "order", order_id))
+        return json.loads(raw).get("status") if raw else None
+
+    for order_id in ids:
+        stock, money = status("inventory", order_id), status("billing", order_id)
+        if outcome[order_id] == "confirmed":
+            assert (stock, money) == ("reserved", "captured"), order_id
+        else:
+            assert stock in {None, "released", "void", "rejected"}, (order_id, stock)
+            assert money in {None, "refunded", "void", "declined"}, (order_id, money)
+    assert proj.rebuild(client, STOCK_LEVELS).state == shop.levels(client)
+    reasons = shop.convergence_frame(client).reason.dropna()
+    assert reasons.str.startswith("timed out").any()  # the race really happened
