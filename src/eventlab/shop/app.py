@@ -68,7 +68,7 @@ VIEWS = "views"
 """The read side: the projector's consumer group (``views-shadow`` for a dark launch)."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ServiceApp:
     """One runnable service.
 
