@@ -49,6 +49,14 @@ async def test_in_process_runtime_end_to_end(broker, client):
     metrics = Metrics()
     async with shop_app.ShopRuntime(broker.url, metrics=metrics) as runtime:
         assert await runtime.drain(timeout=60)
+        before = {p.name: proj.read(client, p) for p in proj.PROJECTIONS}
+        length = client.xlen(shop.stream())
+        # every event published again (same ids, new entries): no second effect anywhere
+        again = [e for _, e in streams.replay(client, shop.stream()) if e.id != "poison"]
+        streams.publish_many(client, shop.stream(), again)
+        assert await runtime.drain(timeout=60)
+    assert client.xlen(shop.stream()) == length + len(again)  # nothing new was emitted
+    assert {p.name: proj.read(client, p) for p in proj.PROJECTIONS} == before
     verdicts(client, ids)
     outcomes = shop.convergence_frame(client).outcome.value_counts().to_dict()
     assert set(outcomes) == {"confirmed", "cancelled"}

@@ -204,10 +204,12 @@ def order_events(client: redis.Redis) -> pd.DataFrame:
 def transitions_frame(client: redis.Redis) -> pd.DataFrame:
     """Return one row per order event on the log: ``aggregate`` (order id), ``state`` (event type).
 
-    The shape :func:`eventlab.checker.one_terminal_state` reads.
+    The shape :func:`eventlab.checker.one_terminal_state` reads. Events with the same id
+    (re-published copies) count once.
     """
     log = order_events(client)
-    log = log[log["subject"] != "stock"]
+    # an event re-published (same id: a relay or producer retry) is one fact, not two
+    log = log[log["subject"] != "stock"].drop_duplicates("id")
     return pd.DataFrame({"aggregate": log["subject"].astype(str), "state": log["type"]})
 
 
