@@ -237,6 +237,12 @@ async def test_views_optimistic_then_authoritative(ashop):
     frame = shop.convergence_frame(client)
     assert list(frame.columns) == list(shop.core.CONVERGENCE_COLUMNS)
     assert frame.loc[0, "seconds_to_converge"] > 0
+    samples = shop.disagreement_frame(client, samples=20)
+    assert samples["disagreeing"].iloc[-1] == 0
+    assert samples["disagreeing"].max() == 1  # accepted, not yet settled, for a while
+    verdict = checker.convergence(samples, heal=frame.loc[0, "placed"], within=60)
+    assert verdict.valid
+    assert verdict.convergence_seconds is not None
 
 
 # --- event sourcing ----------------------------------------------------------------

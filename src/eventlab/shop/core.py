@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_STOCK",
     "Saga",
     "convergence_frame",
+    "disagreement_frame",
     "make_services",
     "order_events",
     "place_order",
@@ -271,3 +272,24 @@ def views_frame(client: redis.Redis, *, at: datetime | None = None) -> pd.DataFr
             "agree": optimistic == authoritative,
         }
     )
+
+
+def disagreement_frame(client: redis.Redis, *, samples: int = 60) -> pd.DataFrame:
+    """How many orders' optimistic view differed from the authoritative one, over time.
+
+    Returns ``samples`` rows with columns ``time`` (datetime64 UTC) and ``disagreeing``
+    (int), from the first order placed to the last one settled: the frame
+    :func:`eventlab.checker.convergence` judges and ``charts.convergence`` draws.
+    """
+    frame = convergence_frame(client)
+    if frame.empty:
+        return pd.DataFrame(
+            {"time": pd.Series([], dtype="datetime64[ns, UTC]"), "disagreeing": []}
+        ).astype({"disagreeing": "int64"})
+    end = frame["terminal"].max() if frame["terminal"].notna().any() else frame["placed"].max()
+    moments = pd.date_range(frame["placed"].min(), end, periods=samples)
+    # disagree from acceptance until terminal (or for ever, if not settled yet)
+    accepted = frame["accepted"].to_numpy()
+    terminal = frame["terminal"].fillna(pd.Timestamp.max.tz_localize("UTC")).to_numpy()
+    counts = [int(((accepted <= m) & (terminal > m)).sum()) for m in moments.to_numpy()]
+    return pd.DataFrame({"time": moments, "disagreeing": counts}).astype({"disagreeing": "int64"})
