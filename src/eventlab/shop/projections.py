@@ -40,6 +40,7 @@ __all__ = [
     "STATUS_BOARD",
     "STOCK_LEVELS",
     "Fold",
+    "OutOfOrderError",
     "Projection",
     "Projector",
     "as_of",
