@@ -46,7 +46,8 @@ lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install -q "pip==$(PIP_VERSION)"
-	.lock-venv/bin/python -m pip install -q -e ".[dev]"
+	# notebook: not a dependency of the kit, but binder/postBuild upgrades Binder's to this pin
+	.lock-venv/bin/python -m pip install -q -e ".[dev]" notebook
 	{ echo "# Pinned versions for learners and CI: make lab and make test install from this file."; \
 	  echo "# Regenerate on purpose with 'make lock', then run 'make test' before committing."; \
 	  .lock-venv/bin/python -m pip freeze --exclude-editable; } > constraints.txt
