@@ -9,10 +9,12 @@ local ones.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -89,6 +91,31 @@ def test_services_are_the_documented_three(compose):
     assert "profiles" not in services["redis"]
     assert "profiles" not in services["lab"]
     assert services["redisinsight"]["profiles"] == ["insight"]
+
+
+def test_core_images_are_pinned_only_the_optional_viewer_floats(compose):
+    """The redis and lab images are pinned; only the optional 'insight' profile may float."""
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    bases = re.findall(r"^FROM\s+(\S+)", dockerfile, flags=re.MULTILINE)
+    assert bases, "the Dockerfile has no FROM"
+    for base in bases:
+        assert re.fullmatch(r"[\w./-]+:\d+(\.\d+)+[\w.-]*(@sha256:[0-9a-f]{64})?", base), base
+    for name, service in compose["services"].items():
+        image = service["image"]
+        tag = image.rpartition(":")[2] if ":" in image else ""
+        floats = tag in {"", "latest"} or not re.search(r"\d", tag)
+        if "build" in service:
+            # Built here from the Dockerfile, whose FROM lines are pinned (above).
+            assert tag == "local", f"{name} is built here: tag it :local, not {image!r}"
+        elif "profiles" not in service:
+            assert not floats, f"core service {name} must use a pinned image, not {image!r}"
+        elif floats:
+            assert service["profiles"] == ["insight"], (name, image)
+    # The floating viewer image is documented as such where it is declared.
+    text = (DOCKER / "compose.yaml").read_text()
+    assert re.search(r"#.*RedisInsight.*(float|:latest)", text, flags=re.IGNORECASE), (
+        "compose.yaml must say that the optional RedisInsight image floats"
+    )
 
 
 def test_broker_image_is_redis_7_4_or_newer(compose):
@@ -199,12 +226,16 @@ def test_compose_command_starts_a_real_redis_server(compose, tmp_path):
         port=port, password=password, decode_responses=True, retry=broker_mod._NO_RETRY
     )
     try:
-        for _ in range(500):
+        deadline = time.monotonic() + 30
+        while True:
             try:
                 client.ping()
                 break
             except redis.ConnectionError:
-                time.sleep(0.01)
+                if time.monotonic() > deadline:
+                    log = (tmp_path / "redis.log").read_text(errors="replace")
+                    pytest.fail(f"the compose broker never answered PING:\n{log}")
+                time.sleep(0.05)
         assert client.config_get("appendonly")["appendonly"] == "yes"
         assert client.config_get("dir")["dir"] == str(tmp_path)
         with pytest.raises(redis.AuthenticationError):
@@ -216,8 +247,28 @@ def test_compose_command_starts_a_real_redis_server(compose, tmp_path):
         bad = {**os.environ, "REDISCLI_AUTH": "wrong"}
         assert subprocess.run(["sh", "-c", probe], env=bad, check=False).returncode != 0
     finally:
-        client.shutdown(nosave=True)
         client.close()
+        _kill_daemon(pidfile)
+
+
+def _kill_daemon(pidfile: Path) -> None:
+    """SIGKILL the daemonised server named in ``pidfile``, even if it never answered."""
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the daemon writes its pidfile right after forking
+    if not pidfile.exists():
+        return  # it never started (redis-server already exited non-zero)
+    pid = int(pidfile.read_text().strip())
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    stat = Path(f"/proc/{pid}/stat")
+    while time.monotonic() < deadline:
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return  # dead, waiting for init to reap it
+        except (OSError, IndexError):
+            return
+        time.sleep(0.05)
 
 
 # -- Dockerfile ---------------------------------------------------------------------------
