@@ -68,6 +68,18 @@ def test_exactly_once_finds_missing_and_doubled_effects():
     assert checker.exactly_once(h).counts["missing"] == 3  # effects read from the history
 
 
+def test_exactly_once_counts_an_effect_of_a_certainly_failed_enqueue_as_unexpected():
+    """exactly-once: an effect of a certainly failed enqueue is unexpected, as in total-queue."""
+    v = checker.exactly_once(_queue_history(), effects=["e0", "e1", "e2", "e3", "e4", "e5"])
+    assert v.offending["unexpected"] == ["e5"]  # e5's enqueue failed: its effect is impossible
+    assert v.offending["missing"] == []
+    assert not v.valid
+    assert checker.total_queue(_queue_history()).offending["unexpected"] == ["e5", "zz"]
+    # e4 timed out (info): maybe applied, so its effect is allowed
+    ok = checker.exactly_once(_queue_history(), effects=["e0", "e1", "e2", "e3", "e4"])
+    assert ok.valid
+
+
 def test_one_terminal_state_per_aggregate():
     """One terminal state: none and many are both offences; expected aggregates count."""
     t = pd.DataFrame(

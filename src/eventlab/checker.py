@@ -227,7 +227,11 @@ def exactly_once(
     etype = enq["type"].to_numpy(dtype=object)
     evalue = _text(enq["value"])
     acked = _index(pd.unique(evalue[etype == "ok"]))
-    maybe = _index(pd.unique(evalue[etype != "fail"]))
+    attempted = _index(pd.unique(evalue[etype == "invoke"]))
+    failed = pd.unique(evalue[etype == "fail"])
+    # an effect may come only from an enqueue that was attempted and did not
+    # certainly fail, or was acknowledged (the same rule as total_queue)
+    attempted_ok = attempted[~attempted.isin(failed)]
     if effects is None:
         applied_ids = _ids(_select(frame, effect, ("ok",))["value"])
     else:
@@ -237,7 +241,7 @@ def exactly_once(
     per_id = applied.reindex(acked.union(applied.index), fill_value=0)
     missing = acked[~acked.isin(applied.index)]
     duplicated = applied.index[applied.to_numpy() > 1]
-    unexpected = applied.index[~applied.index.isin(maybe)]
+    unexpected = applied.index[~(applied.index.isin(attempted_ok) | applied.index.isin(acked))]
     counts = {
         "events": len(acked),
         "once": int((applied.reindex(acked, fill_value=0).to_numpy() == 1).sum()),
