@@ -248,6 +248,7 @@ def test_register_versions_and_refuse_a_breaking_change(client):
     assert reg.register("OrderPlaced", V1) == 1
     assert reg.register("OrderPlaced", V1) == 1
     assert reg.register("OrderPlaced", V2) == 2
+    assert reg.register("OrderPlaced", V1) == 1  # already there: no v3
     bad = json.loads(json.dumps(V2))
     bad["properties"]["email"] = {"type": "string"}
     bad["required"].append("email")

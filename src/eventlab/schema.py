@@ -546,7 +546,7 @@ class Registry:
     ) -> int:
         """Add ``schema`` as the next version of ``event_type``; return its version.
 
-        Registering a schema equal to the latest returns that version (idempotent).
+        Registering a schema equal to a registered version returns that version (idempotent).
         ``mode``, if given, becomes the type's mode before the check.
 
         Raises:
@@ -565,11 +565,10 @@ class Registry:
                     pipe.watch(key)  # type: ignore[no-untyped-call]
                     raw: dict[str, str] = pipe.hgetall(key)  # type: ignore[assignment]
                     earlier = {int(v): json.loads(s) for v, s in raw.items()}
-                    if earlier:
-                        newest = max(earlier)
-                        if json.dumps(earlier[newest], sort_keys=True) == body:
-                            pipe.unwatch()
-                            return newest
+                    same = [v for v, e in earlier.items() if json.dumps(e, sort_keys=True) == body]
+                    if same:  # already registered (as Confluent does): that version, no new one
+                        pipe.unwatch()
+                        return max(same)
                     problems = compatibility_problems(schema, earlier, chosen)
                     if problems:
                         pipe.unwatch()
