@@ -9,6 +9,7 @@ chart that needed a CDN would fail here. Screenshots go to ``test-artifacts/``.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -22,15 +23,22 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
+from xml.etree import ElementTree as ET
 
+import altair as alt
+import pandas as pd
 import pytest
+import vl_convert
+from playwright import sync_api  # a pinned dev dependency: missing is a failure, not a skip
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 HERE = Path(__file__).parent
 ARTIFACTS = HERE.parent / "test-artifacts"
 CHARTS = 6  # chart cells in tests/browser/charts.ipynb
+SVG_NS = "{http://www.w3.org/2000/svg}"
+_SHAPES = {"rect", "circle", "line", "ellipse", "polygon", "polyline", "image"}
 FAILURE_TEXTS = (
     "renderer has not been properly enabled",
     "Error loading script",
@@ -145,6 +153,42 @@ def _text(page, selector: str) -> list[str]:
     return page.eval_on_selector_all(selector, "els => els.map(e => e.textContent)")
 
 
+def _svg_of(output: dict[str, Any]) -> str:
+    """The SVG text of one chart output: decoded from its data: URL, or its inline markup."""
+    if "svg" in output:
+        return str(output["svg"])
+    header, _, payload = str(output["src"]).partition(",")
+    assert header.startswith("data:image/svg+xml"), header[:60]
+    if header.endswith(";base64"):
+        return base64.b64decode(payload).decode()
+    return unquote(payload)
+
+
+def _data_marks(svg: str) -> int:
+    """Count drawn items inside vega's data-mark groups (axes, legends and titles excluded).
+
+    Vega's SVG puts every mark in ``<g class="mark-<type> role-mark ...">``; an
+    empty data set leaves those groups empty, a blank or failed chart has none.
+    """
+    root = ET.fromstring(svg)  # noqa: S314 - SVG our own kernel drew
+    drawn = 0
+    for group in root.iter(f"{SVG_NS}g"):
+        classes = (group.get("class") or "").split()
+        if "role-mark" not in classes or not any(c.startswith("mark-") for c in classes):
+            continue
+        for item in group.iter():
+            tag = item.tag.rsplit("}", 1)[-1]
+            if item is group or tag == "g":
+                continue
+            if tag == "path":
+                drawn += bool((item.get("d") or "").strip())
+            elif tag == "text":
+                drawn += bool((item.text or "").strip())
+            else:
+                drawn += tag in _SHAPES
+    return drawn
+
+
 def _run_notebook(page, url: str) -> dict[str, Any]:
     """Open the notebook, run all cells, read the dashboard twice, take screenshots."""
     page.goto(url)
@@ -168,7 +212,17 @@ def _run_notebook(page, url: str) -> dict[str, Any]:
         timeout=30_000,
     )
     before = _text(page, ".eventlab-dashboard td.el-length")
-    page.wait_for_timeout(1500)  # the task polls twice a second; events keep flowing
+    # The task polls twice a second while events keep flowing: wait for the number
+    # to move (a loaded machine may take a while), not for a fixed time.
+    try:
+        page.wait_for_function(
+            "before => Number(document.querySelector('.eventlab-dashboard td.el-length')"
+            "?.textContent) > before",
+            arg=int(before[0]),
+            timeout=20_000,
+        )
+    except sync_api.TimeoutError:
+        pytest.fail(f"the dashboard's stream length stayed at {before} for 20 s")
     after = _text(page, ".eventlab-dashboard td.el-length")
     page.wait_for_function(
         "() => /[▂▃▄▅▆▇█]/.test(document.querySelector('.eventlab-dashboard td.el-spark')"
@@ -193,14 +247,15 @@ def _run_notebook(page, url: str) -> dict[str, Any]:
         output.screenshot(path=str(ARTIFACTS / f"browser-chart-{n}.png"))
     page.screenshot(path=str(ARTIFACTS / "browser-notebook.png"))
 
+    # Each chart's SVG as the page holds it: an <img> with a data: URL (JupyterLab's
+    # SVG renderer) or inline markup. The marks inside are checked in Python.
     drawn = page.eval_on_selector_all(
         ".jp-RenderedSVG",
         "els => els.map(e => {"
         " const img = e.querySelector('img');"
-        " if (img) return img.complete && img.naturalWidth > 0"
-        " && img.src.startsWith('data:image/svg+xml');"
+        " if (img) return {loaded: img.complete && img.naturalWidth > 0, src: img.src};"
         " const svg = e.querySelector('svg');"
-        " return !!svg && svg.querySelectorAll('.mark-group, path, rect').length > 0; })",
+        " return {loaded: !!svg, svg: svg ? svg.outerHTML : ''}; })",
     )
     page_text = page.eval_on_selector(".jp-Notebook", "e => e.textContent")
     errors = _text(page, '.jp-OutputArea-output[data-mime-type*="stderr"]')
@@ -215,9 +270,24 @@ def _run_notebook(page, url: str) -> dict[str, Any]:
     }
 
 
+def test_data_marks_count_what_vega_drew_and_nothing_in_a_blank_chart():
+    """The mark check finds drawn data in a real chart, none in an empty or blank one."""
+    frame = pd.DataFrame({"x": [1, 2, 3], "y": [3, 1, 2]})
+    line = alt.Chart(frame).mark_line().encode(x="x:Q", y="y:Q")
+    bars = alt.Chart(frame).mark_bar().encode(x="x:O", y="y:Q")
+    assert _data_marks(vl_convert.vegalite_to_svg(line.to_dict())) >= 1
+    assert _data_marks(vl_convert.vegalite_to_svg(bars.to_dict())) == len(frame)
+    empty = line.properties(data=alt.Data(values=[]))
+    assert _data_marks(vl_convert.vegalite_to_svg(empty.to_dict())) == 0
+    blank = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect/></svg>'
+    assert _data_marks(blank) == 0
+    encoded = "data:image/svg+xml;base64," + base64.b64encode(blank.encode()).decode()
+    assert _svg_of({"loaded": True, "src": encoded}) == blank
+    assert _svg_of({"loaded": True, "src": "data:image/svg+xml," + quote(blank)}) == blank
+
+
 def test_charts_draw_offline_and_the_dashboard_moves_in_jupyterlab(chromium, lab, tmp_path):
-    """Run-all in JupyterLab with no network: six SVG charts, no renderer errors, live numbers."""
-    sync_api = pytest.importorskip("playwright.sync_api")
+    """Run-all in JupyterLab with no network: six SVG charts with data marks, live numbers."""
     ARTIFACTS.mkdir(exist_ok=True)
     blocked: list[str] = []
 
@@ -244,7 +314,15 @@ def test_charts_draw_offline_and_the_dashboard_moves_in_jupyterlab(chromium, lab
             context.close()
             (ARTIFACTS / "browser-blocked.txt").write_text("".join(f"{u}\n" for u in blocked))
 
-    assert seen["drawn"] == [True] * CHARTS, seen["drawn"]
+    drawn = seen["drawn"][:CHARTS]
+    assert len(drawn) == CHARTS, f"{len(drawn)} chart outputs, expected {CHARTS}"
+    for n, output in enumerate(drawn, start=1):
+        assert output["loaded"], f"chart {n} did not load in the page"
+        svg = _svg_of(output)
+        marks = _data_marks(svg)
+        assert marks > 0, f"chart {n} has no drawn data marks:\n{svg[:2000]}"
+        for failure in FAILURE_TEXTS:
+            assert failure not in svg, f"chart {n} shows {failure!r}"
     for failure in FAILURE_TEXTS:
         assert failure not in seen["page_text"], failure
     assert "renderer: svg" in seen["page_text"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -96,22 +98,27 @@ async def test_dashboard_discovers_namespace_streams_but_not_dead_letters(client
     dash.close()
 
 
+async def _until(condition: Callable[[], bool], *, timeout: float = 20.0) -> bool:
+    """Poll ``condition`` on the running loop until it holds or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
 async def test_start_polls_in_the_background_and_close_stops_it(client, aclient):
     """start() polls on the running loop without appending output; close() ends the task."""
     streams.publish_many(client, STREAM, _events(1))
     dash = dashboard.Dashboard(aclient, interval=0.05)
     dash.start()
     assert dash.running
-    for _ in range(200):
-        if dash.ticks >= 3:
-            break
-        await asyncio.sleep(0.02)
-    assert dash.ticks >= 3
+    assert await _until(lambda: dash.ticks >= 3), f"only {dash.ticks} polls in 20 s"
     task = dash._task
     dash.close()
-    await asyncio.sleep(0.05)
     assert task is not None
-    assert task.done()
+    assert await _until(task.done), "the polling task did not end after close()"
     assert not dash.running
     assert dash.widget.comm is None  # the widget was closed for the frontend too
     dash.close()  # a second close is harmless
@@ -172,17 +179,11 @@ async def test_buttons_run_actions_and_report_failures_without_stopping(aclient)
     dash = dashboard.Dashboard(aclient, actions={"Do it": ok, "Break": broken})
     dash.start()
     dash.buttons["Do it"].click()
-    for _ in range(100):
-        if "done" in dash.message.value:
-            break
-        await asyncio.sleep(0.02)
+    assert await _until(lambda: "done" in dash.message.value), dash.message.value
     assert calls == ["ok"]
     assert dash.message.value == "Do it: done — it worked"
     dash.buttons["Break"].click()
-    for _ in range(100):
-        if "failed" in dash.message.value:
-            break
-        await asyncio.sleep(0.02)
+    assert await _until(lambda: "failed" in dash.message.value), dash.message.value
     assert "Break: failed — FaultError: no fault proxy is running — fix: call faults.start" in (
         dash.message.value
     )
@@ -267,7 +268,6 @@ def test_kill_a_consumer_kills_a_real_process(broker):
 def test_a_running_dashboard_lets_the_kernel_shut_down_cleanly(broker, tmp_path):
     """In a real ipykernel, a polling dashboard stops with the kernel: prompt exit, no errors."""
     import os  # noqa: PLC0415
-    import time  # noqa: PLC0415
 
     from jupyter_client.manager import KernelManager  # noqa: PLC0415
 
@@ -281,8 +281,12 @@ def test_a_running_dashboard_lets_the_kernel_shut_down_cleanly(broker, tmp_path)
         kernel.wait_for_ready(timeout=60)
         printed: list[str] = []
         code = (
-            "import asyncio\nfrom eventlab import dashboard\n"
-            "dash = dashboard.show(faults=False)\nawait asyncio.sleep(1.2)\n"
+            "import asyncio, time\nfrom eventlab import dashboard\n"
+            "dash = dashboard.show(faults=False)\n"
+            # wait for two polls, however slow the machine, rather than a fixed time
+            "deadline = time.monotonic() + 30\n"
+            "while dash.ticks < 2 and time.monotonic() < deadline:\n"
+            "    await asyncio.sleep(0.05)\n"
             "print(dash.running, dash.ticks >= 2)"
         )
         reply = kernel.execute_interactive(
