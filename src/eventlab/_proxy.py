@@ -19,12 +19,14 @@ import json
 import random
 import socket
 import struct
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
 DIRECTIONS = ("upstream", "downstream")
 _CHUNK = 65536
 _BANDWIDTH_SLICE = 0.01  # seconds of bandwidth per write, so the rate is smooth
+_DELAYS_KEPT = 256  # recent jitter draws kept per connection and direction (for inspection)
 
 
 @dataclass(slots=True)
@@ -38,8 +40,17 @@ class DirectionState:
 
 
 class _Conn:
-    def __init__(self, client_writer: asyncio.StreamWriter) -> None:
+    def __init__(self, client_writer: asyncio.StreamWriter, *, index: int, seed: int) -> None:
         self.client_writer = client_writer
+        self.index = index  # 1 for the proxy's first connection, 2 for the next, …
+        # one generator per direction of this connection: its draws depend only
+        # on the seed, the connection's index and its own traffic, never on how
+        # other connections' chunks interleave with it
+        self.rngs = {
+            d: random.Random(f"{seed}:{index}:{d}")  # noqa: S311 - seeded jitter
+            for d in DIRECTIONS
+        }
+        self.delays: dict[str, deque[float]] = {d: deque(maxlen=_DELAYS_KEPT) for d in DIRECTIONS}
         self.upstream_writer: asyncio.StreamWriter | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.dropped = False  # bytes were discarded: the byte stream is broken
@@ -65,14 +76,19 @@ class Engine:
     """The proxy's state and servers; every method runs on the engine's event loop."""
 
     def __init__(self, upstream_host: str, upstream_port: int, *, seed: int) -> None:
-        """Proxy to ``upstream_host:upstream_port``; ``seed`` drives the jitter."""
+        """Proxy to ``upstream_host:upstream_port``; ``seed`` drives the jitter.
+
+        Each connection's direction draws its jitter from its own generator,
+        seeded by (``seed``, connection index, direction), so the same traffic
+        gets the same delays whatever the timing between connections.
+        """
         self.upstream = (upstream_host, upstream_port)
         self.state = {d: DirectionState() for d in DIRECTIONS}
         self.healed = {d: asyncio.Event() for d in DIRECTIONS}
         for event in self.healed.values():
             event.set()
         self.conns: set[_Conn] = set()
-        self.rng = random.Random(seed)  # noqa: S311 - seeded jitter, not cryptography
+        self.seed = seed
         self.server: asyncio.Server | None = None
         self.control: asyncio.Server | None = None
         self.connections_total = 0
@@ -111,8 +127,11 @@ class Engine:
                 self.state[d].jitter = float(command.get("jitter", 0.0))
         elif op == "bandwidth":
             rate = command.get("bytes_per_second")
+            limit = None if rate is None else float(rate)
+            if limit is not None and limit < 0:
+                raise ValueError(f"bandwidth must be >= 0 bytes per second (0 = off), got {rate!r}")
             for d in directions:
-                self.state[d].bandwidth = None if rate is None else float(rate)
+                self.state[d].bandwidth = limit or None  # 0 lifts the limit
         elif op == "partition":
             mode = command.get("mode", "hold")
             if mode not in {"hold", "drop"}:
@@ -165,9 +184,9 @@ class Engine:
         if task is not None:
             self.handlers.add(task)
             task.add_done_callback(self.handlers.discard)
-        conn = _Conn(writer)
-        self.conns.add(conn)
         self.connections_total += 1
+        conn = _Conn(writer, index=self.connections_total, seed=self.seed)
+        self.conns.add(conn)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:
@@ -221,7 +240,10 @@ class Engine:
                     continue
                 delay = state.latency
                 if state.jitter:
-                    delay = max(0.0, delay + self.rng.uniform(-state.jitter, state.jitter))
+                    delay = max(
+                        0.0, delay + conn.rngs[direction].uniform(-state.jitter, state.jitter)
+                    )
+                    conn.delays[direction].append(delay)
                 due = max(arrived + delay, last_due)  # jitter never reorders bytes
                 last_due = due
                 if (wait := due - loop.time()) > 0:

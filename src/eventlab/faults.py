@@ -92,6 +92,7 @@ __all__ = [
     "slow",
     "start",
     "stop",
+    "unpartition",
 ]
 
 Direction = Literal["upstream", "downstream", "both"]
@@ -208,9 +209,18 @@ class _Controls:
         direction: Direction = "downstream",
         history: History | None = None,
     ) -> Applied:
-        """Limit ``direction`` to ``bytes_per_second``."""
-        if bytes_per_second <= 0:
-            raise FaultError("bandwidth must be positive", fix="pass bytes_per_second > 0")
+        """Limit ``direction`` to ``bytes_per_second``; ``0`` lifts the limit (as latency 0 does).
+
+        Lifting returns a handle with nothing to undo and records nothing.
+        """
+        if bytes_per_second < 0:
+            raise FaultError(
+                "bandwidth must be >= 0 bytes per second",
+                fix="pass bytes_per_second > 0, or 0 to lift the limit",
+            )
+        if bytes_per_second == 0:
+            self._send({"op": "bandwidth", "bytes_per_second": None, "direction": direction})
+            return Applied("bandwidth", {"bytes_per_second": 0, "direction": direction})
         self._send(
             {"op": "bandwidth", "bytes_per_second": bytes_per_second, "direction": direction}
         )
@@ -244,6 +254,16 @@ class _Controls:
             lambda: self._send({"op": "unpartition", "direction": direction}),
             history,
         )
+
+    def unpartition(self, *, direction: Direction = "both", history: History | None = None) -> None:
+        """Lift the partition on ``direction`` only (held bytes are delivered); other faults stay.
+
+        :meth:`heal` clears everything; this ends one cut, e.g. the downstream
+        half of a two-way partition while upstream stays cut.
+        """
+        self._send({"op": "unpartition", "direction": direction})
+        if history is not None:
+            history.nemesis("partition", "stop", direction=direction)
 
     def reset(self, *, history: History | None = None) -> None:
         """Reset (TCP RST) every open connection now; clients must reconnect."""
@@ -485,6 +505,11 @@ def partition(
 ) -> Applied:
     """Partition the current proxy (see :meth:`Proxy.partition`); usable as ``with``."""
     return current().partition(direction=direction, mode=mode, history=history)
+
+
+def unpartition(*, direction: Direction = "both", history: History | None = None) -> None:
+    """Lift the partition on ``direction`` of the current proxy (see :meth:`Proxy.unpartition`)."""
+    current().unpartition(direction=direction, history=history)
 
 
 def reset(*, history: History | None = None) -> None:
@@ -865,7 +890,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         upstream, port=args.port, control_port=args.control_port, seed=args.seed, state=args.state
     )
     print(  # noqa: T201 - a command prints
-        json.dumps({"url": proxy.url, "port": proxy.port, "control_port": proxy.control_port}),
+        # the proxied URL keeps the upstream's password (clients need it): never print it
+        json.dumps(
+            {
+                "url": broker_mod.redact(proxy.url),
+                "upstream": broker_mod.redact(proxy.upstream),
+                "port": proxy.port,
+                "control_port": proxy.control_port,
+            }
+        ),
         flush=True,
     )
     try:
@@ -888,6 +921,8 @@ def _cmd_control(args: argparse.Namespace) -> int:
         target.bandwidth(args.bytes_per_second, direction=args.direction)
     elif action == "partition":
         target.partition(direction=args.direction, mode=args.mode)
+    elif action == "unpartition":
+        target.unpartition(direction=args.direction)
     elif action == "reset":
         target.reset()
     elif action == "heal":
@@ -971,7 +1006,7 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--direction", choices=["upstream", "downstream", "both"], default="downstream"
     )
     common(lat)
-    bw = actions.add_parser("bandwidth", help="limit to BYTES_PER_SECOND")
+    bw = actions.add_parser("bandwidth", help="limit to BYTES_PER_SECOND (0 lifts the limit)")
     bw.add_argument("bytes_per_second", type=float)
     bw.add_argument("--direction", choices=["upstream", "downstream", "both"], default="downstream")
     common(bw)
@@ -979,8 +1014,16 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     part.add_argument("--direction", choices=["upstream", "downstream", "both"], default="both")
     part.add_argument("--mode", choices=["hold", "drop"], default="hold")
     common(part)
+    unpart = actions.add_parser("unpartition", help="lift the partition on one direction")
+    unpart.add_argument("--direction", choices=["upstream", "downstream", "both"], default="both")
+    common(unpart)
     common(actions.add_parser("reset", help="reset every open connection now"))
     common(actions.add_parser("heal", help="clear every network fault"))
+    _register_broker_cli(actions)
+
+
+def _register_broker_cli(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the broker faults and scenarios to ``eventlab faults``."""
     pause = actions.add_parser("pause", help="freeze the managed broker for SECONDS")
     pause.add_argument("seconds", type=float)
     pause.add_argument("--state", help="state folder of the managed broker")
