@@ -110,14 +110,25 @@ async def test_throttled_producer_keeps_lag_bounded_with_a_slow_consumer(broker,
     """A producer throttled on the group's lag never runs more than max_lag ahead."""
     aclient = broker.async_client()
     reliable = Reliable(broker.url)
+    blocked = asyncio.Event()
+
+    class Watched(LagThrottle):
+        def over(self, load):  # a probe: tells the consumer the producer is held
+            stuck = super().over(load)
+            if stuck:
+                blocked.set()
+            return stuck
 
     @reliable.subscriber(STREAM, group="billing", start="0", batch=5, block=0.02)
     async def slow(_event: Event) -> None:
+        # the consumer is slower than the producer by construction, not by luck: it
+        # handles nothing until the throttle has found the group over its bound
+        await blocked.wait()
         await asyncio.sleep(0.002)
 
     lags: list[int] = []
     async with reliable:
-        throttle = LagThrottle(aclient, STREAM, "billing", max_lag=20, check_every=0, poll=0.01)
+        throttle = Watched(aclient, STREAM, "billing", max_lag=20, check_every=0, poll=0.01)
         for event in _events(150):
             await apublish_throttled(aclient, STREAM, [event], throttle=throttle)
             lag = group_load(client, STREAM, "billing").lag

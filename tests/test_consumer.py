@@ -372,7 +372,11 @@ async def test_vanished_group_reported_and_recreated_only_on_opt_in(broker, clie
             lambda: {g["name"] for g in client.xinfo_groups(STREAM)} == {"audit"},
             what="audit group recreated",
         )
-        assert reliable.health()[f"{STREAM}/audit"].state == "running"
+        # the group is back a moment before the reader records it: wait, do not race
+        await _until(
+            lambda: reliable.health()[f"{STREAM}/audit"].state == "running",
+            what="audit running again",
+        )
         assert reliable.health()[f"{STREAM}/billing"].state == "group-missing"
     assert any("is gone" in r.getMessage() for r in caplog.records)
 
