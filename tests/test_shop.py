@@ -1,5 +1,6 @@
 """The shop's order flow and event sourcing, driven by seeded delivery on a real broker."""
 
+import asyncio
 import json
 import random
 
@@ -369,3 +370,25 @@ async def test_timeouts_racing_replies_never_leave_stock_or_money_behind(ashop, 
     assert proj.rebuild(client, STOCK_LEVELS).state == shop.levels(client)
     reasons = shop.convergence_frame(client).reason.dropna()
     assert reasons.str.startswith("timed out").any()  # the race really happened
+
+
+async def test_concurrent_inventory_consumers_never_oversell(ashop, broker):
+    """Two inventory consumers racing for the last pears: never oversold, one effect per event."""
+    client, aclient, registry = ashop
+    for _ in range(9):  # 9 orders of 2 pears each, 10 pears in stock: only 5 can be served
+        place(client, registry, "choreography", qty=2)
+    await shop.deliver(aclient, [shop.Orders(aclient, registry)])
+    accepted = [e for _, e in streams.replay(client, shop.stream()) if e.type == "OrderAccepted"]
+    other = broker.async_client()
+    try:
+        first, second = shop.Inventory(aclient, registry), shop.Inventory(other, registry)
+        # each event handled by both at once: a redelivery racing the first delivery
+        results = await asyncio.gather(
+            *(service.handle(e) for e in accepted for service in (first, second))
+        )
+    finally:
+        await other.aclose()
+    emitted = [e.type for batch in results for e in batch]
+    assert emitted.count("StockReserved") == 5
+    assert emitted.count("StockRejected") == 4
+    assert shop.levels(client)["pear"] == 0

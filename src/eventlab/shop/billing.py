@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import redis
-from redis.asyncio.client import Pipeline
 
 from eventlab.envelope import Event
 from eventlab.shop import events
@@ -43,13 +42,17 @@ class Billing(Service):
     emits: ClassVar[tuple[str, ...]] = ("PaymentCaptured", "PaymentDeclined", "PaymentRefunded")
     handles: ClassVar[frozenset[str]] = _CAPTURE | _REFUND
 
-    async def read(self, pipe: Pipeline, event: Event, state: dict[str, Any]) -> dict[str, Any]:  # noqa: ARG002
+    def read_commands(self, event: Event) -> list[tuple[str, tuple[Any, ...]]]:
         """Is this customer's card declined?"""
         if event.type not in _CAPTURE:
+            return []
+        return [("sismember", (self.own("declined"), event.data["customer"]))]
+
+    def interpret(self, event: Event, results: list[Any]) -> dict[str, Any]:
+        """The answer as a bool."""
+        if event.type not in _CAPTURE:
             return {}
-        return {
-            "declined": bool(await pipe.sismember(self.own("declined"), event.data["customer"]))
-        }
+        return {"declined": bool(results[0])}
 
     def decide(self, state: dict[str, Any], event: Event, reads: dict[str, Any]) -> Decision:
         """Capture or refund."""

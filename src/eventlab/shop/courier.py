@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import redis
-from redis.asyncio.client import Pipeline
 
 from eventlab.envelope import Event
 from eventlab.shop import events
@@ -45,9 +44,13 @@ class Courier(Service):
     emits: ClassVar[tuple[str, ...]] = ("CourierAssigned", "CourierUnavailable")
     handles: ClassVar[frozenset[str]] = _ASSIGN
 
-    async def read(self, pipe: Pipeline, event: Event, state: dict[str, Any]) -> dict[str, Any]:  # noqa: ARG002
+    def read_commands(self, event: Event) -> list[tuple[str, tuple[Any, ...]]]:
         """Is the order's zone closed?"""
-        return {"closed": bool(await pipe.sismember(self.own("closed-zones"), event.data["zone"]))}
+        return [("sismember", (self.own("closed-zones"), event.data["zone"]))]
+
+    def interpret(self, event: Event, results: list[Any]) -> dict[str, Any]:  # noqa: ARG002
+        """The answer as a bool."""
+        return {"closed": bool(results[0])}
 
     def decide(self, state: dict[str, Any], event: Event, reads: dict[str, Any]) -> Decision:
         """Assign a courier once."""

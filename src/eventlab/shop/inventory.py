@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import redis
-from redis.asyncio.client import Pipeline
 
 from eventlab import schema
 from eventlab.envelope import Event
@@ -92,17 +91,18 @@ class Inventory(Service):
     )
     handles: ClassVar[frozenset[str]] = _RESERVE | _RELEASE
 
-    def watch_keys(self, event: Event) -> list[str]:
-        """A reservation decides on the shared stock levels."""
-        return [self.own("stock")] if event.type in _RESERVE else []
+    def read_commands(self, event: Event) -> list[tuple[str, tuple[Any, ...]]]:
+        """A reservation reads the stock levels of the skus the order wants."""
+        if event.type not in _RESERVE:
+            return []
+        return [("hmget", (self.own("stock"), sorted(_needed(event.data["items"]))))]
 
-    async def read(self, pipe: Pipeline, event: Event, state: dict[str, Any]) -> dict[str, Any]:  # noqa: ARG002
-        """Read the levels of the skus the order wants."""
+    def interpret(self, event: Event, results: list[Any]) -> dict[str, Any]:
+        """Stock levels by sku (``None`` when never stocked)."""
         if event.type not in _RESERVE:
             return {}
         skus = sorted(_needed(event.data["items"]))
-        values = await pipe.hmget(self.own("stock"), skus) if skus else []
-        return {"levels": {s: int(v or 0) for s, v in zip(skus, values, strict=True)}}
+        return {"levels": dict(zip(skus, results[0], strict=True))}
 
     def decide(  # noqa: PLR0911 - one early return per case of the reservation
         self, state: dict[str, Any], event: Event, reads: dict[str, Any]
@@ -125,7 +125,9 @@ class Inventory(Service):
             if status is not None:
                 return out  # decided already
             need = _needed(data["items"])
-            short = sorted(s for s, q in need.items() if reads["levels"][s] < q)
+            # the decision holds only while these levels do: the write re-checks them
+            out.checks += [(self.own("stock"), s, v) for s, v in reads["levels"].items()]
+            short = sorted(s for s, q in need.items() if int(reads["levels"][s] or 0) < q)
             if short:
                 state["status"] = "rejected"
                 out.emit(

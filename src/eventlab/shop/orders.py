@@ -19,7 +19,6 @@ import time
 from typing import Any, ClassVar
 
 import redis.asyncio
-from redis.asyncio.client import Pipeline
 
 from eventlab import schema
 from eventlab.envelope import Event
@@ -94,7 +93,7 @@ class Orders(Service):
         self.step_timeouts = {**DEFAULT_STEP_TIMEOUTS, **(step_timeouts or {})}
         self.deadlines = events.key("orders", "deadlines")
 
-    async def read(self, pipe: Pipeline, event: Event, state: dict[str, Any]) -> dict[str, Any]:  # noqa: ARG002
+    def interpret(self, event: Event, results: list[Any]) -> dict[str, Any]:  # noqa: ARG002
         """The orchestrator reads the clock once per decision (deadlines)."""
         return {"now": time.time()}
 
