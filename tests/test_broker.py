@@ -29,19 +29,40 @@ def test_managed_broker_answers_and_is_new_enough(each_broker):
     assert major >= 7
 
 
-def test_start_is_fast_and_binds_loopback(tmp_path):
-    """A new managed broker is PING-ready in under a second and listens on 127.0.0.1 only."""
-    started = time.perf_counter()
+def test_binds_loopback_only(tmp_path):
+    """A managed broker listens on 127.0.0.1 only, in protected mode (start time: benchmarks/)."""
     handle = broker.up(state=tmp_path, port=0)
-    elapsed = time.perf_counter() - started
     try:
-        assert elapsed < 1.0
         c = handle.client()
         assert c.config_get("bind")["bind"].split() == ["127.0.0.1"]
         assert c.config_get("protected-mode")["protected-mode"] == "yes"
         c.close()
     finally:
         handle.stop()
+
+
+_FAKE_SERVER = """#!/usr/bin/env bash
+# Starts "successfully" (daemonizes, writes its pidfile) but never answers PING.
+while [ $# -gt 0 ]; do
+  if [ "$1" = "--pidfile" ]; then pidfile=$2; fi
+  shift
+done
+sleep 60 >/dev/null 2>&1 &
+echo $! > "$pidfile"
+"""
+
+
+def test_a_started_but_unusable_server_is_killed(tmp_path, monkeypatch):
+    """If the daemon starts but never answers, up() raises and leaves no process behind."""
+    fake = tmp_path / "redis-server"
+    fake.write_text(_FAKE_SERVER)
+    fake.chmod(0o755)
+    monkeypatch.setattr(broker_mod, "_READY_TIMEOUT", 0.5)
+    with pytest.raises(broker_mod.BrokerError, match="did not answer PING"):
+        broker_mod.up(state=tmp_path / "state", port=0, binary=str(fake))
+    pid = int((tmp_path / "state" / "broker.pid").read_text())
+    assert not _alive(pid)
+    assert broker_mod.current(state=tmp_path / "state") is None
 
 
 def test_reads_the_docker_config_file(broker):
@@ -138,9 +159,9 @@ def test_pause_freezes_then_resumes(fresh_broker):
     c = handle.client()
     started = time.perf_counter()
     handle.pause(0.4)
-    assert time.perf_counter() - started < 0.1
+    assert time.perf_counter() - started < 0.4, "pause() must not block the caller"
     c.ping()
-    assert 0.3 < time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started >= 0.35, "PING waited for the broker to resume"
     c.close()
 
 
@@ -249,3 +270,16 @@ def test_up_continues_a_broker_left_paused(fresh_broker):
     again = broker.up(state=handle.state)
     assert again.pid == handle.pid
     assert again.ping()
+
+
+def test_current_never_starts_a_broker(tmp_path):
+    """current() returns None when nothing runs, and the live broker once one is up."""
+    assert broker_mod.current(state=tmp_path) is None
+    handle = broker_mod.up(state=tmp_path, port=0)
+    try:
+        found = broker_mod.current(state=tmp_path)
+        assert found is not None
+        assert found.pid == handle.pid
+    finally:
+        handle.stop()
+    assert broker_mod.current(state=tmp_path) is None

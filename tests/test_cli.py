@@ -96,3 +96,11 @@ def test_doctor_warns_when_a_broker_is_exposed_without_a_password():
     assert warning.line().startswith("[WARN]")
     assert doctor._exposed_without_auth("redis://:pw@8.8.8.8:6379/0") is None
     assert doctor._exposed_without_auth("redis://127.0.0.1:6379/0") is None
+
+
+def test_status_without_a_broker_does_not_start_one(tmp_path):
+    """`eventlab status` with nothing running says so (exit 2) and starts nothing."""
+    result = _run("--state", str(tmp_path), "status")
+    assert result.returncode == 2
+    assert "eventlab up" in result.stderr
+    assert not (tmp_path / "broker.json").exists()

@@ -52,6 +52,7 @@ __all__ = [
     "ServerBinary",
     "config_path",
     "connect",
+    "current",
     "down",
     "find_server",
     "redact",
@@ -260,12 +261,17 @@ def _server_version(client: redis.Redis) -> tuple[str, str]:
     return str(info.get("valkey_version") or info["redis_version"]), str(info["redis_version"])
 
 
-def _check_version(redis_version: str, where: str) -> None:
+def _check_version(redis_version: str, where: str, *, managed: bool = False) -> None:
     parts = tuple(int(p) for p in redis_version.split(".")[:2])
     if parts < MIN_SERVER_VERSION:
+        fix = (
+            "install a newer server (Debian 12: apt-get install redis-server) or point "
+            "EVENTLAB_SERVER at one; without either, eventlab uses the bundled Valkey"
+            if managed
+            else "upgrade that server or unset REDIS_URL so eventlab starts its own"
+        )
         raise BrokerError(
-            f"{where} runs Redis {redis_version}; eventlab needs 7.0 or newer",
-            fix="upgrade the server (Debian 12: apt-get install redis-server) or unset REDIS_URL",
+            f"{where} runs Redis {redis_version}; eventlab needs 7.0 or newer", fix=fix
         )
 
 
@@ -513,6 +519,49 @@ def _from_record(state: Path, record: dict[str, Any]) -> Broker | None:
     return None
 
 
+def _kill_pidfile(pidfile: Path) -> None:
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+        os.kill(pid, signal.SIGKILL)
+    _wait_gone(pid, _STOP_TIMEOUT)
+
+
+def _wait_ready(state: Path, *, server: ServerBinary, port: int, pidfile: Path) -> tuple[int, str]:
+    """Wait for the new daemon's pidfile and PING; check its version; return (pid, version)."""
+    deadline = time.monotonic() + _READY_TIMEOUT
+    pid = 0
+    client = redis.Redis(port=port, socket_timeout=1.0, retry=_NO_RETRY)
+    try:
+        while True:
+            try:
+                if not pid:
+                    pid = int(pidfile.read_text().strip())
+                version, redis_version = _server_version(client)
+                break
+            except (OSError, ValueError, redis.ConnectionError, redis.BusyLoadingError):
+                if pid and not _pid_alive(pid):
+                    raise BrokerError(
+                        f"{server.path} exited while starting: {_last_log_line(state)}",
+                        fix=f"read {state / 'broker.log'}; `eventlab down` then "
+                        f"delete {state / 'data'} to start empty",
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise BrokerError(
+                        f"{server.path} did not answer PING on port {port} within "
+                        f"{_READY_TIMEOUT:.0f} s",
+                        fix=f"read {state / 'broker.log'}",
+                    ) from None
+                time.sleep(0.002)
+    finally:
+        client.close()
+    _check_version(redis_version, server.path, managed=True)
+    return pid, version
+
+
 def _start(
     state: Path, *, server: ServerBinary, port: int | None, persistence: Persistence
 ) -> Broker:
@@ -551,33 +600,11 @@ def _start(
             fix=f"read {state / 'broker.log'}; or set REDIS_URL to a running server",
         )
     url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + _READY_TIMEOUT
-    pid = 0
-    client = redis.Redis(port=port, socket_timeout=1.0, retry=_NO_RETRY)
     try:
-        while True:
-            try:
-                if not pid:
-                    pid = int(pidfile.read_text().strip())
-                version, redis_version = _server_version(client)
-                break
-            except (OSError, ValueError, redis.ConnectionError, redis.BusyLoadingError):
-                if pid and not _pid_alive(pid):
-                    raise BrokerError(
-                        f"{server.path} exited while starting: {_last_log_line(state)}",
-                        fix=f"read {state / 'broker.log'}; `eventlab down` then "
-                        f"delete {data} to start empty",
-                    ) from None
-                if time.monotonic() > deadline:
-                    raise BrokerError(
-                        f"{server.path} did not answer PING on port {port} within "
-                        f"{_READY_TIMEOUT:.0f} s",
-                        fix=f"read {state / 'broker.log'}",
-                    ) from None
-                time.sleep(0.002)
-    finally:
-        client.close()
-    _check_version(redis_version, server.path)
+        pid, version = _wait_ready(state, server=server, port=port, pidfile=pidfile)
+    except BrokerError:
+        _kill_pidfile(pidfile)  # a daemon that started but is unusable must not linger
+        raise
     record = {
         "pid": pid,
         "port": port,
@@ -672,6 +699,23 @@ def up(
                 persistence = record["persistence"]
         server = find_server(binary=binary)
         return _start(folder, server=server, port=port, persistence=persistence)
+
+
+def current(*, state: str | os.PathLike[str] | None = None) -> Broker | None:
+    """Return the broker that is already up (``REDIS_URL`` or a live record), never starting one.
+
+    Raises:
+        BrokerError: ``REDIS_URL`` is set but unreachable or too old.
+    """
+    url = os.environ.get("REDIS_URL")
+    if url:
+        return _external(url)
+    folder = state_dir(state)
+    if not folder.is_dir():
+        return None
+    with _locked(folder):
+        record = _read_record(folder)
+        return None if record is None else _from_record(folder, record)
 
 
 def _reap(record: dict[str, Any]) -> None:

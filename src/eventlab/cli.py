@@ -49,7 +49,9 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    handle = broker.up(state=args.state)
+    handle = broker.current(state=args.state)
+    if handle is None:
+        raise EventlabError("no broker is running", fix="start one with `eventlab up`")
     client = handle.client()
     try:
         frame = streams.groups_frame(client)
@@ -114,7 +116,23 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     os.execv(sys.executable, command)  # noqa: S606 - replace this process with JupyterLab
 
 
-def _parser() -> argparse.ArgumentParser:
+_CORE = frozenset({"up", "down", "status", "doctor", "lab"})
+
+
+def _wants_core_only(argv: Sequence[str] | None) -> bool:
+    """Whether the command is a core one, so the heavier modules need not be imported.
+
+    Importing every module (jsonschema, faststream, pandas…) costs seconds; `eventlab up`
+    in a Makefile or a lesson should not pay for `eventlab contracts`.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--state")
+    pre.add_argument("command", nargs="?")
+    known, _ = pre.parse_known_args(argv)
+    return known.command in _CORE
+
+
+def _parser(*, core_only: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eventlab",
         description="Course and lab kit on eventual consistency over Redis Streams.",
@@ -153,8 +171,9 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
     lab.set_defaults(handler=_cmd_lab)
 
-    for register in _extensions():
-        register(sub)
+    if not core_only:
+        for register in _extensions():
+            register(sub)
     return parser
 
 
@@ -176,7 +195,7 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``eventlab`` command; return its exit status."""
-    parser = _parser()
+    parser = _parser(core_only=_wants_core_only(argv))
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
