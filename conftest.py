@@ -9,6 +9,7 @@ never touches a learner's ``.eventlab/``.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -16,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
-_STATE = Path(tempfile.mkdtemp(prefix="eventlab-nbval-"))
+_STATE = Path(tempfile.gettempdir()) / f"eventlab-nbval-{os.getpid()}"
 _NOTEBOOK_SECONDS: dict[str, float] = defaultdict(float)
 
 
 def pytest_configure(config: pytest.Config) -> None:  # noqa: ARG001 - hook signature
     """Point notebook kernels at a private broker state folder."""
+    _STATE.mkdir(parents=True, exist_ok=True)
     os.environ["EVENTLAB_STATE"] = str(_STATE)
 
 
@@ -30,6 +32,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:  # noqa: ARG001 - hook si
     from eventlab import broker  # noqa: PLC0415 - after the environment is set
 
     broker.down(state=_STATE)
+    shutil.rmtree(_STATE, ignore_errors=True)
 
 
 @pytest.hookimpl(hookwrapper=True)
