@@ -5,18 +5,22 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
+import redis
 
 from eventlab import broker as broker_mod
-from eventlab import cli, doctor, streams, workshop
+from eventlab import cli, course, doctor, grading, streams, workshop
+from eventlab._errors import EventlabError
 from eventlab.envelope import Event
 
 LEARNERS = 30
+ANY_IPV4 = "0.0.0.0"  # noqa: S104 - a CONFIG reply to judge, never bound
 SEED = 9
 
 
@@ -241,6 +245,35 @@ def test_reset_deletes_one_learner_or_the_room(client):
     assert _keys(client) == []
 
 
+def test_reset_of_a_learner_removes_what_their_crashed_grading_runs_left(client):
+    """A grade killed half-way leaves alice-g<tag>-* keys; resetting alice deletes only those."""
+    run = grading.run_namespace("alice")
+    assert re.fullmatch(r"alice-g[0-9a-f]{8}", run), run
+    other_run = grading.run_namespace("bob")
+    leftovers = [f"{run}-c0:{{orders}}", f"{run}-c1:{{orders}}:dlq", f"{run}-boot:{{probe}}"]
+    kept = [
+        f"{other_run}-c0:{{orders}}",  # bob's grading run
+        "alice-gary:{orders}",  # another learner whose name starts like alice's runs
+        "alice-g0123abcd:{orders}",  # a name with the tag but not a run's -c<n> / -boot
+        "alice-g0123abc-c0:{orders}",  # seven hex digits: not a tag run_namespace makes
+    ]
+    for key in [*leftovers, *kept, "alice:{orders}"]:
+        client.xadd(key, {"a": "1"})
+    assert workshop.reset(client, learner="alice") == len(leftovers) + 1
+    assert _keys(client) == sorted(kept)
+    assert workshop.reset(client, learner="bob") == 1
+    assert _keys(client) == sorted(kept[1:])
+
+
+@pytest.mark.usefixtures("state")
+def test_join_refuses_a_name_that_reset_would_take_for_a_grading_run():
+    """A learner cannot be named like a grading run of someone else (alice-g<8 hex>-c0)."""
+    run = grading.run_namespace("alice")
+    with pytest.raises(workshop.WorkshopError, match="grading run"):
+        workshop.join(f"{run}-c0")
+    assert workshop.join("alice-gary").name == "namespace"
+
+
 # -- the command, and security ------------------------------------------------------
 
 
@@ -322,6 +355,38 @@ def test_join_refuses_a_remote_broker_without_password(monkeypatch, capsys):
     assert workshop.joined() is None
 
 
+def test_a_lesson_refuses_a_remote_room_broker_without_password(monkeypatch):
+    """course.setup in a workshop stops at once on a passwordless off-machine REDIS_URL."""
+    monkeypatch.setenv("EVENTLAB_NAMESPACE", "alice")
+    monkeypatch.setenv("REDIS_URL", "redis://10.255.255.1:6379/0")  # never contacted
+    with pytest.raises(EventlabError) as caught:
+        course.setup("00", quiet=True)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "no password" in message
+    assert "fix: ask the instructor for the room URL with its password" in message
+    monkeypatch.setenv("REDIS_URL", "redis://:pw@10.255.255.1:6379/0")
+    workshop.check_learner_url()  # with a password: allowed
+    monkeypatch.delenv("EVENTLAB_NAMESPACE")
+    monkeypatch.setenv("REDIS_URL", "redis://10.255.255.1:6379/0")
+    workshop.check_learner_url()  # solo (namespace 'lab'): not a workshop, nothing to refuse
+
+
+def test_a_lesson_in_a_workshop_runs_on_a_loopback_broker_without_password(
+    broker, client, monkeypatch
+):
+    """On a loopback broker a workshop lesson needs no password: setup connects and checks in."""
+    monkeypatch.setenv("EVENTLAB_NAMESPACE", "alice")
+    monkeypatch.setenv("REDIS_URL", broker.url)
+    lesson = course.setup("00", quiet=True)
+    try:
+        assert lesson.key("orders") == "alice:{l00-orders}"
+    finally:
+        lesson.client.close()
+    [row] = workshop.status(client)
+    assert (row.learner, row.lessons) == ("alice", ("00",))
+
+
 @pytest.mark.parametrize(
     ("url", "warned"),
     [
@@ -342,6 +407,89 @@ def test_doctor_warns_on_a_broker_reachable_without_auth(url, warned):
         assert check.line().startswith("[WARN] broker auth")
     else:
         assert check is None
+
+
+@pytest.mark.parametrize(
+    ("bind", "requirepass", "exposed"),
+    [
+        (ANY_IPV4, "", ANY_IPV4),
+        ("* -::*", "", "* ::*"),
+        ("", "", "*"),  # no bind directive: every interface
+        ("127.0.0.1 10.0.0.5", "", "10.0.0.5"),
+        ("127.0.0.1 -192.168.1.20", "", "192.168.1.20"),
+        ("localhost", "", "localhost"),  # not an address: counted as reachable
+        (ANY_IPV4, "s3cret", None),
+        ("127.0.0.1 -::1", "", None),
+        ("127.0.0.1", "", None),
+    ],
+)
+def test_doctor_judges_the_servers_bind_and_password(bind, requirepass, exposed):
+    """Listening beyond loopback without requirepass warns, naming the reachable addresses."""
+    check = doctor._server_exposed(bind, requirepass)
+    if exposed is None:
+        assert check is None
+    else:
+        assert check is not None
+        assert check.warning
+        assert check.ok
+        assert f"listens on {exposed} (not only loopback) without a password" in check.line()
+        assert check.line().startswith("[WARN] broker auth")
+
+
+@pytest.mark.parametrize("kind", ["valkey", "redis"])
+def test_doctor_reads_bind_and_password_from_a_real_server(fresh_broker, kind, monkeypatch):
+    """CONFIG GET replies feed the decision; a user without CONFIG rights gives no verdict."""
+    handle = fresh_broker(kind=kind)
+    admin = handle.client()
+    try:
+        assert doctor._server_settings(admin) == ("127.0.0.1", "")
+        admin.config_set("bind", "127.0.0.1 -::1")  # still loopback only
+        assert doctor._server_settings(admin) == ("127.0.0.1 -::1", "")
+        assert doctor._server_exposed(*doctor._server_settings(admin)) is None
+        monkeypatch.setenv("REDIS_URL", handle.url)
+        assert "broker auth" not in [c.name for c in doctor.run()]
+        admin.acl_setuser(
+            "viewer", enabled=True, nopass=True, keys=["*"], commands=["+@all", "-config"]
+        )
+        viewer = redis.Redis(
+            port=handle.port,
+            username="viewer",
+            password="x",  # noqa: S106 - nopass user: any password is accepted
+            decode_responses=True,
+        )
+        try:
+            assert viewer.ping()
+            assert doctor._server_settings(viewer) is None  # CONFIG forbidden: tolerated
+        finally:
+            viewer.close()
+    finally:
+        admin.close()
+
+
+def test_doctor_warns_about_a_server_bound_beyond_loopback_without_password(
+    fresh_broker, monkeypatch
+):
+    """The doctor asks the server: a bind naming a non-loopback address without password warns."""
+    documentation_net = "192.0.2.1"  # TEST-NET-1: never assigned to a machine
+    # Guard: were it assigned here, the server would really listen on it.
+    assert documentation_net not in Path("/proc/net/fib_trie").read_text()
+    handle = fresh_broker()
+    admin = handle.client()
+    try:
+        # '-' marks an optional address: the server skips it (not assigned here)
+        # and keeps listening on loopback only, but reports it as configured.
+        admin.config_set("bind", f"127.0.0.1 -{documentation_net}")
+        monkeypatch.setenv("REDIS_URL", handle.url)
+        [warning] = [c for c in doctor.run() if c.name == "broker auth"]
+        assert f"listens on {documentation_net}" in warning.line()
+        admin.config_set("requirepass", "s3cret-doctor-pw")
+        admin.auth("s3cret-doctor-pw")
+        monkeypatch.setenv(
+            "REDIS_URL", handle.url.replace("redis://", "redis://:s3cret-doctor-pw@")
+        )
+        assert "broker auth" not in [c.name for c in doctor.run()]
+    finally:
+        admin.close()
 
 
 def test_doctor_on_the_loopback_managed_broker_raises_no_auth_warning(broker, monkeypatch):

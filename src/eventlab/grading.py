@@ -52,6 +52,8 @@ __all__ = [
     "collect",
     "grade",
     "register_cli",
+    "run_namespace",
+    "run_pattern",
 ]
 
 DEFAULT_TIMEOUT = 15.0
@@ -64,6 +66,30 @@ _IMPORT_BUDGET = 10.0  # seconds for the child to start (interpreter, redis, eve
 _KEPT_OUTPUT = 2_000  # bytes of learner output quoted in a report line
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+_RUN_TAG_HEX = 8  # hex digits of the random tag in a grading run's namespace
+
+
+def run_namespace(base: str) -> str:
+    """Return a fresh prefix for one grading run of ``base``: ``alice-g1a2b3c4d``.
+
+    Each check of the run works in ``<prefix>-c<n>`` (the child's start-up in
+    ``<prefix>-boot``); the grader deletes ``<prefix>-*`` when it finishes, and
+    ``eventlab workshop reset --learner alice`` deletes what a crashed run left
+    (:func:`run_pattern`). The charset stays within
+    :func:`eventlab.streams.namespace`'s ``[A-Za-z0-9_.-]``.
+    """
+    return f"{base}-g{secrets.token_hex(_RUN_TAG_HEX // 2)}"
+
+
+def run_pattern(base: str) -> str:
+    """Return the SCAN glob of every key any grading run of ``base`` writes.
+
+    ``alice-g[0-9a-f]…[0-9a-f]-*``: exactly the tag :func:`run_namespace` makes, so
+    another learner's name (``alice-gary``) does not match.
+    """
+    return f"{base}-g{'[0-9a-f]' * _RUN_TAG_HEX}-*"
 
 
 class GradingError(EventlabError):
@@ -612,7 +638,7 @@ def grade(
     if learner == "lab":
         learner = None
     base = learner or "grade"
-    prefix = f"{base}-g{secrets.token_hex(4)}"
+    prefix = run_namespace(base)
     run_seed = _lab_seed(files[0]) if seed is None else seed
     target = url or broker_mod.up().url
     client = redis.Redis.from_url(target, decode_responses=True)

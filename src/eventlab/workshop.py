@@ -38,7 +38,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from eventlab import broker, streams
+from eventlab import broker, grading, streams
 from eventlab._errors import EventlabError
 from eventlab.envelope import EnvelopeError, Event
 
@@ -49,6 +49,7 @@ __all__ = [
     "LabScore",
     "LearnerStatus",
     "WorkshopError",
+    "check_learner_url",
     "check_room_url",
     "checkin",
     "join",
@@ -78,6 +79,7 @@ NAMESPACE_FILE = "namespace"
 
 _DEFAULT_NAMESPACE = "lab"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_GRADER_RUN = re.compile(r"-g[0-9a-f]{8}-")  # eventlab.grading.run_namespace + "-c<n>"
 _SOURCE = "/eventlab/workshop"
 _TYPE_JOINED = "eventlab.workshop.joined"
 _TYPE_LESSON = "eventlab.workshop.lesson"
@@ -153,6 +155,13 @@ def _check_name(name: str, *, joining: bool = False) -> str:
             f"learner name {name!r} is reserved ('lab' is the solo default, "
             "'eventlab' holds the room's progress)",
             fix="choose your own name, such as 'alice'",
+        )
+    if joining and _GRADER_RUN.search(name):
+        # `workshop reset --learner alice` deletes alice-g<8 hex>-*: a learner
+        # named like that would lose their keys with alice's grading runs.
+        raise WorkshopError(
+            f"learner name {name!r} looks like a grading run's namespace (-g<8 hex digits>-)",
+            fix="choose a name without '-g' followed by 8 hex digits and '-'",
         )
     return name
 
@@ -235,6 +244,25 @@ def check_room_url(url: str) -> None:
         "REDIS_URL has no password",
         fix="ask the instructor for the room URL with its password: redis://:PASSWORD@host:port/0",
     )
+
+
+def check_learner_url() -> None:
+    """In a workshop, refuse a ``REDIS_URL`` on another machine that has no password.
+
+    A learner (a namespace other than ``lab``, from ``EVENTLAB_NAMESPACE`` or
+    ``eventlab workshop join``) shares the room broker with everyone; without a
+    password anyone on the network could read or wipe it. Outside a workshop, or
+    with a loopback broker, nothing is checked. :func:`eventlab.course.setup`
+    calls this before connecting, so every lesson enforces the rule, not only
+    the ``eventlab workshop`` commands.
+
+    Raises:
+        WorkshopError: A workshop namespace is active and ``REDIS_URL`` names a
+            non-loopback host without a password (the message says how to fix it).
+    """
+    url = os.environ.get("REDIS_URL")
+    if url and learner() is not None:
+        check_room_url(url)
 
 
 # -- progress events ------------------------------------------------------------
@@ -377,7 +405,11 @@ def status(client: redis.Redis) -> list[LearnerStatus]:
 
 
 def reset(client: redis.Redis, *, learner: str | None = None, progress: bool = False) -> int:
-    """Delete a learner's keys (``learner:*``), or every known learner's; return the count.
+    """Delete a learner's keys, or every known learner's; return the count.
+
+    A learner's keys are ``learner:*`` plus what their grading runs wrote
+    (``learner-g<tag>-*``, see :func:`eventlab.grading.run_pattern`), which a
+    grade killed half-way leaves behind.
 
     Args:
         client: A sync client on the room broker.
@@ -388,14 +420,15 @@ def reset(client: redis.Redis, *, learner: str | None = None, progress: bool = F
     names = [_check_name(learner)] if learner else [s.learner for s in status(client)]
     deleted = 0
     for name in names:
-        batch: list[str] = []
-        for key in client.scan_iter(match=f"{name}:*", count=1000):
-            batch.append(str(key))
-            if len(batch) == 500:  # noqa: PLR2004 - one round trip per 500 keys
+        for pattern in (f"{name}:*", grading.run_pattern(name)):
+            batch: list[str] = []
+            for key in client.scan_iter(match=pattern, count=1000):
+                batch.append(str(key))
+                if len(batch) == 500:  # noqa: PLR2004 - one round trip per 500 keys
+                    deleted += int(client.unlink(*batch))
+                    batch = []
+            if batch:
                 deleted += int(client.unlink(*batch))
-                batch = []
-        if batch:
-            deleted += int(client.unlink(*batch))
     if progress and learner is None:
         deleted += int(client.unlink(WORKSHOP_STREAM))
     return deleted
