@@ -11,8 +11,9 @@ a decision in the service and a write:
 - :func:`reserve` runs the check and the decrement in one Lua script, which the
   server executes atomically: it never oversells, however many buyers race.
 
-(The shop's inventory service gets the same guarantee with ``WATCH``/``MULTI``:
-an optimistic check-and-set that retries when the levels changed underneath.)
+(The shop's inventory service gets the same guarantee optimistically: it decides
+in Python, then one Lua call re-checks that the levels it read are unchanged before
+writing, and decides again when they changed.)
 
 Introduced in lesson 12 (where a stronger guarantee is needed).
 """
