@@ -2,7 +2,7 @@
 
 Prints events/s for raw single XADD, raw pipelined XADD (prebuilt fields), eventlab
 ``publish`` (one at a time, envelope encoded per event) and eventlab ``publish_many``
-(pipelined batches), the median of ``--repeats`` runs, and the ratios. ``--json``
+(pipelined batches), the median of ``--repeats`` runs taken in turns, and the ratios. ``--json``
 prints one JSON object in events/s. Target: eventlab_batch >= 0.7x raw_pipelined.
 """
 
@@ -35,15 +35,24 @@ def _events(n: int) -> list[Event]:
     ]
 
 
-def _rate(client: redis.Redis, n: int, run: Callable[[], object], repeats: int) -> float:
-    rates = []
+def _once(client: redis.Redis, n: int, run: Callable[[], object]) -> float:
+    client.delete(STREAM)
+    started = time.perf_counter()
+    run()
+    rate = n / (time.perf_counter() - started)
+    assert client.xlen(STREAM) == n
+    return rate
+
+
+def _interleaved(
+    client: redis.Redis, paths: dict[str, tuple[int, Callable[[], object]]], repeats: int
+) -> dict[str, float]:
+    """Median rate per path, the paths taking turns so load on a shared machine hits all alike."""
+    samples: dict[str, list[float]] = {name: [] for name in paths}
     for _ in range(repeats):
-        client.delete(STREAM)
-        started = time.perf_counter()
-        run()
-        rates.append(n / (time.perf_counter() - started))
-        assert client.xlen(STREAM) == n
-    return statistics.median(rates)
+        for name, (n, run) in paths.items():
+            samples[name].append(_once(client, n, run))
+    return {name: statistics.median(rates) for name, rates in samples.items()}
 
 
 def measure(*, events: int, single: int, batch: int, repeats: int) -> dict[str, float]:
@@ -74,12 +83,16 @@ def measure(*, events: int, single: int, batch: int, repeats: int) -> dict[str, 
             def eventlab_batch() -> None:
                 streams.publish_many(client, STREAM, many, chunk=batch)
 
-            return {
-                "raw_single": _rate(client, single, raw_single, repeats),
-                "raw_pipelined": _rate(client, events, raw_pipelined, repeats),
-                "eventlab_single": _rate(client, single, eventlab_single, repeats),
-                "eventlab_batch": _rate(client, events, eventlab_batch, repeats),
-            }
+            return _interleaved(
+                client,
+                {
+                    "raw_single": (single, raw_single),
+                    "eventlab_single": (single, eventlab_single),
+                    "raw_pipelined": (events, raw_pipelined),
+                    "eventlab_batch": (events, eventlab_batch),
+                },
+                repeats,
+            )
         finally:
             client.close()
             handle.stop()
@@ -91,7 +104,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000, help="events per pipelined run")
     parser.add_argument("--single", type=int, default=5_000, help="events per one-at-a-time run")
     parser.add_argument("--batch", type=int, default=100, help="events per pipeline")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per path (median)")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per path (median)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     rates = measure(events=args.events, single=args.single, batch=args.batch, repeats=args.repeats)

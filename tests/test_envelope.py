@@ -139,3 +139,23 @@ def test_redis_cli_xadd_decodes_and_eventlab_reads_as_plain_fields(each_broker, 
     assert "e-2" in out
     assert "OrderPlaced" in out
     assert '{"order_id":"o-1","total":500}' in out
+
+
+def test_json_edge_cases_round_trip():
+    """Non-ASCII text, integer keys, big integers and nested data encode like json does."""
+    data = {"name": "Zoë → 東京", 7: [1, 2.5, None, True], "big": 2**70, "nested": {"a": []}}
+    event = _event(data=data)
+    fields = event.to_fields()
+    assert "Zoë → 東京" in fields["data"]
+    assert Event.from_fields(fields).data == {
+        "name": "Zoë → 東京",
+        "7": [1, 2.5, None, True],
+        "big": 2**70,
+        "nested": {"a": []},
+    }
+
+
+def test_data_that_is_not_json_is_refused_when_encoding():
+    """Encoding data that JSON cannot hold raises TypeError instead of writing garbage."""
+    with pytest.raises(TypeError):
+        _event(data={"when": object()}).to_fields()

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from eventlab._errors import EventlabError
 
 __all__ = ["SPECVERSION", "EnvelopeError", "Event"]
@@ -29,8 +31,19 @@ _OPTIONAL = ("subject", "datacontenttype", "dataschema", "correlationid", "causa
 _KNOWN = frozenset((*_REQUIRED, *_OPTIONAL, "data"))
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _JSON = "application/json"
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-_loads = json.loads
+_slow_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def _dumps(data: Any) -> str:
+    """Compact JSON text; orjson is ~10x faster (benchmarks/publish.py), json covers the rest."""
+    try:
+        return orjson.dumps(data, option=_ORJSON_OPTIONS).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return _slow_dumps(data)  # e.g. integers beyond 64 bits; raises TypeError if not JSON
+
+
+_loads = orjson.loads
 
 
 class EnvelopeError(EventlabError, ValueError):
@@ -61,10 +74,11 @@ def _now() -> datetime:
 
 
 def _format_time(moment: datetime) -> str:
+    if moment.tzinfo is UTC:  # the common case, without a conversion
+        return moment.isoformat(timespec="microseconds")[:-6] + "Z"
     if moment.tzinfo is None:
         raise ValueError("event time must be timezone-aware (use datetime.now(UTC))")
-    text = moment.astimezone(UTC).isoformat(timespec="microseconds")
-    return text.replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
