@@ -280,6 +280,66 @@ async def test_effect_failing_in_redis_is_dead_lettered(broker, client):
     assert client.get("lab:{orders}:total") == "x"
 
 
+async def test_failing_effect_among_several_applies_none_and_redrive_applies_once(broker, client):
+    """A non-integer HINCRBY target after other effects applies nothing; redrive applies once."""
+    totals, log, seen = "lab:{orders}:totals", "lab:{orders}:log", "lab:{orders}:seen-ids"
+    client.hset(totals, "sum", "not a number")
+    event = _events(1)[0]
+    streams.publish(client, STREAM, event)
+    reliable = Reliable(broker.url)
+
+    @reliable.subscriber(STREAM, group="billing", start="0")
+    async def bill(event: Event, effects: Effects) -> None:
+        effects.incrby("lab:{orders}:n", 1)
+        effects.sadd(seen, event.id)
+        effects.xadd(log, {"id": event.id})
+        effects.hincrby(totals, "sum", 5)  # fails: the field holds text
+        effects.hset(totals, {"last": event.id})
+
+    async with reliable:
+        assert await reliable.drain(timeout=10)
+        (letter,) = dead_letters(client, STREAM)
+        assert "not an integer" in letter.reason
+        assert letter.error == "EffectError"
+        # nothing of the entry was applied: no partial effect to be applied again
+        assert client.get("lab:{orders}:n") is None
+        assert client.exists(seen, log) == 0
+        assert client.hgetall(totals) == {"sum": "not a number"}
+
+        client.hset(totals, "sum", "10")  # the fix
+        assert len(redrive(client, STREAM)) == 1
+        assert await reliable.drain(timeout=10)
+    assert client.get("lab:{orders}:n") == "1"
+    assert client.smembers(seen) == {event.id}
+    assert client.xlen(log) == 1
+    assert client.hgetall(totals) == {"sum": "15", "last": event.id}
+
+
+async def test_effect_checks_follow_earlier_effects_of_the_same_event(broker, client):
+    """The dry run sees what earlier effects leave: SET text then INCRBY fails as a whole."""
+    client.set("lab:{orders}:n", "1")
+    streams.publish_many(client, STREAM, _events(2))
+    reliable = Reliable(broker.url)
+
+    @reliable.subscriber(STREAM, group="billing", start="0", batch=1)
+    async def bill(event: Event, effects: Effects) -> None:
+        effects.hincrby(COUNTS, event.id, 1)
+        if event.data["n"] == 0:  # fails at the INCRBY: the SET before it leaves text
+            effects.set("lab:{orders}:n", "text")
+            effects.incrby("lab:{orders}:n", 1)
+        else:  # succeeds: a deleted key is a new hash, counting from zero
+            effects.delete("lab:{orders}:n")
+            effects.hset("lab:{orders}:n", {"a": "1"})
+            effects.hincrby("lab:{orders}:n", "a", 2)
+
+    async with reliable:
+        assert await reliable.drain(timeout=10)
+    (letter,) = dead_letters(client, STREAM)
+    assert "earlier effect" in letter.reason
+    assert len(client.hgetall(COUNTS)) == 1
+    assert client.hgetall("lab:{orders}:n") == {"a": "3"}
+
+
 async def test_group_start_dollar_skips_earlier_events_zero_does_not(broker, client):
     """A group created at '$' skips events produced before it; at '0' it reads them all."""
     streams.publish_many(client, STREAM, _events(5, phase="before"))

@@ -37,8 +37,13 @@ local stream, seen, dlq = KEYS[1], KEYS[2], KEYS[3]
 local group, consumer = ARGV[1], ARGV[2]
 local now, window, dlqmax = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local plan = cjson.decode(ARGV[6])
-local want = {hincrby='hash', hset='hash', guard='hash', set='string', incrby='string',
-              xadd='stream', sadd='set', del=false}
+local want = {hincrby='hash', hset='hash', guard='hash', incrby='string', xadd='stream',
+              sadd='set', set=false, del=false}
+-- the type each op leaves its key with (later ops of the same entry see that type)
+local leaves = {hincrby='hash', hset='hash', guard='hash', incrby='string', xadd='stream',
+                sadd='set', set='string', del='none'}
+-- 2^63 as a double; a sum this close to it may overflow a 64-bit integer: refuse it
+local LIMIT = 9.2e18
 
 local function deadletter(eid, reason, err, attempts)
   local rows = redis.call('XRANGE', stream, eid, eid)
@@ -57,17 +62,66 @@ local function deadletter(eid, reason, err, attempts)
   redis.call('XADD', unpack(args))
 end
 
+-- what Redis accepts as an integer (string2ll): no sign but '-', no leading zero, no space
+local function integer(v)
+  if v == '0' then return 0 end
+  if #v > 20 or not string.match(v, '^%-?[1-9]%d*$') then return nil end
+  return tonumber(v)
+end
+
+-- Dry run of an entry's ops against the data and against what its earlier ops
+-- would leave, so an entry that would fail midway applies nothing: every error
+-- these writes can raise (wrong type, not an integer, overflow) is found here.
 local function check(ops)
+  -- key -> type; key or key\0field -> integer value (false: not an integer); key -> deleted
+  local types, ints, gone = {}, {}, {}
   for _, o in ipairs(ops) do
-    local op, key = o[1], KEYS[o[2]]
+    local op, key, a = o[1], KEYS[o[2]], o[3]
     local need = want[op]
     if need == nil then return 'unknown effect ' .. tostring(op) end
-    if need then
-      local t = redis.call('TYPE', key)['ok']
-      if t ~= 'none' and t ~= need then
-        return 'WRONGTYPE ' .. key .. ' is a ' .. t .. ', ' .. op .. ' needs a ' .. need
+    local t = types[key]
+    if t == nil then t = redis.call('TYPE', key)['ok'] end
+    if need and t ~= 'none' and t ~= need then
+      return 'WRONGTYPE ' .. key .. ' is a ' .. t .. ', ' .. op .. ' needs a ' .. need
+    end
+    if op == 'incrby' or op == 'hincrby' then
+      local slot, cur = key, nil
+      if op == 'hincrby' then slot = key .. '\0' .. a[1] end
+      cur = ints[slot]
+      if cur == false then
+        return 'ERR an earlier effect leaves ' .. key .. ' not an integer: '
+          .. op .. ' cannot add to it'
+      end
+      if cur == nil and t ~= 'none' and not gone[key] then
+        local raw
+        if op == 'hincrby' then raw = redis.call('HGET', key, a[1])
+        else raw = redis.call('GET', key) end
+        if raw then
+          cur = integer(raw)
+          if cur == nil then
+            local where = key
+            if op == 'hincrby' then where = key .. ' field ' .. a[1] end
+            return 'ERR ' .. where .. ' holds ' .. string.format('%q', string.sub(raw, 1, 40))
+              .. ', not an integer: ' .. op .. ' cannot add to it'
+          end
+        end
+      end
+      local sum = (cur or 0) + tonumber(a[#a])
+      if sum >= LIMIT or sum <= -LIMIT then
+        return 'ERR ' .. op .. ' on ' .. key .. ' would overflow a 64-bit integer'
+      end
+      ints[slot] = sum
+    elseif op == 'hset' then
+      for j = 1, #a, 2 do ints[key .. '\0' .. a[j]] = integer(a[j + 1]) or false end
+    elseif op == 'set' then
+      ints[key] = integer(a[1]) or false
+    elseif op == 'del' then
+      gone[key] = true
+      for k in pairs(ints) do
+        if k == key or string.sub(k, 1, #key + 1) == key .. '\0' then ints[k] = 0 end
       end
     end
+    types[key] = leaves[op]
   end
   return nil
 end
