@@ -49,7 +49,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +87,7 @@ __all__ = [
 ]
 
 _NO_RETRY = Retry(NoBackoff(), 0)
+_REREAD_PENDING_EVERY = 10  # loops (~0.5 s at 50 ms blocks) between re-reads of own pending
 _T = TypeVar("_T")
 
 
@@ -470,8 +471,13 @@ def lost_publish_reply(
     batch = _events(rng, events)
     victim = rng.randrange(events)
     proxy = faults.Proxy(handle.url, seed=seed)
+    # only the victim publish gets a short timeout: it is the one whose reply is
+    # cut; every other publish waits generously, so a stall on a loaded machine
+    # is not mistaken for a lost reply
+    producer = proxy.client(socket_timeout=5.0, socket_connect_timeout=5.0, retry=_NO_RETRY)
+    impatient = proxy.client(socket_timeout=0.2, socket_connect_timeout=5.0, retry=_NO_RETRY)
     try:
-        producer = proxy.client(socket_timeout=0.2, socket_connect_timeout=1.0, retry=_NO_RETRY)
+        impatient.ping()  # connect now: the cut must catch the XADD's reply, not the handshake
         for i, event in enumerate(batch):
             if i == victim:
                 cut = proxy.partition(direction="downstream", history=history)
@@ -479,12 +485,13 @@ def lost_publish_reply(
                     contextlib.suppress(redis.TimeoutError),
                     history.op("producer", "enqueue", event.id),
                 ):
-                    streams.publish(producer, stream, event)
+                    streams.publish(impatient, stream, event)
                 cut.undo()
             with history.op("producer", "enqueue", event.id):  # the retry (or the only try)
                 streams.publish(producer, stream, event)
-        producer.close()
     finally:
+        producer.close()
+        impatient.close()
         proxy.close()
     _drain(client, stream, "billing", "c1", history)
     facts = {"stream_length": int(client.xlen(stream)), "events": events, "victim": victim}
@@ -656,7 +663,15 @@ def latency_partition_heal(  # noqa: PLR0915 - one story, told in order
     def consume() -> None:
         reader = proxy.client(socket_timeout=0.3, socket_connect_timeout=0.3, retry=_NO_RETRY)
         position = "0"  # own pending first: after a timeout the reply may be lost
+        loops = 0
         while not stop.is_set():
+            loops += 1
+            if position == ">" and loops % _REREAD_PENDING_EVERY == 0:
+                # a ">" read held by the partition may reach the broker at heal,
+                # after this loop timed out and moved on: the broker then assigns
+                # entries to c1 whose reply went nowhere. Only re-reading our own
+                # pending list ("0") now and then picks those up.
+                position = "0"
             try:
                 batch = workers.read(
                     reader, stream, group, "c1", count=20, position=position, block_ms=50
@@ -854,9 +869,19 @@ def _run_async(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     return box[0]
 
 
-async def _until(done: Callable[[], bool], *, timeout: float) -> None:  # noqa: ASYNC109 - seconds
+_WAIT = 30.0  # seconds a scenario waits for a condition: generous, a loaded CI machine is slow
+
+
+async def _until(done: Callable[[], bool], *, what: str, timeout: float = _WAIT) -> None:  # noqa: ASYNC109 - seconds
+    """Poll ``done`` until true; raise ``TimeoutError`` naming ``what`` after ``timeout`` s.
+
+    Scenarios wait for the condition itself, never for a fixed time, so a slow
+    machine only makes them slower; a condition that never comes fails loudly.
+    """
     deadline = time.monotonic() + timeout
-    while not done() and time.monotonic() < deadline:  # noqa: ASYNC110 - polls Redis state
+    while not done():  # polls Redis state: no event to await
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"scenario waited {timeout:g} s for {what}, in vain")
         await asyncio.sleep(0.02)
 
 
@@ -866,7 +891,25 @@ def _fast_retries() -> Any:
     return Backoff(initial=0.01, maximum=0.05)
 
 
-def handler_error_defaults(  # noqa: C901 - two consumers, told side by side
+def _publish_for(
+    client: redis.Redis,
+    stream: str,
+    events: Sequence[Event],
+    history: History,
+    *,
+    tags: Sequence[str],
+) -> None:
+    """Publish ``events`` once, recorded as enqueued by ``producer-<tag>`` for each variant."""
+    for event in events:
+        for tag in tags:
+            history.invoke(f"producer-{tag}", "enqueue", event.id)
+    streams.publish_many(client, stream, events)
+    for event in events:
+        for tag in tags:
+            history.ok(f"producer-{tag}", "enqueue", event.id)
+
+
+def handler_error_defaults(  # noqa: C901, PLR0915 - two consumers, told side by side
     broker: broker_mod.Broker | None = None,
     *,
     seed: int = 0,
@@ -877,8 +920,9 @@ def handler_error_defaults(  # noqa: C901 - two consumers, told side by side
 
     The same events go to two groups. Under faststream's defaults (its nack
     does nothing on Redis) each failed event stays in the pending list for
-    ever, even after the subscriber restarts: total-queue INVALID, the
-    failures lost. The eventlab runtime retries them in process: valid, the
+    ever, even after the subscriber restarts: a marker event published after
+    the restart is handled, the failed ones are never re-read (total-queue
+    INVALID, the failures lost). The eventlab runtime retries them in process: valid, the
     pending list drains.
     """
     from faststream.redis import RedisBroker, StreamSub  # noqa: PLC0415
@@ -893,16 +937,16 @@ def handler_error_defaults(  # noqa: C901 - two consumers, told side by side
     history = History()
     batch = _events(rng, events)
     bad = {e.id for e in rng.sample(batch, failing)}
+    # published after faststream's restart: once handled, the restarted
+    # subscriber has certainly been reading, so "never re-reads" means something
+    marker = _events(rng, 1, type_="Marker")[0]
     for tag in ("faststream", "eventlab"):
         streams.create_group(client, stream, tag, start="0")
-    for event in batch:
-        for tag in ("faststream", "eventlab"):
-            history.invoke(f"producer-{tag}", "enqueue", event.id)
-    streams.publish_many(client, stream, batch)
-    for event in batch:
-        for tag in ("faststream", "eventlab"):
-            history.ok(f"producer-{tag}", "enqueue", event.id)
+    _publish_for(client, stream, batch, history, tags=("faststream", "eventlab"))
     facts: dict[str, Any] = {"failing": failing}
+
+    def pending(group: str) -> int:
+        return streams.pending_summary(client, stream, group).count
 
     async def faststream_defaults() -> None:
         calls: list[str] = []
@@ -923,11 +967,24 @@ def handler_error_defaults(  # noqa: C901 - two consumers, told side by side
             fs.subscriber(stream=sub)(handle_fs)
 
             await fs.start()
-            await _until(lambda: len(calls) >= events, timeout=5.0 if attempt == "first" else 0.3)
+            if attempt == "first":
+                # every event handled and every success acked (the failures stay)
+                await _until(
+                    lambda: len(calls) >= events and pending("faststream") <= failing,
+                    what="faststream to handle every event and ack the successes",
+                )
+            else:
+                before = len(calls)
+                _publish_for(client, stream, [marker], history, tags=("faststream", "eventlab"))
+                await _until(
+                    lambda: marker.id in calls and pending("faststream") <= failing,
+                    what="the restarted faststream subscriber to handle and ack the marker",
+                )
+                facts["redelivered after restart (faststream)"] = len(
+                    [i for i in calls[before:] if i in bad]
+                )
             await fs.stop()
-            facts[f"pending after {attempt} run (faststream)"] = streams.pending_summary(
-                client, stream, "faststream"
-            ).count
+            facts[f"pending after {attempt} run (faststream)"] = pending("faststream")
 
     async def eventlab_runtime() -> None:
         tried: set[str] = set()
@@ -945,10 +1002,11 @@ def handler_error_defaults(  # noqa: C901 - two consumers, told side by side
             done.add(event.id)
 
         async with reliable:
-            await _until(lambda: len(done) >= events, timeout=5.0)
-        facts["pending after run (eventlab)"] = streams.pending_summary(
-            client, stream, "eventlab"
-        ).count
+            await _until(
+                lambda: len(done) >= events + 1 and pending("eventlab") == 0,
+                what="the eventlab runtime to handle and ack every event and the marker",
+            )
+        facts["pending after run (eventlab)"] = pending("eventlab")
 
     _run_async(faststream_defaults)
     _run_async(eventlab_runtime)
@@ -1038,7 +1096,7 @@ def poison_to_dlq(
                     len(dead_letters(client, stream)) >= poison + 1
                     and streams.pending_summary(client, stream, "billing").count == 0
                 ),
-                timeout=10.0,
+                what="every poison and invalid entry dead-lettered and nothing pending",
             )
 
     _run_async(consume)
@@ -1094,10 +1152,13 @@ def slow_handler_stolen(
 ) -> ScenarioResult:
     """A handler slower than ``min_idle``: another consumer steals the event; one effect stays.
 
-    Two consumers share a group. ``c1`` handles one seeded event for
-    ``5 * min_idle`` seconds; ``c2``'s reclaimer claims it (XAUTOCLAIM) and
-    processes it too. total-queue shows the duplicate delivery (valid: at
-    least once); the runtime's dedupe keeps exactly one effect (valid).
+    Two consumers share a group. ``c1``'s handler takes one seeded event,
+    sleeps ``5 * min_idle`` seconds, then keeps holding it until ``c2``'s
+    reclaimer has stolen it (XAUTOCLAIM once idle beyond ``min_idle``) and
+    started processing it too, giving up after at most 10 s more; so the
+    steal happens however slow the machine, and only then does ``c1`` finish.
+    total-queue shows the duplicate delivery (valid: at least once); the
+    runtime's dedupe keeps exactly one effect (valid).
     """
     from eventlab.consumer import Effects, Reliable  # noqa: PLC0415
 
@@ -1147,15 +1208,16 @@ def slow_handler_stolen(
             runtimes.append(reliable)
         # c1 starts first so it takes the slow event; c2 joins a moment later
         await runtimes[0].start()
-        await _until(lambda: slow_id in history_ids(), timeout=5.0)
+        await _until(lambda: slow_id in history_ids(), what="c1 to take the slow event")
         await runtimes[1].start()
         stolen = 2  # handled by c1 (slowly) and by c2 (after reclaiming it)
         await _until(
             lambda: handled.count(slow_id) >= stolen and len(set(handled)) >= events,
-            timeout=10.0,
+            what="the slow event handled by both consumers and every event handled",
         )
         await _until(
-            lambda: streams.pending_summary(client, stream, "billing").count == 0, timeout=5.0
+            lambda: streams.pending_summary(client, stream, "billing").count == 0,
+            what="the billing group's pending list to drain",
         )
         for reliable in runtimes:
             await reliable.stop()
