@@ -8,16 +8,16 @@ import random
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 import redis
 
 from eventlab import broker as broker_mod
-from eventlab import cli, course, doctor, grading, streams, workshop
+from eventlab import cli, consumer, course, doctor, grading, processes, streams, workshop
 from eventlab._errors import EventlabError
 from eventlab.envelope import Event
+from tests import _workshop_learners as learners
 
 LEARNERS = 30
 ANY_IPV4 = "0.0.0.0"  # noqa: S104 - a CONFIG reply to judge, never bound
@@ -100,86 +100,81 @@ def test_env_var_and_joined_name_reach_a_separate_process(broker, client, tmp_pa
 # -- thirty learners on one broker ------------------------------------------------
 
 
-def _learner(url: str, name: str, count: int, barrier: threading.Barrier, out: dict) -> None:
-    """One learner's lesson: publish, consume with a group, dead-letter some, ack the rest."""
-    client = broker_mod.Broker(url=url, managed=False, version="").client()
-    try:
-        stream = streams.stream_key("orders", namespace_=name)
-        streams.create_group(client, stream, "billing", start="0")
-        events = [
-            Event(type="OrderPlaced", source="orders", subject=f"order-{n}", data={"who": name})
-            for n in range(count)
-        ]
-        barrier.wait(timeout=30)  # every learner writes the same stream names at once
-        published = streams.publish_many(client, stream, events, chunk=7)
-        seen: list[tuple[str, Event]] = []
-        while True:
-            reply = client.xreadgroup("billing", "worker-1", {stream: ">"}, count=5)
-            if not reply:
-                break
-            for entry_id, fields in reply[0][1]:
-                event = Event.from_fields(fields)
-                if event.subject.endswith("3"):  # "poison": every order-*3 goes to dead letters
-                    streams.publish(client, streams.dlq_key(stream), event)
-                seen.append((entry_id, event))
-                client.xack(stream, "billing", entry_id)
-        workshop.record_lesson(client, learner=name, lesson="02-consumers-and-groups")
-        points = sum(1 for _, e in seen if not e.subject.endswith("3"))
-        workshop.record_score(
-            client, learner=name, lab="04a-retries-and-dead-letters", score=points, max_score=count
-        )
-        out[name] = {
-            "published": published,
-            "seen": seen,
-            "pending": streams.pending_summary(client, stream, "billing").count,
-            "points": points,
-        }
-    finally:
-        client.close()
+PROCESSES = 3  # 30 interpreters would not fit a 2-core CI machine; 10 learners each
 
 
-def test_thirty_learners_share_one_broker_without_cross_talk(broker, client):
-    """30 learners on the same stream names at once: each reads exactly its own events."""
+def test_thirty_learners_share_one_broker_without_cross_talk(broker, client, tmp_path):
+    """30 learners in 3 processes, same stream/group/consumer names: each sees only its own."""
     rng = random.Random(SEED)
     names = [f"learner-{i:02d}" for i in range(LEARNERS)]
     counts = {name: rng.randint(5, 40) for name in names}
-    barrier = threading.Barrier(LEARNERS)
-    out: dict[str, dict] = {}
-    threads = [
-        threading.Thread(target=_learner, args=(broker.url, n, counts[n], barrier, out))
-        for n in names
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert sorted(out) == names, "a learner thread failed (its traceback is above)"
+    go = tmp_path / "go"
+    procs = []
+    try:
+        for index in range(PROCESSES):
+            group = names[index::PROCESSES]
+            env = {
+                "REDIS_URL": broker.url,
+                "EVENTLAB_NAMESPACE": group[0],  # this learner's keys come from the env var
+                "EVENTLAB_STATE": str(tmp_path / "no-joined-name"),
+            }
+            procs.append(
+                processes.spawn(
+                    "tests._workshop_learners:main",
+                    args=[broker.url, str(go), *(f"{n}:{counts[n]}" for n in group)],
+                    env=env,
+                    name=f"room-{index}",
+                )
+            )
+        for proc in procs:
+            proc.wait_ready(timeout=60)
+        go.touch()
+        for proc in procs:
+            status = proc.wait(timeout=120)
+            assert status == 0, f"{proc.name} exited {status}:\n{proc.log()}"
+    finally:
+        for proc in procs:
+            proc.kill()
 
     for name in names:
-        got = out[name]
-        assert [entry_id for entry_id, _ in got["seen"]] == got["published"]
-        assert {e.data["who"] for _, e in got["seen"]} == {name}
-        assert got["pending"] == 0
-        dead = streams.replay(client, f"{name}:{{orders}}:dlq")
-        assert {e.data["who"] for _, e in dead} <= {name}
-        assert len(dead) == sum(1 for n in range(counts[name]) if str(n).endswith("3"))
+        stream = f"{name}:{{orders}}"
+        published = [Event.from_fields(f) for _, f in client.xrange(stream) if "junk" not in f]
+        assert {e.data["who"] for e in published} == {name}
+        numbers = [e.data["n"] for e in published]
+        expected = [
+            *range(counts[name]),
+            *(n for n in range(counts[name]) if learners.is_duplicated(n)),
+        ]
+        assert numbers == expected
+        poison = {e.id for e in published if learners.is_poison(e.data["n"])}
+        # Dedupe: a duplicated order was billed once; poison was never billed.
+        assert client.hgetall(f"{stream}:billed") == {
+            f"order-{n}": "1" for n in range(counts[name]) if not learners.is_poison(n)
+        }
+        assert client.smembers(f"{stream}:who") == {name}
+        dead = consumer.dead_letters(client, stream)
+        assert {d.event_id for d in dead if d.event_id} == poison
+        assert len([d for d in dead if d.event_id]) == len(poison)
+        [junk] = [d for d in dead if not d.event_id]
+        assert junk.fields == {"junk": name}
+        assert {(d.group, d.stream) for d in dead} == {("billing", stream)}
+        assert streams.pending_summary(client, stream, "billing").count == 0
 
-    # Every key is inside one learner's namespace, except the instructor's progress stream.
-    for key in _keys(client):
-        owner = key.split(":", 1)[0]
-        assert owner in counts or key == workshop.WORKSHOP_STREAM, key
-    assert len(_keys(client)) == 1 + LEARNERS + sum(1 for n in names if counts[n] > 3)
+    # Every key belongs to exactly one learner, except the instructor's progress stream.
+    keys = _keys(client)
+    for key in keys:
+        owners = [n for n in names if key.startswith(f"{n}:")]
+        assert len(owners) == 1 or key == workshop.WORKSHOP_STREAM, key
+    for name in names[:PROCESSES]:  # the env-var learners wrote under their own names
+        assert f"{name}:{{orders}}" in keys
 
     rows = {row.learner: row for row in workshop.status(client)}
     assert sorted(rows) == names
     for name in names:
-        assert rows[name].lessons == ("02-consumers-and-groups",)
-        score = rows[name].scores["04a-retries-and-dead-letters"]
-        assert (score.score, score.max_score, score.attempts) == (
-            out[name]["points"],
-            counts[name],
-            1,
-        )
+        assert rows[name].lessons == (learners.LESSON,)
+        score = rows[name].scores[learners.LAB]
+        billed = sum(1 for n in range(counts[name]) if not learners.is_poison(n))
+        assert (score.score, score.max_score, score.attempts) == (billed, counts[name], 1)
 
 
 # -- progress, status, reset ---------------------------------------------------
@@ -488,6 +483,7 @@ def test_doctor_warns_about_a_server_bound_beyond_loopback_without_password(
             "REDIS_URL", handle.url.replace("redis://", "redis://:s3cret-doctor-pw@")
         )
         assert "broker auth" not in [c.name for c in doctor.run()]
+        admin.config_set("requirepass", "")  # so the fixture can shut it down at once
     finally:
         admin.close()
 
