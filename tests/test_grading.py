@@ -120,6 +120,20 @@ def test_partial_solution_scores_between(lab, broker, tmp_path):
     assert 0 < score.score < score.max, [(c.name, c.passed, c.message) for c in score.checks]
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3, 303])
+def test_non_atomic_handler_loses_atomicity_points(seed, broker, tmp_path):
+    """SISMEMBER, SADD, HINCRBY, XACK as four commands fails the atomicity check under any seed."""
+    folder = _copy("03-idempotent-consumer", tmp_path, "solution")
+    shutil.copy(folder / "partial_nonatomic.py", folder / "exercise.py")
+    others = ["duplicates_have_no_second_effect", "crash_before_ack_no_double_effect",
+              "pending_list_drained"]  # fmt: skip
+    only_atomicity = f"\nfor _name in {others!r}:\n    del globals()[_name]\n"
+    (folder / "checks.py").write_text((folder / "checks.py").read_text() + only_atomicity)
+    score = _grade(folder, broker, seed=seed)
+    assert [(c.name, c.passed) for c in score.checks] == [("crash_anywhere_loses_nothing", False)]
+    assert "too little (effects lost)" in score.checks[0].message
+
+
 def test_same_seed_same_verdict(broker, tmp_path):
     """Grading the same code twice gives the same check-by-check verdict (seeded faults)."""
     folder = _copy("03-idempotent-consumer", tmp_path, "partial")

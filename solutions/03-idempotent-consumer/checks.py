@@ -2,9 +2,11 @@
 
 Workload (seeded): 400 ``PaymentReceived`` events, 100 of them published a
 second time with the same event id, shuffled. Faults: a consumer process is
-SIGKILLed just before one of its acks reaches the broker; in another run three
-consumers in turn die between two commands of their handler. A last consumer
-reclaims what they left pending and carries on.
+SIGKILLed just before one of its acks reaches the broker; in another run
+``CRASH_POSITIONS`` consumers in turn die, the k-th just before the k-th
+command it sends (k = 1 … CRASH_POSITIONS), so some consumer dies in every gap
+between two commands of the first events it handles, whatever the handler's
+length or order. A last consumer reclaims what they left pending and carries on.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ GROUP = "ledger"
 UNIQUE = 400
 DUPLICATES = 100
 BATCH = 20
+# One doomed consumer per command position 1..N: the first command is the
+# XREADGROUP, then the handler's commands for the first events of the batch.
+# 24 covers every gap of a handler of up to 6 commands per event at least
+# three times over (on three different events), so no ordering of separate
+# commands escapes, whatever the seed.
+CRASH_POSITIONS = 24
 
 
 def _workload(ctx: CheckContext) -> tuple[list[Event], Counter[str]]:
@@ -73,10 +81,9 @@ def _run(ctx: CheckContext, *, crash: str = "") -> tuple[Any, str, Counter[str]]
     if crash == "before-ack":
         crashes = [(ctx.rng.randint(60, 300), True)]
     elif crash == "anywhere":
-        # Three consumers die in turn, each at the next command of its first batch,
-        # so one of them dies between any two steps of a handler.
-        first = ctx.rng.randint(4, 40)
-        crashes = [(first + offset, False) for offset in range(3)]
+        # Consumers die in turn at command 1, 2, ..., N of their life: every gap
+        # between two commands of a handler is hit, deterministically.
+        crashes = [(position, False) for position in range(1, CRASH_POSITIONS + 1)]
     else:
         crashes = []
     for number, (crash_at, only_acks) in enumerate(crashes):
