@@ -625,19 +625,66 @@ async def test_unexpected_broker_error_marks_the_subscription_failed(broker, cli
 
 async def test_restarted_consumer_rereads_its_own_pending_entries_first(broker, client):
     """A consumer restarted under the same name handles its old pending entries at once."""
-    streams.publish_many(client, STREAM, _events(4))
+    streams.publish_many(client, STREAM, _events(9))
     streams.create_group(client, STREAM, "billing", start="0")
-    client.xreadgroup("billing", "c1", {STREAM: ">"}, count=4)  # then "crashed"
+    client.xreadgroup("billing", "c1", {STREAM: ">"}, count=9)  # then "crashed"
     reliable = Reliable(broker.url, consumer="c1")
 
-    @reliable.subscriber(STREAM, group="billing", start="0", min_idle=600.0)
+    # more batches than the reader's queue holds: re-reading them must not block the reader
+    @reliable.subscriber(STREAM, group="billing", start="0", min_idle=600.0, batch=2)
     async def bill(event: Event, effects: Effects) -> None:
         effects.hincrby(COUNTS, event.id, 1)
 
     async with reliable:
         assert await reliable.drain(timeout=10)  # long before min_idle
-    assert len(client.hgetall(COUNTS)) == 4
+    assert len(client.hgetall(COUNTS)) == 9
     assert _pending(client, "billing") == 0
+
+
+async def test_stop_releases_reclaimed_entries_without_counting_a_delivery(broker, client):
+    """Stopping while the reclaimer holds claimed entries hands them back: no phantom delivery."""
+    streams.publish_many(client, STREAM, _events(30))
+    streams.create_group(client, STREAM, "billing", start="0")
+    client.xreadgroup("billing", "gone", {STREAM: ">"}, count=30)  # a consumer that died
+    ids = [i for i, _ in client.xrange(STREAM)]
+    client.xclaim(STREAM, "billing", "gone", 0, ids, idle=120_000, justid=True)  # long idle
+    gate = asyncio.Event()
+    options = {"group": "billing", "start": "0", "batch": 5, "min_idle": 60.0}
+    first = Reliable(broker.url, consumer="c1")
+
+    @first.subscriber(STREAM, reclaim_every=0.05, **options)
+    async def stuck(event: Event, effects: Effects) -> None:
+        await gate.wait()
+        effects.hincrby(COUNTS, event.id, 1)
+
+    await first.start()
+    # one batch in the handler, two queued, and the reclaimer waiting with a fourth in hand
+    await _until(
+        lambda: streams.pending_summary(client, STREAM, "billing").consumers.get("c1") == 20,
+        what="the reclaimer blocked on a full queue",
+    )
+    await asyncio.sleep(0.2)  # it claims no more while it waits
+    assert streams.pending_summary(client, STREAM, "billing").consumers.get("c1") == 20
+    stopping = asyncio.create_task(first.stop())
+    await asyncio.sleep(0.05)
+    gate.set()  # the batch in hand finishes and is committed
+    await asyncio.wait_for(stopping, 30)
+    assert len(client.hgetall(COUNTS)) == 5
+    rows = client.xpending_range(STREAM, "billing", "-", "+", 100)
+    assert len(rows) == 25
+    # the 15 claimed but never handled count no delivery: still 1, as when "gone" read them
+    assert {r["times_delivered"] for r in rows} == {1}
+    # and they are idle at once for the next consumer (min_idle is 60 s)
+    second = Reliable(broker.url, consumer="c2")
+
+    @second.subscriber(STREAM, reclaim_every=0.05, **options)
+    async def bill(event: Event, effects: Effects) -> None:
+        effects.hincrby(COUNTS, event.id, 1)
+
+    async with second:
+        assert await second.drain(timeout=20)
+    assert set(client.hgetall(COUNTS).values()) == {"1"}
+    assert len(client.hgetall(COUNTS)) == 30
 
 
 async def test_entry_redelivered_past_max_deliveries_is_dead_lettered_unhandled(broker, client):

@@ -379,6 +379,7 @@ class Subscription:
         self._pass_effects = _wants_effects(handler)
         self._is_async = inspect.iscoroutinefunction(handler)
         self._queue: asyncio.Queue[list[_Entry]] = asyncio.Queue(maxsize=2)
+        self._backlog: list[list[_Entry]] = []  # own pending entries re-read at start
         self._held: set[str] = set()  # entry ids read or claimed and not yet committed
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -423,6 +424,7 @@ class Subscription:
         # a previous run cut short (stop timeout) may have left ids behind: the
         # server still has those entries pending, and the reclaimer must see them
         self._held.clear()
+        self._backlog = []
         self._queue = asyncio.Queue(maxsize=2)
         self._set_state("starting")
         await self._ensure_group(create=True)
@@ -436,9 +438,14 @@ class Subscription:
         if not self._tasks:
             return
         reader, reclaimer = self._tasks
-        reclaimer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, *_CONNECTION_ERRORS):
-            await reclaimer
+        # not cancelled: a reclaim call in flight has already claimed its entries (the
+        # server counted a delivery); the reclaimer sees _stopping and hands them back
+        try:
+            await asyncio.wait_for(reclaimer, timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            logger.warning("%s: reclaimer not finished in %.1f s", self, timeout)
+        except _CONNECTION_ERRORS as exc:
+            logger.warning("%s: reclaimer stopped with the broker unreachable: %s", self, exc)
         try:
             await asyncio.wait_for(reader, timeout)
         except (TimeoutError, asyncio.CancelledError):
@@ -451,23 +458,59 @@ class Subscription:
             self._set_state("stopped")
 
     async def _release_queued(self) -> None:
-        """Hand reclaimed-but-unhandled entries back at once (idle = min_idle)."""
-        ids: list[str] = []
+        """Hand reclaimed-but-unhandled entries back at once."""
+        entries: list[_Entry] = [e for chunk in self._backlog for e in chunk]
+        self._backlog.clear()
         while not self._queue.empty():
-            ids.extend(entry_id for entry_id, _, _ in self._queue.get_nowait())
-        self._held.difference_update(ids)
-        if ids and self._client is not None:
-            idle = int(self.min_idle * 1000)
-            with contextlib.suppress(redis.RedisError, *_CONNECTION_ERRORS):
-                await self._client.xclaim(
-                    self.stream,
-                    self.group,
-                    self.consumer,
-                    0,
-                    list[Any](ids),
-                    idle=idle,
-                    justid=True,
-                )
+            entries.extend(self._queue.get_nowait())
+        await self._release(entries)
+
+    async def _release(self, entries: Sequence[_Entry]) -> None:
+        """Give claimed entries back unhandled: idle at ``min_idle``, delivery count as before.
+
+        Another consumer's reclaimer takes them on its next scan, and the claim that
+        never reached a handler does not count as a delivery (``RETRYCOUNT``), so it
+        brings no entry nearer to ``max_deliveries``.
+        """
+        self._held.difference_update(entry_id for entry_id, _, _ in entries)
+        if not entries or self._client is None:
+            return
+        by_count: dict[int, list[str]] = {}
+        for entry_id, _, delivery in entries:
+            by_count.setdefault(max(0, delivery - 1), []).append(entry_id)
+        idle = int(self.min_idle * 1000)
+        with contextlib.suppress(redis.RedisError, *_CONNECTION_ERRORS):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for count, ids in by_count.items():
+                    pipe.xclaim(
+                        self.stream,
+                        self.group,
+                        self.consumer,
+                        0,
+                        list[Any](ids),
+                        idle=idle,
+                        retrycount=count,
+                        justid=True,
+                    )
+                await pipe.execute()
+
+    async def _offer(self, entries: list[_Entry]) -> None:
+        """Queue claimed entries for the reader, or release them if the subscription stops."""
+        if self._stopping.is_set():
+            await self._release(entries)
+            return
+        put = asyncio.ensure_future(self._queue.put(entries))
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({put, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not put.done():
+                put.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await put
+        if put.cancelled():  # the reader stopped taking batches: hand them back
+            await self._release(entries)
 
     async def _ensure_group(self, *, create: bool) -> bool:
         assert self._client is not None
@@ -547,7 +590,12 @@ class Subscription:
             self._set_state("running")
         try:
             while not self._stopping.is_set():
-                batch = self._queue.get_nowait() if not self._queue.empty() else await self._read()
+                if self._backlog:
+                    batch = self._backlog.pop(0)
+                elif not self._queue.empty():
+                    batch = self._queue.get_nowait()
+                else:
+                    batch = await self._read()
                 if not batch:
                     continue
                 plan = await self._handle(batch, received=time.time())
@@ -566,10 +614,11 @@ class Subscription:
             args=[self.group, self.consumer, 0, "-", self.batch * 10, "own", "[]"],
         )
         self._note_deleted(deleted)
+        # kept aside, not queued: the reader itself would block on a full queue
         for start in range(0, len(entries), self.batch):
             chunk = _entries(entries[start : start + self.batch])
             self._held.update(entry_id for entry_id, _, _ in chunk)
-            await self._queue.put(chunk)
+            self._backlog.append(chunk)
 
     async def _read(self) -> list[_Entry]:
         assert self._client is not None
@@ -664,7 +713,7 @@ class Subscription:
             if fresh:
                 self._counts["reclaimed"] += len(fresh)
                 self._held.update(entry_id for entry_id, _, _ in fresh)
-                await self._queue.put(fresh)
+                await self._offer(fresh)
             if start == "0-0":  # a full pass: rest, then start over
                 start = "-"
                 await self._pause(self.reclaim_every)
@@ -1223,7 +1272,7 @@ class Reliable:
 
 async def _drained(client: redis.asyncio.Redis, subs: Iterable[Subscription]) -> bool:
     for sub in subs:
-        if sub._held or not sub._queue.empty():  # noqa: SLF001 - a batch is still being committed
+        if sub._held or not sub._queue.empty() or sub._backlog:  # noqa: SLF001 - work in hand
             return False
         try:
             groups = await client.xinfo_groups(sub.stream)
