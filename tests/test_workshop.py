@@ -461,33 +461,6 @@ def test_doctor_reads_bind_and_password_from_a_real_server(fresh_broker, kind, m
         admin.close()
 
 
-def test_doctor_warns_about_a_server_bound_beyond_loopback_without_password(
-    fresh_broker, monkeypatch
-):
-    """The doctor asks the server: a bind naming a non-loopback address without password warns."""
-    documentation_net = "192.0.2.1"  # TEST-NET-1: never assigned to a machine
-    # Guard: were it assigned here, the server would really listen on it.
-    assert documentation_net not in Path("/proc/net/fib_trie").read_text()
-    handle = fresh_broker()
-    admin = handle.client()
-    try:
-        # '-' marks an optional address: the server skips it (not assigned here)
-        # and keeps listening on loopback only, but reports it as configured.
-        admin.config_set("bind", f"127.0.0.1 -{documentation_net}")
-        monkeypatch.setenv("REDIS_URL", handle.url)
-        [warning] = [c for c in doctor.run() if c.name == "broker auth"]
-        assert f"listens on {documentation_net}" in warning.line()
-        admin.config_set("requirepass", "s3cret-doctor-pw")
-        admin.auth("s3cret-doctor-pw")
-        monkeypatch.setenv(
-            "REDIS_URL", handle.url.replace("redis://", "redis://:s3cret-doctor-pw@")
-        )
-        assert "broker auth" not in [c.name for c in doctor.run()]
-        admin.config_set("requirepass", "")  # so the fixture can shut it down at once
-    finally:
-        admin.close()
-
-
 def test_doctor_on_the_loopback_managed_broker_raises_no_auth_warning(broker, monkeypatch):
     """The managed broker listens on loopback only, so the doctor has nothing to warn about."""
     client = broker.client()
