@@ -38,6 +38,30 @@ def test_consumer_kill_before_ack_duplicates_the_unacked_batch(fresh_broker, kin
     )
 
 
+def test_consumer_worker_gets_the_broker_url_from_its_environment_not_argv(
+    fresh_broker, monkeypatch
+):
+    """The crashing worker's command line (public in `ps`) never holds the broker URL."""
+    from eventlab import processes  # noqa: PLC0415
+
+    broker = fresh_broker()
+    real_spawn, cmdlines = processes.spawn, []
+
+    def spawn_and_look(*args, **kwargs):
+        proc = real_spawn(*args, **kwargs)
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as cmdline:  # noqa: PTH123
+            cmdlines.append(cmdline.read().decode(errors="replace"))
+        return proc
+
+    monkeypatch.setattr(processes, "spawn", spawn_and_look)
+    result = scenarios.consumer_kill_before_ack(broker, seed=SEED, events=40)
+    assert result.as_expected
+    assert len(cmdlines) == 1
+    assert "crashing_consumer" in cmdlines[0]
+    assert broker.url not in cmdlines[0]
+    assert f":{broker.port}" not in cmdlines[0]
+
+
 def test_broker_restart_without_persistence_loses_stream_and_group(fresh_broker):
     """Restart with persistence none: NOGROUP on the next read, the unread half reported lost."""
     first, second = _twice(

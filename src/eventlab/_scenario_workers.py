@@ -100,8 +100,11 @@ def _line(process: str, kind: str, f: str, value: Any) -> str:
     return json.dumps(record) + "\n"
 
 
+URL_ENV = "EVENTLAB_SCENARIO_URL"
+"""The broker URL reaches a worker in its environment: argv shows in ``ps``, passwords too."""
+
+
 def crashing_consumer(  # noqa: PLR0917 - spawn passes arguments by position
-    url: str,
     stream: str,
     group: str,
     consumer: str,
@@ -113,11 +116,12 @@ def crashing_consumer(  # noqa: PLR0917 - spawn passes arguments by position
 
     The parent kills this process with SIGKILL while it hangs: the last batch
     has its effects applied but is never acknowledged. Each delivery is written
-    to ``history_path`` as a JSONL ``dequeue`` record before its effect.
+    to ``history_path`` as a JSONL ``dequeue`` record before its effect. The
+    broker's URL comes from ``$EVENTLAB_SCENARIO_URL`` (never the command line).
     """
     from eventlab.processes import signal_ready  # noqa: PLC0415 - light import, child only
 
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = redis.Redis.from_url(os.environ[URL_ENV], decode_responses=True)
     limit, delivered = int(crash_after), 0
     with open(history_path, "a", encoding="utf-8") as log:  # noqa: PTH123 - one plain file
         while True:

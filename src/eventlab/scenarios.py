@@ -280,7 +280,9 @@ def consumer_kill_before_ack(
     log = folder / "worker.jsonl"
     proc = processes.spawn(
         "eventlab._scenario_workers:crashing_consumer",
-        args=[handle.url, stream, group, "worker-1", str(log), str(crash_after), str(batch)],
+        args=[stream, group, "worker-1", str(log), str(crash_after), str(batch)],
+        # in the environment, not argv: a command line (and any password in it) shows in `ps`
+        env={workers.URL_ENV: handle.url},
         name="crashing-consumer",
     )
     try:
