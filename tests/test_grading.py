@@ -330,6 +330,125 @@ def test_no_processes_left_behind(broker, tmp_path):
     assert not any(_alive(pid) for pid in started)
 
 
+ESCAPING_SLEEPERS = """
+import os
+import subprocess
+
+
+def _spawn(pids):
+    detached = subprocess.Popen(["setsid", "sleep", "300"])
+    session = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    read, write = os.pipe()
+    middle = os.fork()
+    if middle == 0:
+        grandchild = os.fork()
+        if grandchild == 0:
+            os.setsid()
+            os.execvp("sleep", ["sleep", "300"])
+        os.write(write, str(grandchild).encode())
+        os._exit(0)
+    os.waitpid(middle, 0)
+    grandchild = int(os.read(read, 64))
+    with open(pids, "a") as out:
+        out.write(f"{detached.pid}\\n{session.pid}\\n{grandchild}\\n")
+
+
+def add(a, b):
+    _spawn(PIDS)
+    return a + b
+
+
+def remember(client, key):
+    _spawn(PIDS)
+    while True:
+        pass
+"""
+
+
+def test_escaped_processes_killed(broker, tmp_path):
+    """Sleepers started with setsid or a double fork, by a passing or a timed-out check, all die."""
+    pids = tmp_path / "pids"
+    folder = _lab(tmp_path, f"PIDS = {str(pids)!r}\n" + ESCAPING_SLEEPERS)
+    score = _grade(folder, broker, timeout=2.0)
+    assert [c.passed for c in score.checks] == [True, False], score.checks
+    started = [int(line) for line in pids.read_text().split()]
+    assert len(started) == 6
+    assert [pid for pid in started if _alive(pid)] == []
+
+
+FORGER = """
+import glob
+import json
+import os
+import stat
+import sys
+import tempfile
+
+LEAKS = {leaks!r}
+HIDDEN = {hidden!r}
+
+
+def _forge():
+    lines = []
+    for index in range(4):
+        for event in ("passed", "imported", "start"):
+            body = json.dumps({{"event": event, "index": index, "seconds": 0.1}})
+            lines.append(body)
+            lines.extend(f"{{'0' * 64}} {{n}} {{body}}" for n in range(12))
+    forged = ("\\n".join(lines) + "\\n").encode()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if stat.S_ISFIFO(os.fstat(int(name)).st_mode) or int(name) > 2:
+                os.write(int(name), forged)
+        except OSError:
+            pass
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), "eventlab-grade-*", "*")):
+        with open(path, "a") as out:
+            out.write(forged.decode())
+    seen = " ".join(sys.argv) + " " + " ".join(os.environ.values())
+    seen += open("/proc/self/cmdline", "rb").read().decode(errors="replace")
+    plans = glob.glob(os.path.join(tempfile.gettempdir(), "eventlab-grade-*", "plan.json"))
+    if HIDDEN in seen or plans:
+        with open(LEAKS, "a") as out:
+            out.write(f"hidden path visible: {{HIDDEN in seen}}, plans: {{plans}}\\n")
+
+
+_forge()
+
+
+def add(a, b):
+    _forge()
+    return a - b
+
+
+def remember(client, key):
+    _forge()
+"""
+
+
+def test_learner_cannot_forge_results_or_see_hidden_checks(broker, tmp_path):
+    """Forged "passed" lines on every pipe and file earn nothing; hidden checks stay unseen."""
+    hidden = tmp_path / "secret-instructor-checks"
+    hidden.mkdir()
+    (hidden / "extra.py").write_text(
+        "from eventlab.grading import check\n\n"
+        "@check(points=5, hint='add adds')\n"
+        "def negatives(ctx):\n"
+        "    assert ctx.exercise.add(-2, -3) == -5, 'add(-2, -3) is not -5'\n"
+    )
+    leaks = tmp_path / "leaks"
+    folder = _lab(tmp_path, FORGER.format(leaks=str(leaks), hidden=str(hidden)))
+    score = _grade(folder, broker, checks=hidden)
+    assert [(c.name, c.passed) for c in score.checks] == [
+        ("adds", False),
+        ("remembers", False),
+        ("extra.negatives", False),
+    ]
+    assert score.score == 0
+    assert "add(2, 3) is not 5" in score.checks[0].message
+    assert not leaks.exists(), leaks.read_text()
+
+
 def test_handler_that_never_acks(broker, tmp_path):
     """A handler that applies effects but never acks loses the pending-list points, no hang."""
     folder = _copy("03-idempotent-consumer", tmp_path, "solution")

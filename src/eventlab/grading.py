@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hmac
 import importlib.util
 import json
 import os
@@ -26,7 +27,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -64,6 +64,8 @@ OUTPUT_LIMIT = 1_000_000
 
 _IMPORT_BUDGET = 10.0  # seconds for the child to start (interpreter, redis, eventlab)
 _KEPT_OUTPUT = 2_000  # bytes of learner output quoted in a report line
+_STOP_BUDGET = 6.0  # seconds the child's supervisor gets to kill every descendant
+_CHANNEL_LINE_LIMIT = 65_536  # a longer "report line" is junk written by learner code
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -383,14 +385,6 @@ class _Output:
         return text[0][:200] if text else ""
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the child's whole process group: it and every worker it forked."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5.0)
-
-
 def _delete_keys(client: redis.Redis, prefix: str) -> int:
     deleted = 0
     batch: list[str] = []
@@ -402,6 +396,95 @@ def _delete_keys(client: redis.Redis, prefix: str) -> int:
     if batch:
         deleted += int(client.unlink(*batch))
     return deleted
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the child: its supervisor kills every descendant; SIGKILL the group as a last resort.
+
+    SIGTERM asks the supervisor (a subreaper) to SIGKILL and reap everything
+    the learner's code started, even processes that left the process group
+    (``setsid``, double forks). If it does not exit in time (or the learner
+    killed it), the whole process group is SIGKILLed.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_BUDGET
+    while time.monotonic() < deadline and not _exited(proc):
+        time.sleep(0.005)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # not reaped yet, so the id is still ours
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5.0)
+
+
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the child exited, without reaping it (its pid stays reserved)."""
+    return _exit_status(proc) is not None
+
+
+def _exit_status(proc: subprocess.Popen[bytes]) -> int | None:
+    """The child's exit status (negative: killed by that signal), without reaping it."""
+    if proc.returncode is not None:
+        return proc.returncode
+    try:
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+    except ChildProcessError:
+        return proc.poll()
+    if info is None:
+        return None
+    return int(info.si_status) if info.si_code == os.CLD_EXITED else -int(info.si_status)
+
+
+class _Channel:
+    """Read the worker's report lines from a pipe; keep only authentic ones, in order.
+
+    Each line is ``<hmac> <seq> <json>`` with an HMAC-SHA256 under a token only
+    the grader and the worker know; lines with a wrong HMAC or sequence number
+    (forged by learner code, or torn by its writes) are counted and dropped.
+    """
+
+    def __init__(self, fd: int, token: bytes) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.forged = 0
+        self._fd, self._token, self._next = fd, token, 0
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                self._take(line)
+            if len(pending) > _CHANNEL_LINE_LIMIT:
+                pending, self.forged = b"", self.forged + 1
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+    def _take(self, line: bytes) -> None:
+        try:
+            mac, number, body = line.decode().split(" ", 2)
+            expected = hmac.new(self._token, f"{number} {body}".encode(), "sha256").hexdigest()
+            authentic = hmac.compare_digest(mac, expected) and number == str(self._next)
+            record = json.loads(body) if authentic else None
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            self.forged += 1
+            return
+        self._next += 1
+        self.records.append(record)
+
+    def finish(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the end of the pipe."""
+        self._thread.join(timeout)
 
 
 def _run_checks(
@@ -416,17 +499,22 @@ def _run_checks(
     """Run ``checks`` in child processes; restart the child after a check it could not finish."""
     results: dict[int, CheckResult] = {}
     limits = [timeout if timeout is not None else c.timeout for c in checks]
-    spec = [
-        {"file": c.file, "function": c.function, "timeout": limit}
-        for c, limit in zip(checks, limits, strict=True)
-    ]
+    files = list(dict.fromkeys(c.file for c in checks))
+    plan = {
+        "lab": str(lab),
+        "seed": seed,
+        "checks": [
+            {"module": files.index(c.file), "function": c.function, "timeout": limit}
+            for c, limit in zip(checks, limits, strict=True)
+        ],
+    }
+    # The checks travel as source text, sent only after exercise.py was imported:
+    # no plan file, and no path to an instructor's hidden checks, ever exists.
+    sources = [Path(file).read_text() for file in files]
     start = 0
-    with tempfile.TemporaryDirectory(prefix="eventlab-grade-") as tmp:
-        plan = Path(tmp) / "plan.json"
-        plan.write_text(json.dumps({"lab": str(lab), "seed": seed, "checks": spec}))
-        while start < len(checks):
-            child = _Child(lab, checks, limits, results, url=url, prefix=prefix)
-            start = child.run(plan, Path(tmp) / f"results-{start}.jsonl", start)
+    while start < len(checks):
+        child = _Child(lab, checks, limits, results, url=url, prefix=prefix)
+        start = child.run(plan, sources, start)
     return [results[i] for i in range(len(checks))]
 
 
@@ -450,8 +538,10 @@ class _Child:
         self.current = 0
         self.started_at = time.monotonic()
         self.deadline = self.started_at
+        self._sources = b""
+        self._proc: subprocess.Popen[bytes] | None = None
 
-    def run(self, plan: Path, out: Path, start: int) -> int:
+    def run(self, plan: dict[str, Any], sources: list[str], start: int) -> int:
         """Run checks from ``start`` on; return the index to continue from."""
         env = dict(os.environ)
         env.update(
@@ -462,47 +552,70 @@ class _Child:
                 "PYTHONDONTWRITEBYTECODE": "1",  # leave no __pycache__ in the learner's folder
             }
         )
-        out.touch()
-        command = [sys.executable, "-m", "eventlab._grader_child", str(plan), str(out)]
-        proc = subprocess.Popen(  # noqa: S603 - our own child module, same interpreter
-            [*command, str(start), self.prefix],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=self.lab,
-            start_new_session=True,  # one process group: the child and all its workers
-        )
+        token = secrets.token_bytes(32)
+        first = {**plan, "start": start, "prefix": self.prefix, "token": token.hex()}
+        self._sources = json.dumps(sources).encode() + b"\n"
+        read_fd, write_fd = os.pipe()
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - our own child module, same interpreter
+                [sys.executable, "-m", "eventlab._grader_child", str(write_fd)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.lab,
+                pass_fds=(write_fd,),
+                start_new_session=True,  # one process group: the last-resort kill
+            )
+        finally:
+            os.close(write_fd)
+        self._proc = proc
+        channel = _Channel(read_fd, token)
         output = _Output(proc.stdout)
+        self._send(json.dumps(first).encode() + b"\n")
         self.current = start
         self.started_at = time.monotonic()
         self.deadline = self.started_at + _IMPORT_BUDGET + self.limits[start]
         try:
             while True:
-                done = self._read(out)
+                done = self._read(channel)
                 if done is not None:
                     return done
-                stop = self._stop_reason(proc, output, out)
+                stop = self._stop_reason(proc, output, channel)
                 if stop is not None:
                     return stop
                 time.sleep(0.01)
         finally:
-            _kill_group(proc)
+            _stop(proc)
+            channel.finish(2.0)
             output.join()
+            with contextlib.suppress(OSError):
+                if proc.stdin is not None:
+                    proc.stdin.close()
 
-    def _read(self, out: Path) -> int | None:
-        """Take in new result lines; return where to continue when this child is done."""
-        for line in out.read_text().splitlines()[self.seen :]:
-            if not line.endswith("}"):
-                break  # half-written line; read it next time
+    def _send(self, data: bytes) -> None:
+        """Write instructions to the worker's stdin (it may be dead already)."""
+        stdin = self._proc.stdin if self._proc is not None else None
+        if stdin is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            stdin.write(data)
+            stdin.flush()
+
+    def _read(self, channel: _Channel) -> int | None:
+        """Take in new reports; return where to continue when this child is done."""
+        while self.seen < len(channel.records):
+            record = channel.records[self.seen]
             self.seen += 1
-            record = json.loads(line)
             index = int(record["index"])
             if record["event"] == "start":
                 self.current = index
                 self.started_at = time.monotonic()
                 self.deadline = self.started_at + self.limits[index]
             elif record["event"] == "imported":
+                if not self.imported and self._sources:
+                    self._send(self._sources)  # the checks, only after the learner's import
+                    self._sources = b""
                 self.imported = True
             elif record["event"] == "import-error":
                 for later in range(index, len(self.checks)):
@@ -513,7 +626,9 @@ class _Child:
                 self.current = index + 1
         return len(self.checks) if self.current >= len(self.checks) else None
 
-    def _stop_reason(self, proc: subprocess.Popen[bytes], output: _Output, out: Path) -> int | None:
+    def _stop_reason(
+        self, proc: subprocess.Popen[bytes], output: _Output, channel: _Channel
+    ) -> int | None:
         """Fail the current check if the child flooded, died or overran; return where to go on."""
         elapsed = time.monotonic() - self.started_at
         if output.total > OUTPUT_LIMIT:
@@ -521,11 +636,12 @@ class _Child:
                 f"stopped: printed more than {OUTPUT_LIMIT // 1000} kB of output "
                 f"(remove print calls in loops) — it began: {output.first_line()!r}"
             )
-        elif proc.poll() is not None:
-            if len(out.read_text().splitlines()) > self.seen:
-                return None  # results written just before it exited: read them first
+        elif (status := _exit_status(proc)) is not None:
+            channel.finish(2.0)  # reports sent just before it exited: read them first
+            if len(channel.records) > self.seen:
+                return None
             why = (
-                f"the grading process died (exit status {proc.returncode}) — does "
+                f"the grading process died (exit status {status}) — does "
                 f"exercise.py call sys.exit or os._exit? its output began: {output.first_line()!r}"
             )
         elif time.monotonic() > self.deadline:
