@@ -340,6 +340,69 @@ async def test_effect_checks_follow_earlier_effects_of_the_same_event(broker, cl
     assert client.hgetall("lab:{orders}:n") == {"a": "3"}
 
 
+def test_effects_refuse_keys_outside_the_stream_hash_slot():
+    """An effect key in another Redis Cluster slot than the stream's is refused with the fix."""
+    effects = Effects(stream=STREAM)
+    effects.hincrby("lab:{orders}:billed", "c1", 5)  # same tag: fine
+    effects.publish("other:{orders}", _events(1)[0])
+    with pytest.raises(ConsumerError, match="hash slot") as refused:
+        effects.hincrby("lab:{payments}:billed", "c1", 5)
+    assert "cluster_safe=False" in str(refused.value)
+    assert "lab:{orders}:<name>" in str(refused.value)
+    for record in (
+        lambda e: e.set("lab:orders:x", 1),  # no tag: the whole key is hashed
+        lambda e: e.sadd("lab:{}{orders}", "m"),  # an empty {} is no tag (Redis's rule)
+        lambda e: e.guard_version("lab:{orders2}:view", 1),
+    ):
+        with pytest.raises(ConsumerError):
+            record(effects)
+    assert len(effects) == 2  # nothing refused was recorded
+    # the slot is Redis's CRC16 (values from the CLUSTER KEYSLOT documentation)
+    Effects(stream="foo{hash_tag}").incrby("bar{hash_tag}")
+    with pytest.raises(ConsumerError, match="slot 11058"):
+        Effects(stream="foo{hash_tag}").incrby("somekey")
+    unchecked = Effects(stream=STREAM, cluster_safe=False)
+    unchecked.hincrby("lab:{payments}:billed", "c1", 5)
+    assert len(unchecked) == 1
+
+
+async def test_cross_slot_effect_dead_letters_at_once_unless_opted_out(broker, client, caplog):
+    """A cross-slot effect dead-letters its event unapplied; cluster_safe=False allows it."""
+    caplog.set_level(logging.WARNING, logger="eventlab.consumer")
+    streams.publish_many(client, STREAM, _events(2))
+    client.xadd("lab:orders-untagged", _events(1)[0].to_fields())  # type: ignore[arg-type]
+    reliable = Reliable(broker.url)
+    elsewhere = "lab:{payments}:billed"
+
+    @reliable.subscriber(STREAM, group="strict", start="0", attempts=3)
+    async def strict(event: Event, effects: Effects) -> None:
+        effects.hincrby(COUNTS, event.id, 1)
+        effects.hincrby(elsewhere, event.id, 1)
+
+    @reliable.subscriber(STREAM, group="single-node", start="0", cluster_safe=False)
+    async def relaxed(event: Event, effects: Effects) -> None:
+        effects.hincrby(elsewhere, event.id, 1)
+
+    assert not [r for r in caplog.records if "hash tag" in r.getMessage()]
+
+    @reliable.subscriber("lab:orders-untagged", group="g", start="0")
+    async def untagged(event: Event, effects: Effects) -> None:
+        effects.hincrby("lab:anything", event.id, 1)  # no tag on the stream: not checked
+
+    warned = [r for r in caplog.records if "has no {hash tag}" in r.getMessage()]
+    assert len(warned) == 1
+    assert warned[0].levelno == logging.WARNING
+
+    async with reliable:
+        assert await reliable.drain(timeout=10)
+    letters = dead_letters(client, STREAM, group="strict")
+    assert len(letters) == 2
+    assert all("hash slot" in d.reason and d.attempts == 1 for d in letters)
+    assert client.exists(COUNTS) == 0  # the recorded same-slot effect was not applied either
+    assert len(client.hgetall(elsewhere)) == 2  # by the opted-out group only
+    assert len(client.hgetall("lab:anything")) == 1
+
+
 async def test_group_start_dollar_skips_earlier_events_zero_does_not(broker, client):
     """A group created at '$' skips events produced before it; at '0' it reads them all."""
     streams.publish_many(client, STREAM, _events(5, phase="before"))

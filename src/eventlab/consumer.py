@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import inspect
 import json
 import logging
@@ -68,6 +69,7 @@ import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.crc import key_slot
 
 from eventlab import _lua
 from eventlab._errors import EventlabError
@@ -192,6 +194,21 @@ class Health:
     lost: int
 
 
+def _hash_tag(key: str) -> str | None:
+    """The part of ``key`` Redis Cluster hashes: the first non-empty ``{…}``, else ``None``."""
+    start = key.find("{")
+    if start < 0:
+        return None
+    end = key.find("}", start + 1)
+    return key[start + 1 : end] if end > start + 1 else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _slot(key: str) -> int:
+    """The key's Redis Cluster hash slot (CRC16 of its hash tag, as the server computes it)."""
+    return int(key_slot(key.encode()))
+
+
 class Effects:
     """Redis writes a handler records, applied atomically with the dedupe mark and XACK.
 
@@ -200,14 +217,41 @@ class Effects:
     effects, marks the event id processed and acknowledges the entry — or,
     if the id was already processed, does none of it twice.
 
+    Every key must share the stream's Redis Cluster hash slot (its ``{hash tag}``:
+    ``lab:{orders}:billed`` for ``lab:{orders}``), because one Lua call writes them
+    with the stream's own keys; a key in another slot raises :class:`ConsumerError`
+    when recorded (the event is dead-lettered with that reason). A subscription
+    declared with ``cluster_safe=False`` (one broker only) lifts the check.
+
     Introduced in lesson 03.
     """
 
-    __slots__ = ("ops",)
+    __slots__ = ("_slot", "_stream", "ops")
 
-    def __init__(self) -> None:
-        """Start with no effects."""
+    def __init__(self, *, stream: str | None = None, cluster_safe: bool = True) -> None:
+        """Start with no effects.
+
+        Args:
+            stream: The stream the event came from; with ``cluster_safe``, every key
+                must be in its hash slot. ``None`` checks nothing.
+            cluster_safe: Refuse keys in another hash slot than the stream's.
+        """
         self.ops: list[tuple[str, str, tuple[str, ...]]] = []
+        self._stream = stream
+        self._slot = (
+            _slot(stream) if stream is not None and cluster_safe and _hash_tag(stream) else None
+        )
+
+    def _key(self, key: str) -> str:
+        if self._slot is not None and _slot(key) != self._slot:
+            stream = self._stream
+            raise ConsumerError(
+                f"effect key {key!r} is in Redis Cluster hash slot {_slot(key)}, the stream "
+                f"{stream!r} in slot {self._slot}: one Lua call cannot write both on a cluster",
+                fix=f"name the key inside the stream's hash tag ({stream}:<name>), or declare "
+                "the subscriber with cluster_safe=False (one broker only)",
+            )
+        return key
 
     def __len__(self) -> int:
         """Return the number of recorded writes."""
@@ -215,11 +259,11 @@ class Effects:
 
     def hincrby(self, key: str, field: str, amount: int = 1) -> None:
         """``HINCRBY key field amount``."""
-        self.ops.append(("hincrby", key, (field, str(int(amount)))))
+        self.ops.append(("hincrby", self._key(key), (field, str(int(amount)))))
 
     def incrby(self, key: str, amount: int = 1) -> None:
         """``INCRBY key amount``."""
-        self.ops.append(("incrby", key, (str(int(amount)),)))
+        self.ops.append(("incrby", self._key(key), (str(int(amount)),)))
 
     def hset(self, key: str, mapping: Mapping[str, Any]) -> None:
         """``HSET key field value …`` (values as text)."""
@@ -228,22 +272,22 @@ class Effects:
         args: list[str] = []
         for name, value in mapping.items():
             args.extend((str(name), str(value)))
-        self.ops.append(("hset", key, tuple(args)))
+        self.ops.append(("hset", self._key(key), tuple(args)))
 
     def set(self, key: str, value: Any, *, ttl: float | None = None) -> None:
         """``SET key value`` (``ttl`` in seconds, optional)."""
         px = "0" if ttl is None else str(max(1, int(ttl * 1000)))
-        self.ops.append(("set", key, (str(value), px)))
+        self.ops.append(("set", self._key(key), (str(value), px)))
 
     def sadd(self, key: str, *members: Any) -> None:
         """``SADD key member …``."""
         if not members:
             raise ValueError("sadd needs at least one member")
-        self.ops.append(("sadd", key, tuple(str(m) for m in members)))
+        self.ops.append(("sadd", self._key(key), tuple(str(m) for m in members)))
 
     def delete(self, key: str) -> None:
         """``DEL key``."""
-        self.ops.append(("del", key, ()))
+        self.ops.append(("del", self._key(key), ()))
 
     def xadd(self, stream: str, fields: Mapping[str, Any], *, maxlen: int | None = None) -> None:
         """``XADD stream [MAXLEN ~ n] * field value …``."""
@@ -252,7 +296,7 @@ class Effects:
         args = [str(maxlen or 0)]
         for name, value in fields.items():
             args.extend((str(name), str(value)))
-        self.ops.append(("xadd", stream, tuple(args)))
+        self.ops.append(("xadd", self._key(stream), tuple(args)))
 
     def publish(self, stream: str, event: Event, *, maxlen: int | None = None) -> None:
         """Append ``event`` to ``stream`` in the same atomic step (an outbox without a table)."""
@@ -266,7 +310,7 @@ class Effects:
         applied; otherwise the field is set to ``version``. Per-aggregate version
         checks keep a projection right even without the dedupe store.
         """
-        self.ops.append(("guard", key, (field, str(int(version)))))
+        self.ops.append(("guard", self._key(key), (field, str(int(version)))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,9 +393,11 @@ class Subscription:
         seed: int | None,
         metrics: Metrics | None,
         validate: Callable[[Event], Event | None] | None = None,
+        cluster_safe: bool = True,
     ) -> None:
         """Store the options; :meth:`Reliable.subscriber` checks them."""
         self.handler = handler
+        self.cluster_safe = cluster_safe
         self.validate = validate
         self.stream = stream
         self.group = group
@@ -788,7 +834,7 @@ class Subscription:
         tried = 0
         while True:
             tried += 1
-            effects = Effects()
+            effects = Effects(stream=self.stream, cluster_safe=self.cluster_safe)
             try:
                 result = self.handler(event, effects) if self._pass_effects else self.handler(event)
                 if self._is_async or inspect.isawaitable(result):
@@ -1108,6 +1154,7 @@ class Reliable:
         dlq_maxlen: int | None = None,
         seed: int | None = 0,
         validate: Callable[[Event], Event | None] | None = None,
+        cluster_safe: bool = True,
     ) -> Callable[[Handler], Handler]:
         """Declare a reliable handler on a stream and group (a decorator).
 
@@ -1139,6 +1186,10 @@ class Reliable:
                 ``schema.Registry.validate``); it may return a replacement event
                 (defaults filled, upcast). If it raises, the event is dead-lettered
                 at once with the reason: invalid data never becomes valid by retrying.
+            cluster_safe: Refuse effect keys outside the stream's Redis Cluster hash
+                slot (the event is dead-lettered with the fix). ``False`` allows
+                effects on any key, e.g. ``effects.publish`` to another stream — on
+                one broker only: one Lua call cannot span slots on a cluster.
         """
         name, group, consumer, batch, block = _stream_options(stream, group, consumer, batch, block)
         if start not in {"0", "$"} and "-" not in start:
@@ -1167,7 +1218,9 @@ class Reliable:
                 backoff=backoff or Backoff(),
                 retry_timeout=retry_timeout,
                 max_deliveries=max_deliveries,
-                permanent=(PermanentError, *permanent),
+                # a ConsumerError from a handler is a mistake in it (an effect key in
+                # another hash slot): retrying cannot fix it, the dead letter says how
+                permanent=(PermanentError, ConsumerError, *permanent),
                 dedupe=dedupe,
                 dedupe_window=dedupe_window,
                 recreate_group=recreate_group,
@@ -1175,7 +1228,16 @@ class Reliable:
                 seed=seed,
                 metrics=self.metrics,
                 validate=validate,
+                cluster_safe=cluster_safe,
             )
+            if _hash_tag(name) is None:
+                logger.warning(
+                    "stream %r has no {hash tag}: its dead letters, dedupe store and "
+                    "effect keys hash to different Redis Cluster slots, so %s runs on one "
+                    "broker only; name it like 'lab:{orders}' (streams.stream_key)",
+                    name,
+                    getattr(handler, "__name__", "the handler"),
+                )
             self.subscriptions.append(sub)
             if self._running:
                 asyncio.get_running_loop().create_task(sub._start(self._connection()))  # noqa: SLF001
@@ -1304,8 +1366,6 @@ def _stream_options(
             f"no consumer group for {name}",
             fix="pass group='<service name>' (groups are named after the owning service)",
         )
-    if "{" not in name:
-        logger.debug("%s has no {hash tag}: fine on one broker, not on Redis Cluster", name)
     return name, group, consumer, batch or 100, 0.2 if block is None else block
 
 
