@@ -37,6 +37,14 @@ def _direct_and_proxied(proxy, **kw):
     return proxy.client(retry=NO_RETRY, socket_timeout=kw.get("timeout", 5.0))
 
 
+def _eventually(condition, what: str, timeout: float = 30.0) -> None:
+    """Wait for ``condition()`` (a loaded machine may be slow); fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout:g} s for {what}"
+        time.sleep(0.01)
+
+
 def _rtt(c: redis.Redis, n: int = 8) -> float:
     c.ping()
     samples = []
@@ -64,7 +72,7 @@ def test_latency_is_within_20_percent_of_what_was_asked(proxy, seconds, directio
 
 
 def test_jitter_spreads_delays_around_the_latency(proxy):
-    """Latency with jitter varies per reply but averages to the latency (within 20%)."""
+    """Latency with jitter varies per reply but centres on the latency (median within 20%)."""
     c = _direct_and_proxied(proxy)
     c.ping()
     samples = []
@@ -73,7 +81,8 @@ def test_jitter_spreads_delays_around_the_latency(proxy):
             started = time.perf_counter()
             c.ping()
             samples.append(time.perf_counter() - started)
-    assert statistics.mean(samples) == pytest.approx(0.1, rel=0.2)
+    # the median: one reply stalled by a loaded machine must not move the verdict
+    assert statistics.median(samples) == pytest.approx(0.1, rel=0.2)
     assert max(samples) - min(samples) > 0.01
     c.close()
 
@@ -136,7 +145,8 @@ def test_downstream_partition_applies_the_write_but_the_client_times_out(proxy, 
         history.op("producer", "enqueue", "e1"),
     ):
         c.xadd("s", {"id": "e1"})
-    assert broker.client().xlen("s") == 1  # applied although the client never knew
+    # applied although the client never knew
+    _eventually(lambda: broker.client().xlen("s") == 1, "the XADD to reach the broker")
     types = [r["type"] for r in history.records() if r["process"] == "producer"]
     assert types == ["invoke", "info"]
     c.close()
@@ -144,14 +154,21 @@ def test_downstream_partition_applies_the_write_but_the_client_times_out(proxy, 
 
 def test_upstream_hold_partition_delivers_the_bytes_at_heal(proxy, broker):
     """Held bytes are delivered when the partition heals: the write lands late, not never."""
-    c = _direct_and_proxied(proxy, timeout=5.0)
+    c = _direct_and_proxied(proxy, timeout=60.0)
     c.ping()
     part = faults.partition(direction="upstream", mode="hold")
-    threading.Timer(0.3, part.undo).start()
-    started = time.perf_counter()
-    c.xadd("s", {"id": "e1"})
-    assert time.perf_counter() - started >= 0.25
-    assert broker.client().xlen("s") == 1
+    sender = threading.Thread(target=c.xadd, args=("s", {"id": "e1"}))
+    sender.start()
+    try:
+        _eventually(lambda: proxy.status()["holding"]["upstream"] == 1, "the XADD to be held")
+        assert broker.client().xlen("s") == 0  # held in the proxy: not there yet
+        part.undo()
+    finally:
+        part.undo()
+        sender.join(timeout=60)
+    assert not sender.is_alive()
+    assert broker.client().xlen("s") == 1  # delivered at heal (the reply came back)
+    assert proxy.status()["holding"]["upstream"] == 0
     c.close()
 
 
@@ -487,7 +504,7 @@ def test_nemesis_runs_the_schedule_and_records_windows():
     history = History()
     nemesis = faults.Nemesis(plan, {"a": action("a"), "b": action("b")}, history=history)
     started = time.perf_counter()
-    nemesis.start().join(timeout=5)
+    nemesis.start().join(timeout=30)
     assert time.perf_counter() - started >= plan.duration * 0.9
     expected = [f"{s.phase} {s.fault}" for s in plan.steps]
     assert log == expected

@@ -93,6 +93,9 @@ class Engine:
         self.control: asyncio.Server | None = None
         self.connections_total = 0
         self.resets_total = 0
+        # pumps (one per connection and direction) now holding a chunk for the heal: lets a
+        # caller see that bytes are really stuck in a partition, not yet sent
+        self.holding = dict.fromkeys(DIRECTIONS, 0)
         self.handlers: set[asyncio.Task[Any]] = set()
 
     async def start(self, port: int, control_port: int) -> tuple[int, int]:
@@ -175,6 +178,7 @@ class Engine:
             "connections": len(self.conns),
             "connections_total": self.connections_total,
             "resets_total": self.resets_total,
+            "holding": dict(self.holding),
         }
 
     # -- pumping --------------------------------------------------------------------
@@ -233,7 +237,11 @@ class Engine:
                 arrived, data = item
                 state = self.state[direction]
                 while state.partition == "hold":
-                    await self.healed[direction].wait()
+                    self.holding[direction] += 1
+                    try:
+                        await self.healed[direction].wait()
+                    finally:
+                        self.holding[direction] -= 1
                     state = self.state[direction]
                 if state.partition == "drop":
                     conn.dropped = True
