@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -636,6 +637,66 @@ def test_broker_killed_and_restarted_consumers_resume_without_second_effect(fres
         for proc in procs:
             proc.terminate()
     _assert_exactly_once(client, length)
+    client.close()
+
+
+def _incr_aof(state) -> Path:
+    """The AOF file the server appends to now (last ``type i`` entry of the manifest)."""
+    folder = Path(state) / "data" / "appendonlydir"
+    (manifest,) = folder.glob("*.manifest")
+    rows = [line.split() for line in manifest.read_text().splitlines() if line.strip()]
+    return folder / [row[1] for row in rows if row[-1] == "i"][-1]
+
+
+async def test_lost_aof_tail_loses_whole_commits_and_consumers_redo_exactly_those(fresh_broker):
+    """An AOF tail cut mid-commit (an unsynced second) loses acks with their effects; redone once."""
+    server = fresh_broker(persistence="aof-everysec")
+    client = server.client()
+    events = _events(400)
+    streams.publish_many(client, STREAM, events)
+    client.execute_command("BGREWRITEAOF")  # the backlog goes to the base file
+    _wait(lambda: client.info("persistence")["aof_rewrite_in_progress"] == 0, what="AOF rewrite")
+    _wait(lambda: client.info("persistence")["aof_rewrite_scheduled"] == 0, what="AOF rewrite")
+    aof = _incr_aof(server.state)
+    before = aof.stat().st_size
+    first = Reliable(server.url, consumer="c1")
+
+    @first.subscriber(STREAM, group="billing", start="0", batch=10, min_idle=0.5)
+    async def bill(event: Event, effects: Effects) -> None:
+        effects.hincrby(COUNTS, event.id, 1)
+
+    async with first:
+        assert await first.drain(timeout=20)
+    assert client.hlen(COUNTS) == 400
+    client.close()
+    server.kill()
+    # SIGKILL keeps the page cache, so nothing is lost by itself: cut the file at a
+    # byte inside the consumers' writes, as an fsync that never happened would
+    after = aof.stat().st_size
+    assert after > before
+    with aof.open("r+b") as handle:
+        handle.truncate(before + (after - before) * 3 // 5)
+    server.restart(graceful=False)
+    client = server.client()
+    applied = client.hgetall(COUNTS)
+    kept = len(applied)
+    assert 0 < kept < 400  # a real loss: some commits survived, later ones did not
+    assert set(applied.values()) == {"1"}
+    groups = {g["name"]: g for g in client.xinfo_groups(STREAM)}
+    # every event whose effect was lost is also un-acked (pending or unread) again:
+    # ack, effect and dedupe mark were one transaction in the AOF
+    assert groups["billing"]["pending"] + groups["billing"]["lag"] == 400 - kept
+    assert client.zcard(seen_key(STREAM, "billing")) == kept
+    metrics = Metrics()
+    second = Reliable(server.url, consumer="c1", metrics=metrics)
+    second.subscriber(STREAM, group="billing", start="0", batch=10, min_idle=0.5)(bill)
+    async with second:
+        assert await second.drain(timeout=30)
+    outcomes = metrics.frame()["outcome"].value_counts().to_dict()
+    assert outcomes == {"ok": 400 - kept}  # exactly the lost ones, no duplicate, no retry
+    counts = client.hgetall(COUNTS)
+    assert len(counts) == 400
+    assert set(counts.values()) == {"1"}
     client.close()
 
 
