@@ -649,7 +649,7 @@ def _incr_aof(state) -> Path:
 
 
 async def test_lost_aof_tail_loses_whole_commits_and_consumers_redo_exactly_those(fresh_broker):
-    """An AOF tail cut mid-commit (an unsynced second) loses acks with their effects; redone once."""
+    """An AOF tail cut mid-commit (an unsynced second) loses acks with effects; redone once."""
     server = fresh_broker(persistence="aof-everysec")
     client = server.client()
     events = _events(400)
