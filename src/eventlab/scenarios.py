@@ -87,6 +87,7 @@ __all__ = [
 ]
 
 _NO_RETRY = Retry(NoBackoff(), 0)
+_WAIT = 30.0  # seconds a scenario waits for a condition: generous, a loaded CI machine is slow
 _REREAD_PENDING_EVERY = 10  # loops (~0.5 s at 50 ms blocks) between re-reads of own pending
 _T = TypeVar("_T")
 
@@ -720,7 +721,7 @@ def latency_partition_heal(  # noqa: PLR0915 - one story, told in order
                 streams.publish(client, stream, event)
             samples.append((datetime.now(UTC), len(checker.diff(view(), truth()))))
             time.sleep(pace)
-        nemesis.join(timeout=plan.duration + 5)
+        nemesis.join(timeout=plan.duration + _WAIT)
         windows = history.fault_windows()
         heal = windows["end"].max() if len(windows) else datetime.now(UTC)
         verdict = checker.watch_convergence(view, truth, within=within, heal=heal, samples=samples)
@@ -869,9 +870,6 @@ def _run_async(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     if errors:
         raise errors[0]
     return box[0]
-
-
-_WAIT = 30.0  # seconds a scenario waits for a condition: generous, a loaded CI machine is slow
 
 
 async def _until(done: Callable[[], bool], *, what: str, timeout: float = _WAIT) -> None:  # noqa: ASYNC109 - seconds
