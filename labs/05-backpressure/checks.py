@@ -1,16 +1,25 @@
 """Graded checks for lab 05 (backpressure): 8 points.
 
 Workload: 1,000 events produced by the learner's ``produce`` with
-``max_lag=100`` and ``maxlen=200`` while a slower consumer (20 entries every
-5 ms, in another thread) reads them; a sampler records lag and stream length
-every 2 ms; ``eventlab.checker.lost_by_retention`` judges what trimming lost.
+``max_lag=100`` and ``maxlen=200`` while a consumer in another thread reads
+them at half the producer's pace, counted in entries, not seconds: it reads a
+batch of 20 after every 40 new entries, or when the producer is waiting (it
+sent two commands other than XADD in a row: a throttled producer polling the
+lag), or when the producer is done. Each read is one MULTI with
+``XINFO STREAM`` and ``XLEN``, so the lag and length it records are exact and
+their peaks are never missed (the lag only grows between reads). Verdicts so
+repeat on a busy machine. ``eventlab.checker.lost_by_retention`` judges what
+trimming lost.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
+
+import redis
 
 from eventlab import _labkit as kit
 from eventlab import checker
@@ -23,7 +32,25 @@ GROUP = "analytics"
 TOTAL = 1000
 MAX_LAG = 100
 MAXLEN = 200
-SLACK = 40  # the sampler and the producer race by up to a read batch (20), twice
+SLACK = 5  # the producer's check-then-XADD race: one entry, plus a little margin
+BATCH = 20
+PACE = 2 * BATCH  # the consumer reads one batch per PACE new entries: half the pace
+QUIET = 0.5  # seconds without a command from the producer: read a batch anyway
+
+
+class _Watched(redis.Redis):
+    """The producer's client: counts its XADDs and the other commands since the last one."""
+
+    commands = 0
+    polls_since_add = 0
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.commands += 1
+        if str(args[0]).upper() == "XADD":
+            self.polls_since_add = 0
+        else:
+            self.polls_since_add += 1
+        return super().execute_command(*args, **options)
 
 
 class _Run:
@@ -35,51 +62,67 @@ class _Run:
             Event(type="Clicked", source="web", data={"n": n, "page": ctx.rng.randrange(50)})
             for n in range(TOTAL)
         ]
-        self.seen: set[str] = set()
         self.history = History()
+        self.position = 0  # entries added up to the last one the consumer read
         self.max_lag = 0
         self.max_len = 0
+        self.done = threading.Event()
         self.stop = threading.Event()
-        reader, sampler = ctx.client(), ctx.client()
-        threads = [
-            threading.Thread(target=self._consume, args=(reader,), daemon=True),
-            threading.Thread(target=self._sample, args=(sampler,), daemon=True),
-        ]
-        for thread in threads:
-            thread.start()
+        self.producer = _Watched.from_url(ctx.url, decode_responses=True)
+        reader = threading.Thread(target=self._consume, args=(ctx.client(),), daemon=True)
+        reader.start()
         try:
             ctx.exercise.produce(
-                self.client, self.stream, GROUP, iter(self.events), max_lag=MAX_LAG, maxlen=MAXLEN
-            )
-            kit.wait_until(lambda: self._lag(self.client) == 0, timeout=5.0)
+                self.producer, self.stream, GROUP, iter(self.events), max_lag=MAX_LAG,
+                maxlen=MAXLEN,
+            )  # fmt: skip
+            self.done.set()
+            kit.wait_until(lambda: self._added(self.client) == self.position, timeout=10.0)
         finally:
+            self.done.set()
             self.stop.set()
-            for thread in threads:
-                thread.join(5.0)
+            reader.join(10.0)
+            self.producer.close()
         for event in self.events:  # every event was handed to produce(): it must arrive
             self.history.ok("producer", "enqueue", event.id)
 
-    def _lag(self, client: Any) -> int:
-        added = int(client.xinfo_stream(self.stream)["entries-added"])
-        return added - self.read
+    def _added(self, client: Any) -> int:
+        return int(client.xinfo_stream(self.stream)["entries-added"])
 
-    read = 0
+    def _due(self, added: int, last_read_at: int, quiet: bool) -> bool:  # noqa: FBT001 - private
+        if added <= self.position:
+            return False
+        waiting = self.producer.polls_since_add >= 2  # polled twice without an XADD
+        return self.done.is_set() or waiting or quiet or added - last_read_at >= PACE
 
     def _consume(self, client: Any) -> None:
+        last_read_at = 0  # entries-added at this consumer's last read
+        seen, since = -1, time.monotonic()
         while not self.stop.is_set():
-            batch = kit.read_new(client, self.stream, GROUP, "slow", count=20)
+            added = self._added(client)
+            if self.producer.commands != seen:
+                seen, since = self.producer.commands, time.monotonic()
+            if not self._due(added, last_read_at, time.monotonic() - since >= QUIET):
+                time.sleep(0.001)
+                continue
+            # One transaction: the lag and the length just before this read are exact.
+            pipe = client.pipeline(transaction=True)
+            pipe.xinfo_stream(self.stream)
+            pipe.xlen(self.stream)
+            pipe.xreadgroup(GROUP, "slow", {self.stream: ">"}, count=BATCH)
+            info, length, reply = pipe.execute()
+            last_read_at = int(info["entries-added"])
+            self.max_lag = max(self.max_lag, last_read_at - self.position)
+            self.max_len = max(self.max_len, int(length))
+            batch = [(str(i), dict(f)) for _, entries in reply or [] for i, f in entries]
+            self.producer.polls_since_add = 0  # one batch per wait
+            since = time.monotonic()
             if batch:
                 client.xack(self.stream, GROUP, *[i for i, _ in batch])
-                self.seen.update(f["id"] for _, f in batch)
                 self.history.ok("consumer", "dequeue", [f["id"] for _, f in batch])
-                self.read += len(batch)
-            time.sleep(0.005)
-
-    def _sample(self, client: Any) -> None:
-        while not self.stop.is_set():
-            self.max_lag = max(self.max_lag, self._lag(client))
-            self.max_len = max(self.max_len, int(client.xlen(self.stream)))
-            time.sleep(0.002)
+                self.position = int(json.loads(batch[-1][1]["data"])["n"]) + 1
+            elif self.done.is_set():
+                self.position = last_read_at  # everything after was trimmed unread
 
 
 @check(points=4, hint="wait while the lag is at max_lag; trimming then only drops read entries")
