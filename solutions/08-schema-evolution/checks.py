@@ -5,6 +5,11 @@ rules on 60 seeded schema changes (a field added, removed, made required,
 given a default, its type widened or narrowed). The upcaster and downcaster
 are judged on the real broker: a stream holding v1 and v2 ``OrderPlaced``
 events, read through ``eventlab.schema.Registry`` by a new and an old consumer.
+Faults (seeded): a quarter of the events are delivered twice
+(``faults.duplicate_burst``) and delivery is shuffled within windows of five
+(``faults.out_of_order``). Consumers dedupe by event id, so the learner's
+converters must give the same answer for every copy of an event, in any
+arrival order: no state kept between calls, no randomness.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import random
 from typing import Any
 
 from eventlab import _labkit as kit
-from eventlab import streams
+from eventlab import faults, streams
 from eventlab.envelope import Event
 from eventlab.grading import CheckContext, check
 from eventlab.schema import Registry, compatibility_problems, format_uri
@@ -130,9 +135,27 @@ def _stream(ctx: CheckContext) -> tuple[Registry, list[Event], int]:
             Event(type="OrderPlaced", source="orders", data=data,
                   dataschema=format_uri("OrderPlaced", version))
         )  # fmt: skip
-    kit.publish_all(client, stream, events)
+    delivered = faults.duplicate_burst(events, fraction=0.25, seed=ctx.seed)
+    delivered = faults.out_of_order(delivered, window=5, seed=ctx.seed + 1)
+    kit.publish_all(client, stream, delivered)
     read = [event for _, event in streams.replay(client, stream)]
+    assert len(read) > len(events), "the fault schedule delivered no duplicate"
     return registry, read, cents
+
+
+def _read_once(events: list[Event], convert: Any, what: str) -> dict[str, dict[str, Any]]:
+    """A consumer's view: each event id converted once; every copy must convert the same."""
+    view: dict[str, dict[str, Any]] = {}
+    for event in events:
+        data = convert(event)
+        if event.id in view:
+            assert view[event.id] == data, (
+                f"{what} gave {data} for a redelivered copy of an event it first turned into "
+                f"{view[event.id]} (keep it pure: no state kept between calls, no randomness)"
+            )
+        else:
+            view[event.id] = data
+    return view
 
 
 @check(points=3, hint="amount_cents = round(amount * 100); currency 'EUR'; keep order, customer")
@@ -140,10 +163,8 @@ def new_consumer_reads_old_events(ctx: CheckContext) -> None:
     """A v2 consumer reads every event of a mixed v1/v2 stream through the upcaster."""
     registry, events, cents = _stream(ctx)
     registry.add_upcaster("OrderPlaced", 1, ctx.exercise.upcast_v1)
-    total = 0
-    for event in events:
-        as_v2 = registry.upcast(event, to=2)  # validates the result against v2
-        total += as_v2.data["amount_cents"]
+    view = _read_once(events, lambda e: registry.upcast(e, to=2).data, "upcast_v1")
+    total = sum(data["amount_cents"] for data in view.values())
     assert total == cents, f"v2 consumer's total is {total} cents, expected {cents}"
 
 
@@ -151,12 +172,15 @@ def new_consumer_reads_old_events(ctx: CheckContext) -> None:
 def old_consumer_reads_new_events(ctx: CheckContext) -> None:
     """A v1 consumer, not yet upgraded, reads every event through the downcaster."""
     registry, events, cents = _stream(ctx)
-    total = 0.0
-    for event in events:
+
+    def as_v1(event: Event) -> dict[str, Any]:
         if event.dataschema == format_uri("OrderPlaced", 2):
             data = ctx.exercise.downcast_v2(dict(event.data))
-            event = event.evolve(data=data, dataschema=format_uri("OrderPlaced", 1))  # noqa: PLW2901
-        total += registry.validate(event).data["amount"]
+            event = event.evolve(data=data, dataschema=format_uri("OrderPlaced", 1))
+        return dict(registry.validate(event).data)
+
+    view = _read_once(events, as_v1, "downcast_v2")
+    total = sum(data["amount"] for data in view.values())
     assert abs(total - cents / 100) < 0.01, (
         f"v1 consumer's total is {total:.2f}, expected {cents / 100:.2f}"
     )
