@@ -234,6 +234,48 @@ def test_workshop_learner_score_recorded(broker, tmp_path, monkeypatch):
         client.close()
 
 
+def test_broker_started_for_grading_is_stopped(tmp_path, monkeypatch):
+    """Without a URL and with no broker up, grade() starts a managed one and stops it after."""
+    from eventlab import broker as broker_mod  # noqa: PLC0415
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("EVENTLAB_STATE", str(tmp_path / "state"))
+    started = []
+    real_up = broker_mod.up
+
+    def spy_up(**options):
+        started.append(real_up(**options))
+        return started[-1]
+
+    monkeypatch.setattr(broker_mod, "up", spy_up)
+    try:
+        score = grade(_lab(tmp_path, GOOD), quiet=True)
+        assert score.score == 3
+        assert len(started) == 1
+        assert broker_mod.current() is None
+        assert not _alive(started[0].pid)
+    finally:
+        broker_mod.down()
+
+
+def test_broker_already_up_is_left_running(tmp_path, monkeypatch):
+    """Without a URL, grade() uses the learner's running managed broker and leaves it up."""
+    from eventlab import broker as broker_mod  # noqa: PLC0415
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("EVENTLAB_STATE", str(tmp_path / "state"))
+    lesson_broker = broker_mod.up(persistence="none")
+    try:
+        score = grade(_lab(tmp_path, GOOD), quiet=True)
+        assert score.score == 3
+        assert lesson_broker.ping()
+        still = broker_mod.current()
+        assert still is not None
+        assert still.pid == lesson_broker.pid
+    finally:
+        broker_mod.down()
+
+
 def test_missing_checks_is_a_clear_error(tmp_path, broker):
     """A folder without checks.py is refused with a one-line fix, before anything runs."""
     (tmp_path / "exercise.py").write_text(GOOD)

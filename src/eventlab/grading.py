@@ -732,7 +732,8 @@ def grade(
             (``labs/NN-topic`` or ``solutions/NN-topic``).
         checks: An instructor's extra checks: a folder of ``*.py`` files (or one
             file) with :func:`check` functions, run the same way.
-        url: The broker; default ``REDIS_URL`` or the managed broker (:func:`broker.up`).
+        url: The broker; default ``REDIS_URL`` or the managed broker that is up. When
+            none is up, a managed broker is started for this call and stopped after it.
         seed: The fault schedule's seed; default the lab's ``SEED``.
         timeout: Seconds per check, overriding each check's own.
         out: Folder for ``score.json`` and ``score.md``; default ``lab``.
@@ -756,7 +757,42 @@ def grade(
     base = learner or "grade"
     prefix = run_namespace(base)
     run_seed = _lab_seed(files[0]) if seed is None else seed
-    target = url or broker_mod.up().url
+    # A broker this call starts, it also stops; one already up (the learner's
+    # lesson broker, REDIS_URL) is left running.
+    started: broker_mod.Broker | None = None
+    if url is None:
+        running = broker_mod.current()
+        if running is None:
+            started = broker_mod.up()
+        target = (running or started).url  # type: ignore[union-attr]
+    else:
+        target = url
+    try:
+        return _grade_on(
+            target, folder, declared, learner=learner, prefix=prefix, seed=run_seed,
+            timeout=timeout, out=out, quiet=quiet, record=record, began=began,
+        )  # fmt: skip
+    finally:
+        if started is not None and started.managed:
+            broker_mod.down(state=started.state)
+
+
+def _grade_on(
+    target: str,
+    folder: Path,
+    declared: list[Check],
+    *,
+    learner: str | None,
+    prefix: str,
+    seed: int,
+    timeout: float | None,
+    out: str | os.PathLike[str] | None,
+    quiet: bool,
+    record: bool,
+    began: float,
+) -> Score:
+    """Grade on the broker at ``target``: run the checks, write and print the report."""
+    run_seed = seed
     client = redis.Redis.from_url(target, decode_responses=True)
     try:
         client.ping()
