@@ -35,6 +35,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:  # noqa: ARG001 - hook si
     shutil.rmtree(_STATE, ignore_errors=True)
 
 
+# Chart and widget outputs are JSON/SVG with random ids: never compared (their
+# specs are tested with chart.to_dict() in tests/test_charts.py).
+_SKIP_MIME = ("image/svg+xml", "text/html", "application/vnd.vegalite.v6+json")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip chart mime types when nbval compares a cell marked NBVAL_CHECK_OUTPUT."""
+    for item in items:
+        notebook = item.parent
+        skips = getattr(notebook, "skip_compare", None)
+        if item.path.suffix == ".ipynb" and skips is not None and not set(_SKIP_MIME) <= set(skips):
+            notebook.skip_compare = (*skips, *_SKIP_MIME)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item):  # noqa: ANN201 - hookwrapper generator
     """Add up each notebook's cell times."""
