@@ -30,6 +30,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from eventlab.metrics import EVENT_COLUMNS, LAG_COLUMNS
+
 __all__ = [
     "FAULT_COLUMNS",
     "LAG_COLUMNS",
@@ -48,24 +50,9 @@ __all__ = [
 RENDERER = "svg"
 """The Altair renderer eventlab selects: static SVG drawn in the kernel, no network."""
 
-METRICS_COLUMNS = (
-    "id",
-    "type",
-    "correlationid",
-    "source",
-    "stream",
-    "group",
-    "consumer",
-    "emitted",
-    "received",
-    "handled",
-    "attempt",
-    "outcome",
-)
+METRICS_COLUMNS = tuple(c for c in EVENT_COLUMNS if c != "causationid")
 """Columns of ``metrics.frame()`` the charts read (one row per handled delivery)."""
 
-LAG_COLUMNS = ("time", "stream", "group", "length", "lag", "pending")
-"""Columns of ``metrics.lag_frame()`` (one row per sample per group)."""
 
 FAULT_COLUMNS = ("start", "end", "fault")
 """Columns of ``History.fault_windows()`` (one row per injected fault)."""
