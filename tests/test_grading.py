@@ -134,6 +134,31 @@ def test_non_atomic_handler_loses_atomicity_points(seed, broker, tmp_path):
     assert "too little (effects lost)" in score.checks[0].message
 
 
+STATEFUL_UPCASTER = """
+
+_SEEN = set()
+
+
+def upcast_v1(data):
+    cents = 0 if data["order"] in _SEEN else round(data["amount"] * 100)
+    _SEEN.add(data["order"])
+    return {"order": data["order"], "customer": data["customer"], "amount_cents": cents,
+            "currency": "EUR"}
+"""
+
+
+def test_stateful_upcaster_fails_under_duplicates(broker, tmp_path):
+    """L08: an upcaster that remembers orders it saw converts a redelivered copy differently."""
+    folder = _copy("08-schema-evolution", tmp_path, "solution")
+    with (folder / "exercise.py").open("a") as exercise:
+        exercise.write(STATEFUL_UPCASTER)  # overrides the solution's pure upcast_v1
+    score = _grade(folder, broker)
+    by_name = {c.name: c for c in score.checks}
+    assert not by_name["new_consumer_reads_old_events"].passed
+    assert "redelivered copy" in by_name["new_consumer_reads_old_events"].message
+    assert by_name["old_consumer_reads_new_events"].passed
+
+
 def test_same_seed_same_verdict(broker, tmp_path):
     """Grading the same code twice gives the same check-by-check verdict (seeded faults)."""
     folder = _copy("03-idempotent-consumer", tmp_path, "partial")
