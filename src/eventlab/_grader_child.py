@@ -107,6 +107,7 @@ def _supervise(worker: int) -> int:
     """Wait for the worker, then kill every descendant; return the exit status to use."""
     status = 1
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a pending stop lands here
         while True:
             pid, raw = os.waitpid(-1, 0)
             if pid == worker:
@@ -227,10 +228,13 @@ def main(argv: list[str]) -> int:
     """Fork the worker under a subreaping supervisor; return the worker's exit status."""
     fd = int(argv[0])
     _make_subreaper()
+    # SIGTERM waits (blocked) until the supervisor is ready to kill descendants.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     signal.signal(signal.SIGTERM, _on_term)
     worker = os.fork()
     if worker == 0:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         os.set_inheritable(fd, False)  # noqa: FBT003 - learner subprocesses never get the report pipe
         code = 1
         try:
