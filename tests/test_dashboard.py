@@ -242,12 +242,13 @@ def test_fault_buttons_add_latency_and_partition_on_the_proxy(broker):
         actions = dashboard.fault_actions(broker=broker, proxy=proxy, latency_seconds=0.25)
         actions["Add latency"]()
         actions["Partition"]()
-        status = proxy.status()
-        assert "0.25" in str(status)
-        assert "hold" in str(status)
+        directions = proxy.status()["directions"]
+        assert directions["downstream"]["latency"] == 0.25
+        assert {d["partition"] for d in directions.values()} == {"hold"}
         actions["Heal"]()
-        assert "0.25" not in str(proxy.status())
-        assert "hold" not in str(proxy.status())
+        directions = proxy.status()["directions"]
+        assert {d["latency"] for d in directions.values()} == {0.0}
+        assert {d["partition"] for d in directions.values()} == {None}
     finally:
         faults.stop()
 
