@@ -202,6 +202,139 @@ async def test_payment_timeout_then_late_capture_is_refunded(ashop):
     assert shop.levels(client)["pear"] == 10
 
 
+def assert_versions_contiguous(client):
+    """Every (source, subject) carries seq 1, 2, 3 … in log order: no gap, no version twice."""
+    seen = {}
+    for _, event in streams.replay(client, shop.stream()):
+        aggregate = (event.source, event.subject)
+        seq = shop.events.seq_of(event)
+        assert seq is not None, f"{event.type} {event.id} has no seq"
+        assert seq == seen.get(aggregate, 0) + 1, (event.type, aggregate, seq)
+        seen[aggregate] = seq
+
+
+@pytest.mark.parametrize("release_first", [True, False])
+async def test_orchestrated_reserve_timeout_releases_and_cancels(ashop, release_first):
+    """Inventory down at reserve: timeout, release before or after the late reserve, none held."""
+    client, aclient, registry = ashop
+    order = place(client, registry, "orchestration", qty=3)
+    services = shop.make_services(aclient, registry, step_timeouts={"reserve": 0.1})
+    await shop.deliver(aclient, services, down={"inventory"})
+    assert list(await saga.pending_deadlines(aclient)) == [f"{order.subject}|reserve"]
+    fired = await saga.fire_timeouts(aclient, registry, now=2e9)
+    assert [e.data["step"] for e in fired] == ["reserve"]
+    await shop.deliver(aclient, services, down={"inventory"})
+    log = {
+        e.type: e for _, e in streams.replay(client, shop.stream()) if e.subject == order.subject
+    }
+    assert {"ReserveStock", "ReleaseStock"} <= set(log)
+    inventory = next(s for s in services if s.name == "inventory")
+    first, second = (
+        ("ReleaseStock", "ReserveStock") if release_first else ("ReserveStock", "ReleaseStock")
+    )
+    await inventory.handle(log[first])
+    await inventory.handle(log[second])
+    await shop.deliver(aclient, services, seed=7, duplicates=0.2)
+    assert outcomes(client)[order.subject] == ("cancelled", "timed out in step reserve")
+    assert shop.levels(client)["pear"] == 10  # nothing left reserved
+    held = json.loads(client.get(shop.events.key("inventory", "order", order.subject)))
+    assert held["status"] in {"void", "released"}
+    assert "PaymentCaptured" not in types_for(client, order.subject)
+    assert proj.rebuild(client, STOCK_LEVELS).state == shop.levels(client)
+    assert_one_terminal(client)
+    assert_versions_contiguous(client)
+
+
+async def test_timeout_events_are_validated_and_sequenced(ashop):
+    """StepTimedOut is valid against the registry and continues the orders aggregate's seq."""
+    client, aclient, registry = ashop
+    order = place(client, registry, "orchestration")
+    services = shop.make_services(aclient, registry, step_timeouts={"payment": 0.1})
+    await shop.deliver(aclient, services, down={"billing"})
+    before = [
+        shop.events.seq_of(e)
+        for _, e in streams.replay(client, shop.stream())
+        if e.source == "orders" and e.subject == order.subject
+    ]
+    (fired,) = await saga.fire_timeouts(aclient, registry, now=2e9)
+    (_, logged), *_ = [
+        (i, e) for i, e in streams.replay(client, shop.stream()) if e.type == "StepTimedOut"
+    ]
+    assert logged.id == fired.id
+    assert registry.validate(logged) == logged
+    assert shop.events.seq_of(logged) == max(before) + 1
+    await shop.deliver(aclient, services)
+    assert outcomes(client)[order.subject] == ("cancelled", "timed out in step payment")
+    assert_versions_contiguous(client)
+    projector = proj.Projector(aclient, registry=registry)  # no version ahead, none missing
+    for _, event in streams.replay(client, shop.stream()):
+        await projector.handle(event)
+    assert_projections_equal_fold(client)
+
+
+async def test_a_timeout_the_registry_refuses_is_not_published(ashop):
+    """Without a registered StepTimedOut schema, firing raises and the deadline stays armed."""
+    client, aclient, registry = ashop
+    place(client, registry, "orchestration")
+    services = shop.make_services(aclient, registry, step_timeouts={"reserve": 0.1})
+    await shop.deliver(aclient, services, down={"inventory"})
+    registry.delete("StepTimedOut")
+    length = client.xlen(shop.stream())
+    with pytest.raises(schema.SchemaError, match="StepTimedOut"):
+        await saga.fire_timeouts(aclient, schema.Registry(client), now=2e9)
+    assert client.xlen(shop.stream()) == length
+    assert len(await saga.pending_deadlines(aclient)) == 1
+
+
+async def test_consumers_read_a_v1_event_upcast_to_the_v2_they_know(ashop):
+    """After OrderPlaced v2 + upcaster, a v1 OrderPlaced reaches services and projections as v2."""
+    client, aclient, registry = ashop
+    v2 = json.loads(json.dumps(shop.events.SCHEMAS["OrderPlaced"]))
+    v2["properties"]["channel"] = {"type": "string", "default": "web"}
+    assert registry.register("OrderPlaced", v2) == 2
+    registry.add_upcaster("OrderPlaced", 1, lambda data: {**data, "channel": "legacy"})
+    old = Event(  # as a producer that only knows v1 publishes it
+        type="OrderPlaced",
+        source="storefront",
+        subject="order-v1",
+        data={
+            "order_id": "order-v1",
+            "customer": "ann",
+            "items": [{"sku": "pear", "qty": 1}],
+            "total": 100,
+            "zone": "central",
+            "saga": "choreography",
+        },
+        dataschema="OrderPlaced/v1",
+        extensions={"seq": "1"},
+    )
+    assert registry.validate(old) == old
+    streams.publish(client, shop.stream(), old)
+
+    seen = []
+
+    class Spy(shop.Orders):
+        def decide(self, state, event, reads):
+            if event.type == "OrderPlaced":
+                seen.append((event.dataschema, event.data.get("channel")))
+            return super().decide(state, event, reads)
+
+    services = [Spy(aclient, registry), *shop.make_services(aclient, registry)[1:]]
+    result = await shop.deliver(aclient, services, reorder=False)
+    assert result.dead == 0
+    assert seen == [("OrderPlaced/v2", "legacy")]
+    assert outcomes(client)["order-v1"] == ("confirmed", None)
+
+    channels = proj.Projection(
+        "channels", lambda e: [("hincrby", e.data["channel"], 1)] if e.type == "OrderPlaced" else []
+    )
+    projector = proj.Projector(aclient, [STATUS_BOARD, channels], registry=registry)
+    for _, event in streams.replay(client, shop.stream()):
+        await projector.handle(event)
+    assert proj.read(client, channels) == {"legacy": 1}
+    assert proj.read(client, STATUS_BOARD) == {"order-v1": "confirmed"}
+
+
 async def test_invalid_data_and_unknown_dataschema_are_dead_lettered(ashop):
     """An event failing its schema, or naming an unknown one, is dead-lettered with the reason."""
     client, aclient, registry = ashop

@@ -93,7 +93,8 @@ class Service:
 
     Args:
         client: An asyncio client.
-        registry: The schema registry; events in are validated, events out stamped
+        registry: The schema registry; events in are validated and upcast to the
+            newest version registered when the service was built, events out stamped
             and validated.
 
     Introduced in lesson 06.
@@ -142,12 +143,14 @@ class Service:
         """Handle one event; return the events it emitted (none for a duplicate or another type).
 
         Raises:
-            eventlab.schema.SchemaError: The event does not match its dataschema
-                (a permanent error: the runtime dead-letters it with the reason).
+            eventlab.schema.SchemaError: The event does not match its dataschema, or
+                no upcaster reads its version as the one this service knows (a permanent
+                error: the runtime dead-letters it with the reason).
         """
         if event.type not in self.handles:
             return []
-        event = self.registry.validate(event)
+        # validate, then read an older version as the newest this service knows (upcasters)
+        event = self.registry.upcast(event, to=self._versions.get(event.type))
         order_id = str(event.data["order_id"])
         key = self.order_key(order_id)
         commands = self.read_commands(event)

@@ -269,8 +269,9 @@ class Projector:
         client: An asyncio client.
         projections: The projections to maintain.
         target: Where they are stored: ``"live"`` (default) or ``"shadow"`` for a dark launch.
-        registry: If given, every event is validated first (a ``SchemaError`` is permanent:
-            the runtime dead-letters the event with the reason).
+        registry: If given, every event is validated and upcast to its type's newest
+            version first (a ``SchemaError`` is permanent: the runtime dead-letters the
+            event with the reason).
 
     Introduced in lesson 09.
     """
@@ -289,6 +290,7 @@ class Projector:
         self.target = target
         self.registry = registry
         self._script = client.register_script(_APPLY)
+        self._versions: dict[str, int | None] = {}
 
     async def handle(self, event: Event) -> int:
         """Apply one event to every projection; return how many applied it (0: a duplicate).
@@ -298,7 +300,11 @@ class Projector:
                 yet (a transient error: the runtime retries it later).
         """
         if self.registry is not None:
-            event = self.registry.validate(event)
+            # validate, then read an older version as the newest one (upcasters); the
+            # newest version is looked up once per type, not per event
+            if event.type not in self._versions:
+                self._versions[event.type] = self.registry.latest(event.type)
+            event = self.registry.upcast(event, to=self._versions[event.type])
         seq = events.seq_of(event)
         if seq is None:
             return 0
