@@ -11,6 +11,7 @@ from eventlab.consumer import dead_letters
 from eventlab.metrics import Metrics
 from eventlab.shop import app as shop_app
 from eventlab.shop import darklaunch
+from eventlab.shop import outbox as outbox_mod
 from eventlab.shop import projections as proj
 from eventlab.shop.outbox import Outbox
 
@@ -137,6 +138,44 @@ def test_naive_dual_write_loses_an_event_outbox_does_not(broker, client):
     assert len(published) == 12  # each twice: consumers dedupe by event id
     assert len({e.id for _, e in streams.replay(client, demo)}) == 6
     assert outbox.pending() == 0
+
+
+async def test_relayed_outbox_events_are_handled_by_the_shop_not_dead_lettered(broker, client):
+    """Outbox events relayed (twice) to the shop stream are valid: handled once, none dead."""
+    registry = shop.setup(client, stock={"apple": 10})
+    outbox = Outbox(client, service="orders")
+    assert outbox.stream == shop.stream()
+    for number in range(3):
+        event = outbox_mod.demo_event(number)
+        assert registry.validate(event) == event
+        outbox.commit(event)
+    assert outbox.relay() == 3
+    client.delete(outbox.position_key)  # as if the relay died before recording its position
+    assert outbox.relay() == 3  # so it publishes them again: at least once
+    async with shop_app.ShopRuntime(broker.url) as runtime:
+        assert await runtime.drain(timeout=60)
+    assert dead_letters(client, shop.stream()) == []
+    assert shop.levels(client)["apple"] == 7  # inventory reserved each order once
+    board = proj.read(client, proj.STATUS_BOARD)
+    assert {board[f"order-{n}"] for n in range(3)} == {"accepted, pending"}
+
+
+async def test_runtime_start_and_stop_are_the_context_manager(broker, client):
+    """start() runs the services and the timer until stop(); the shop settles in between."""
+    registry = shop.setup(client)
+    ids = place_mixed(client, registry, 6, seed=8)
+    runtime = shop_app.ShopRuntime(broker.url)
+    await runtime.start()
+    try:
+        assert runtime._timers
+        assert not any(t.done() for t in runtime._timers)
+        assert await runtime.drain(timeout=60)
+    finally:
+        await runtime.stop()
+    assert all(t.done() for t in runtime._timers)
+    verdicts(client, ids)
+    groups = streams.groups_frame(client, [shop.stream()]).set_index("group")
+    assert groups.loc["views", "lag"] == 0
 
 
 async def test_dark_launch_shadow_consumer_compared_with_live(broker, client):

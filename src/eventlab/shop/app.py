@@ -208,6 +208,22 @@ class ShopRuntime:
         self._timer_done = asyncio.Event()
         self._timers: list[asyncio.Task[None]] = []
 
+    async def start(self) -> None:
+        """Start every service's subscriptions and the order timer.
+
+        The same as entering ``async with ShopRuntime(url)``, for a notebook that
+        keeps the shop running across cells; pair it with :meth:`stop`.
+        Introduced in lesson 06.
+        """
+        await self.__aenter__()
+
+    async def stop(self) -> None:
+        """Stop the subscriptions and the timer gracefully (the same as leaving ``async with``).
+
+        Introduced in lesson 06.
+        """
+        await self.__aexit__(None, None, None)
+
     async def __aenter__(self) -> Self:
         """Start every service's subscriptions and the order timer."""
         for service in self.apps:

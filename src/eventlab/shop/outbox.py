@@ -15,7 +15,12 @@ event id.
 targets (``processes.spawn("eventlab.shop.outbox:naive_writer", args=[…])``) that
 pause, ready to be killed, right between the two steps.
 
-Introduced in lesson 07 (the outbox) and used in lesson 11.
+No lesson uses this module yet: it is taught by its tests
+(``tests/test_shop_runtime.py``: the dual write that loses an event, the outbox
+that does not, and relayed events the shop's consumers accept) and described in
+issue 5 ("Outbox in Redis"). The events it writes are real ``OrderAccepted``
+events (full data, ``dataschema`` ``OrderAccepted/v1``, ``seq``), so relaying them
+to the shop stream feeds the running shop instead of its dead letters.
 """
 
 from __future__ import annotations
@@ -27,11 +32,11 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-from eventlab import processes, streams
+from eventlab import processes, schema, streams
 from eventlab.envelope import Event
 from eventlab.shop import events
 
-__all__ = ["Outbox", "naive_writer", "outbox_writer", "relay_main"]
+__all__ = ["Outbox", "demo_event", "naive_writer", "outbox_writer", "relay_main"]
 
 
 class Outbox:
@@ -40,9 +45,10 @@ class Outbox:
     Args:
         client: A sync client.
         service: The owning service (the outbox lives under its key prefix).
-        stream: Where the relay publishes (default: the shop stream).
+        stream: Where the relay publishes (default: the shop stream; the events must
+            then be valid against the schema registry, as :func:`demo_event`'s are).
 
-    Introduced in lesson 07.
+    Not yet used by a lesson; see the module docstring.
     """
 
     def __init__(self, client: redis.Redis, *, service: str, stream: str | None = None) -> None:
@@ -95,12 +101,27 @@ class Outbox:
             self.client.set(self.position_key, rows[-1][0])
 
 
-def _demo_event(number: int) -> Event:
+def demo_event(number: int) -> Event:
+    """Return the ``OrderAccepted`` the demo writers emit for order ``order-<number>``.
+
+    A complete event, valid against ``OrderAccepted/v1`` and carrying the orders
+    aggregate's first version (``seq`` 1), so the shop's consumers handle it.
+    """
+    order_id = f"order-{number}"
     return Event(
         type="OrderAccepted",
         source="orders",
-        subject=f"order-{number}",
-        data={"order_id": f"order-{number}"},
+        subject=order_id,
+        data={
+            "order_id": order_id,
+            "customer": "outbox-demo",
+            "items": [{"sku": "apple", "qty": 1}],
+            "total": 100,
+            "zone": "central",
+            "saga": "choreography",
+        },
+        dataschema=schema.format_uri("OrderAccepted", 1),
+        extensions={"seq": "1"},
     )
 
 
@@ -117,7 +138,7 @@ def naive_writer(url: str, stream: str, count: str, pause_at: str) -> None:
         client.hset(events.key("orders", "state"), f"order-{number}", "accepted")
         if number == int(pause_at):
             _hang()
-        streams.publish(client, stream, _demo_event(number))
+        streams.publish(client, stream, demo_event(number))
 
 
 def outbox_writer(url: str, stream: str, count: str, pause_at: str) -> None:
@@ -130,7 +151,7 @@ def outbox_writer(url: str, stream: str, count: str, pause_at: str) -> None:
         def write(pipe: Pipeline, name: str = name) -> None:
             pipe.hset(events.key("orders", "state"), name, "accepted")
 
-        outbox.commit(_demo_event(number), write)
+        outbox.commit(demo_event(number), write)
         if number == int(pause_at):
             _hang()
 
