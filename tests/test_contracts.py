@@ -1,7 +1,8 @@
 import json
 
-from eventlab import contracts, schema, shop
+from eventlab import contracts, schema, shop, streams
 from eventlab.cli import main as cli_main
+from eventlab.shop import app as shop_app
 from eventlab.shop import events
 
 
@@ -86,3 +87,48 @@ def test_contracts_gen_writes_the_document(tmp_path):
     out = tmp_path / "asyncapi.json"
     assert cli_main(["contracts", "gen", "--out", str(out)]) == 0
     assert json.loads(out.read_text()) == contracts.document()
+
+
+async def test_document_is_generated_from_the_apps_shop_up_runs(broker, client, monkeypatch):
+    """`contracts check` checks the document of the apps `shop up` runs; declarations never read."""
+    # `eventlab shop up` runs app.main(name, url) for each default service: build(name, url).app
+    running = {name: shop_app.build(name, broker.url) for name in shop_app.DEFAULT_SERVICES}
+    storefront = contracts.apps(broker.url)["storefront"]
+    built = {"storefront": storefront, **{name: s.app for name, s in running.items()}}
+    from_running = contracts.document(url=broker.url, built=built)
+    checked = []
+    monkeypatch.setattr(contracts, "check", lambda doc, _registry: checked.append(doc) or [])
+    assert cli_main(["--state", str(broker.state), "contracts", "check"]) == 0
+    assert checked == [from_running]
+    for name in events.SERVICES:  # each service documents exactly what its handler consumes
+        received = {
+            op.rpartition(":")[2]
+            for op, body in from_running["operations"].items()
+            if body["action"] == "receive" and op.startswith(f"{name}:on:")
+        }
+        assert received == set(running[name].handler.handles), name
+
+    # the documentation subscribers live on the running broker but never read: only the
+    # reliable consumer joins the group, and it handles every event
+    registry = shop.setup(client)
+    placed = shop.place_order(
+        client,
+        registry=registry,
+        customer="ann",
+        items=[{"sku": "pear", "qty": 1}],
+        total=100,
+        saga="choreography",
+    )
+    orders = running["orders"]
+    assert any(s.specification.include_in_schema for s in orders.broker.subscribers)
+    await orders.app.start()
+    try:
+        assert await orders.reliable.drain(timeout=30)
+    finally:
+        await orders.app.stop()
+    for service in running.values():
+        await service.client.aclose()
+    groups = streams.groups_frame(client, [shop.stream()]).set_index("group")
+    assert groups.loc["orders", "consumers"] == 1
+    accepted = [e for _, e in streams.replay(client, shop.stream()) if e.type == "OrderAccepted"]
+    assert [e.subject for e in accepted] == [placed.subject]

@@ -1,9 +1,10 @@
 """Contracts: the shop's AsyncAPI 3.0 document, from its faststream apps, vs the registry.
 
-Each service's faststream ``RedisBroker`` declares what it emits as publishers
-and what it consumes as subscribers, each with the JSON Schema of the event's
-``data`` (from :data:`eventlab.shop.events.SCHEMAS`, the code's truth).
-faststream's ``AsyncAPI`` turns those apps into one AsyncAPI 3.0 document;
+Each running service's faststream ``RedisBroker`` (built by
+:func:`eventlab.shop.app.build`, the app ``eventlab shop up`` runs) declares what
+it emits as publishers and what it consumes as subscribers, each with the JSON
+Schema of the event's ``data`` (from :data:`eventlab.shop.events.SCHEMAS`, the
+code's truth). faststream's ``AsyncAPI`` turns those apps into one AsyncAPI 3.0 document;
 :func:`check` compares every message in it with the schema registry — the
 deploy-time gate: a schema the code sends that the registry does not hold, or
 that breaks the type's compatibility mode, fails the check with the reasons.
@@ -58,8 +59,21 @@ def _handles(name: str) -> list[str]:
     return sorted(SERVICE_CLASSES[name].handles) if name in SERVICE_CLASSES else []
 
 
+async def _described_only(*args: Any, **kwargs: Any) -> None:
+    """Start nothing: the service's :class:`eventlab.consumer.Reliable` consumes the stream."""
+
+
 def declare(broker: RedisBroker, name: str) -> None:
-    """Declare on ``broker`` a publisher per event type service ``name`` emits."""
+    """Declare on ``broker`` what service ``name`` emits and consumes, for the AsyncAPI document.
+
+    A publisher per event type it emits, and a subscriber per event type it
+    handles (in its consumer group), each with the type's JSON Schema. The
+    subscribers describe and never read: the running service consumes through one
+    reliable subscription (at-least-once, reclaim, dead letters) that faststream's
+    own subscribers do not provide, so their ``start`` does nothing — a faststream
+    subscriber reading the same group would steal entries from it.
+    :func:`eventlab.shop.app.build` calls this on every service's broker.
+    """
     for event_type in _emits(name):
         broker.publisher(
             stream=events.stream(),
@@ -67,13 +81,20 @@ def declare(broker: RedisBroker, name: str) -> None:
             description=f"{name} emits {event_type} (dataschema {event_type}/v<N>)",
             schema=_payload(event_type),
         )
+    for event_type in _handles(name):
+        sub = broker.subscriber(
+            stream=StreamSub(events.stream(), group=name, consumer=name),
+            title=f"{name}:on:{event_type}",
+        )
+        sub(_subscriber_for(event_type))
+        sub.start = _described_only  # type: ignore[method-assign]
 
 
 def _subscriber_for(event_type: str) -> Callable[..., Any]:
     payload = _payload(event_type)
 
     async def receive(body: dict[str, Any]) -> None:
-        """Documentation only: this broker is never started."""
+        """Documentation only: never called (see :func:`declare`)."""
 
     # postponed annotations are strings; faststream must see the real payload type
     receive.__annotations__["body"] = payload
@@ -81,27 +102,39 @@ def _subscriber_for(event_type: str) -> Callable[..., Any]:
 
 
 def apps(url: str = "redis://localhost:6379") -> dict[str, FastStream]:
-    """Return the shop's faststream apps as documented: publishers and subscribers per service.
+    """Return the shop's faststream apps: the ones ``eventlab shop up`` runs, plus the storefront.
 
-    These apps describe; they are never started (the running services are built by
-    :func:`eventlab.shop.app.build`, which declares the same publishers).
+    Each service's app is :func:`eventlab.shop.app.build` ``(name, url).app`` — the
+    very app a service process runs — so the document describes what runs. The
+    storefront is not a service (orders are placed by the caller of
+    :func:`eventlab.shop.place_order`); its app only declares that it sends
+    ``OrderPlaced``. Building needs no broker: nothing connects until an app runs.
     """
-    out: dict[str, FastStream] = {}
-    for name in (_STOREFRONT, *events.SERVICES):
-        broker = RedisBroker(url, logger=None)  # type: ignore[arg-type]
-        declare(broker, name)
-        for event_type in _handles(name):
-            sub = StreamSub(events.stream(), group=name, consumer=name)
-            broker.subscriber(stream=sub, title=f"{name}:on:{event_type}")(
-                _subscriber_for(event_type)
-            )
-        out[name] = FastStream(broker, logger=None)
+    from eventlab.shop.app import DEFAULT_SERVICES, build  # noqa: PLC0415 - the app imports us
+
+    storefront = RedisBroker(url, logger=None)  # type: ignore[arg-type]
+    declare(storefront, _STOREFRONT)
+    out: dict[str, FastStream] = {_STOREFRONT: FastStream(storefront, logger=None)}
+    for name in DEFAULT_SERVICES:
+        out[name] = build(name, url).app
     return out
 
 
-def document(*, url: str = "redis://localhost:6379", version: str = "1.0.0") -> dict[str, Any]:
-    """Return the shop's AsyncAPI 3.0 document (a JSON-ready dict) generated by faststream."""
-    brokers = [app.broker for app in apps(url).values() if app.broker is not None]
+def document(
+    *,
+    url: str = "redis://localhost:6379",
+    version: str = "1.0.0",
+    built: Mapping[str, FastStream] | None = None,
+) -> dict[str, Any]:
+    """Return the shop's AsyncAPI 3.0 document (a JSON-ready dict) generated by faststream.
+
+    Args:
+        url: The broker URL the apps are built with (the document's server).
+        version: The document's ``info.version``.
+        built: Generate from these apps (name → app) instead of :func:`apps` ``(url)``.
+    """
+    chosen = built if built is not None else apps(url)
+    brokers = [app.broker for app in chosen.values() if app.broker is not None]
     spec = AsyncAPI(
         *brokers,
         title="eventlab shop",
@@ -188,8 +221,9 @@ def _cmd_gen(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    doc = json.loads(Path(args.doc).read_text()) if args.doc else document()
-    client = broker_mod.up(state=args.state).client()
+    handle = broker_mod.up(state=args.state)
+    doc = json.loads(Path(args.doc).read_text()) if args.doc else document(url=handle.url)
+    client = handle.client()
     try:
         registry = schema.Registry(client)
         if args.register:

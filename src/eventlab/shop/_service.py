@@ -105,14 +105,24 @@ class Service:
     emits: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, client: redis.asyncio.Redis, registry: schema.Registry) -> None:
-        """Bind to a broker; the registry's current versions are read once, here."""
+        """Bind to a broker (no round trip yet: building a service app needs no broker).
+
+        The registry's current versions are read once, when the first event arrives:
+        they are what this service emits and what it upcasts events in to.
+        """
         self.client = client
         self.registry = registry
         # namespace() reads the environment and the state folder: resolve keys once, not per event
         self.stream = events.stream()
         self.prefix = events.key(self.name)
-        self._versions = {t: registry.latest(t) or 1 for t in events.SCHEMAS}
+        self._known: dict[str, int] | None = None
         self._apply = client.register_script(_APPLY)
+
+    @property
+    def _versions(self) -> dict[str, int]:
+        if self._known is None:
+            self._known = {t: self.registry.latest(t) or 1 for t in events.SCHEMAS}
+        return self._known
 
     def order_key(self, order_id: str) -> str:
         """Return this service's key for one order."""

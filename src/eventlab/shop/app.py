@@ -45,6 +45,7 @@ from eventlab.shop.orders import Orders
 from eventlab.shop.projections import PROJECTIONS, Projection, Projector
 
 __all__ = [
+    "DEFAULT_SERVICES",
     "SERVICE_CLASSES",
     "ServiceApp",
     "ShopRuntime",
@@ -66,6 +67,9 @@ SERVICE_CLASSES: dict[str, type[Service]] = {
 
 VIEWS = "views"
 """The read side: the projector's consumer group (``views-shadow`` for a dark launch)."""
+
+DEFAULT_SERVICES = (*events.SERVICES, VIEWS)
+"""What ``eventlab shop up`` and :class:`ShopRuntime` run by default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +169,7 @@ def build(
 
 
 def _document(broker: RedisBroker, name: str) -> None:
-    """Declare what the service emits as faststream publishers (read by the AsyncAPI document)."""
+    """Declare what the service emits and consumes on its broker (read by the AsyncAPI document)."""
     from eventlab.contracts import declare  # noqa: PLC0415 - contracts imports the shop
 
     declare(broker, name)
@@ -188,7 +192,7 @@ class ShopRuntime:
         self,
         url: str,
         *,
-        services: Sequence[str] = (*events.SERVICES, VIEWS),
+        services: Sequence[str] = DEFAULT_SERVICES,
         metrics: Metrics | None = None,
         step_timeouts: dict[str, float] | None = None,
         min_idle: float = 5.0,
@@ -294,7 +298,7 @@ async def main(name: str, url: str | None = None, *args: str) -> None:
 def spawn_services(
     url: str,
     *,
-    services: Sequence[str] = (*events.SERVICES, VIEWS),
+    services: Sequence[str] = DEFAULT_SERVICES,
     options: Sequence[str] = (),
     die_with_parent: bool = True,
     wait: float = 60.0,
@@ -340,7 +344,7 @@ def _pids_file(state: str | os.PathLike[str] | None) -> Path:
 def up(
     *,
     state: str | os.PathLike[str] | None = None,
-    services: Sequence[str] = (*events.SERVICES, VIEWS),
+    services: Sequence[str] = DEFAULT_SERVICES,
     options: Sequence[str] = (),
 ) -> list[processes.Proc]:
     """Start the broker (if needed), set the shop up, and run each service as a process.
@@ -409,9 +413,7 @@ def _cmdline(pid: int) -> bytes:
 
 def _cmd_up(args: argparse.Namespace) -> int:
     options = [f"timeout={args.timeout}"] if args.timeout else []
-    procs = up(
-        state=args.state, services=args.services or (*events.SERVICES, VIEWS), options=options
-    )
+    procs = up(state=args.state, services=args.services or DEFAULT_SERVICES, options=options)
     for proc in procs:
         print(f"{proc.name}: pid {proc.pid}, log {proc.log_path}")  # noqa: T201 - a command prints
     print("shop up: place orders with eventlab.shop.place_order; stop with `eventlab shop down`")  # noqa: T201
@@ -430,7 +432,7 @@ def register_cli(sub: Any) -> None:
     inner = shop.add_subparsers(dest="shop_command", required=True, metavar="ACTION")
     start = inner.add_parser("up", help="start the broker and one process per service")
     start.add_argument(
-        "services", nargs="*", help=f"which (default: {', '.join((*events.SERVICES, VIEWS))})"
+        "services", nargs="*", help=f"which (default: {', '.join(DEFAULT_SERVICES)})"
     )
     start.add_argument("--timeout", type=float, default=None, help="seconds per saga step")
     start.set_defaults(handler=_cmd_up)
