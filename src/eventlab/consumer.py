@@ -839,27 +839,16 @@ class Subscription:
                 result = self.handler(event, effects) if self._pass_effects else self.handler(event)
                 if self._is_async or inspect.isawaitable(result):
                     await result
-            except self.permanent as exc:
-                self._dead(
-                    plan,
-                    entry_id,
-                    fields=None,
-                    event=event,
-                    attempt=first + tried,
-                    received=received,
-                    exc=exc,
-                    delivery=delivery,
-                )
-                return
-            except Exception as exc:  # noqa: BLE001 - any other error is transient by contract
-                wait = self.backoff.delay(first + tried, self._rng)
-                more = tried < self.attempts and time.monotonic() + wait < deadline
-                if more:
-                    self._row(event, received, first + tried, "retry")
-                    self._counts["retried"] += 1
-                    await asyncio.sleep(wait)
-                    continue
-                if delivery >= self.max_deliveries:
+            except Exception as exc:  # noqa: BLE001 - non-permanent errors are transient by contract
+                permanent = isinstance(exc, self.permanent)
+                if not permanent:
+                    wait = self.backoff.delay(first + tried, self._rng)
+                    if tried < self.attempts and time.monotonic() + wait < deadline:
+                        self._row(event, received, first + tried, "retry")
+                        self._counts["retried"] += 1
+                        await asyncio.sleep(wait)
+                        continue
+                if permanent or delivery >= self.max_deliveries:
                     self._dead(
                         plan,
                         entry_id,
