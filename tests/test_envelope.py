@@ -84,6 +84,25 @@ def test_every_bad_field_is_named_at_once():
     assert "fix:" in str(info.value)
 
 
+@pytest.mark.parametrize("name", ["specversion", "id", "source", "type", "time"])
+def test_each_required_attribute_absent_is_refused_not_defaulted(name):
+    """A decoded entry without specversion, id, source, type or time is refused, never filled in."""
+    fields = _event().to_fields()
+    del fields[name]
+    with pytest.raises(EnvelopeError) as info:
+        Event.from_fields(fields)
+    assert info.value.problems == {name: "missing"}
+
+
+def test_every_required_attribute_absent_is_named_at_once():
+    """Fields with only data name all five required attributes as missing, in one error."""
+    with pytest.raises(EnvelopeError) as info:
+        Event.from_fields({"data": "{}"})
+    assert info.value.problems == dict.fromkeys(
+        ("specversion", "id", "source", "type", "time"), "missing"
+    )
+
+
 def test_time_without_timezone_is_refused():
     """A naive timestamp is ambiguous across services and is refused."""
     fields = _event().to_fields() | {"time": "2026-11-26T09:30:00"}
