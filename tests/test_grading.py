@@ -134,6 +134,32 @@ def test_non_atomic_handler_loses_atomicity_points(seed, broker, tmp_path):
     assert "too little (effects lost)" in score.checks[0].message
 
 
+def test_non_atomic_dead_letter_fails_only_the_04a_atomicity_check(broker, tmp_path):
+    """L04a: a dead letter XADDed and its entry XACKed in two round trips loses only atomicity."""
+    folder = _copy("04a-retries-dead-letters", tmp_path, "solution")
+    shutil.copy(folder / "partial_nonatomic.py", folder / "exercise.py")
+    score = _grade(folder, broker)
+    failed = [c.name for c in score.checks if not c.passed]
+    assert failed == ["dead_letter_atomic_with_ack"], [(c.name, c.message) for c in score.checks]
+    by_name = {c.name: c for c in score.checks}
+    assert "dead-lettered twice" in by_name["dead_letter_atomic_with_ack"].message
+    assert score.score == score.max - 2
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_non_atomic_dead_letter_fails_04a_atomicity_under_any_seed(seed, broker, tmp_path):
+    """L04a: the crash between the dead-letter XADD and the XACK is hit under every seed."""
+    folder = _copy("04a-retries-dead-letters", tmp_path, "solution")
+    shutil.copy(folder / "partial_nonatomic.py", folder / "exercise.py")
+    others = ["transient_errors_retried", "poison_dead_lettered_with_reason",
+              "pending_list_drains", "redrive_is_idempotent"]  # fmt: skip
+    only_atomicity = f"\nfor _name in {others!r}:\n    del globals()[_name]\n"
+    (folder / "checks.py").write_text((folder / "checks.py").read_text() + only_atomicity)
+    score = _grade(folder, broker, seed=seed)
+    assert [(c.name, c.passed) for c in score.checks] == [("dead_letter_atomic_with_ack", False)]
+    assert "dead-lettered twice" in score.checks[0].message
+
+
 STATEFUL_UPCASTER = """
 
 _SEEN = set()
