@@ -3,13 +3,16 @@
 ``processes.spawn("eventlab._consumer_demo:counter", args=[url, stream, group, consumer])``
 runs a :class:`eventlab.consumer.Reliable` subscriber whose effect is
 ``HINCRBY <stream>:effects <event id> 1``: after any crash, every event id must
-count exactly 1.
+count exactly 1. With ``die_after`` N > 0 the process SIGKILLs itself right
+after its Nth commit step was answered (:mod:`eventlab._crash`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
+from eventlab._crash import die_after_commands
 from eventlab.consumer import Effects, Reliable
 from eventlab.envelope import Event
 
@@ -27,8 +30,12 @@ async def counter(  # noqa: PLR0917 - spawn passes arguments by position
     min_idle: str = "1.0",
     delay: str = "0",
     batch: str = "10",
+    die_after: str = "0",
 ) -> None:
-    """Count each event once in ``<stream>:effects``; sleep ``delay`` seconds per event."""
+    """Count each event once in ``<stream>:effects``; sleep ``delay`` seconds per event.
+
+    ``die_after``: SIGKILL this process right after its Nth commit step ("0": never).
+    """
     pause = float(delay)
     reliable = Reliable(url, consumer=consumer)
 
@@ -40,4 +47,6 @@ async def counter(  # noqa: PLR0917 - spawn passes arguments by position
             await asyncio.sleep(pause)
         effects.hincrby(effects_key(stream), event.id, 1)
 
-    await reliable.run()
+    crash = die_after_commands(int(die_after)) if int(die_after) else contextlib.nullcontext()
+    with crash:
+        await reliable.run()
