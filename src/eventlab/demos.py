@@ -11,12 +11,15 @@ money that was never deposited.
   leaves an applied effect whose entry is still pending, and the restart
   applies it again (lesson 03's duplicate).
 * :func:`reliable` is the same service on :class:`eventlab.consumer.Reliable`:
-  effect, dedupe mark and XACK in one atomic call.
+  effect, dedupe mark and XACK in one atomic call. With ``die_after`` it kills
+  itself right after that many commit commands were answered
+  (:mod:`eventlab._crash`): a commit of two commands would be cut between them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +27,7 @@ from typing import Any
 import redis
 
 from eventlab import streams
+from eventlab._crash import die_after_commands
 from eventlab.consumer import Effects, Reliable
 from eventlab.envelope import Event
 from eventlab.processes import signal_ready
@@ -95,9 +99,19 @@ def naive(url: str, stream: str, group: str, consumer: str, pause: str = "0") ->
 
 
 async def reliable(  # noqa: PLR0917 - spawn passes arguments by position
-    url: str, stream: str, group: str, consumer: str, pause: str = "0", batch: str = "2"
+    url: str,
+    stream: str,
+    group: str,
+    consumer: str,
+    pause: str = "0",
+    batch: str = "2",
+    die_after: str = "0",
 ) -> None:
-    """The same deposits on the reliable runtime: effect, dedupe mark and XACK are atomic."""
+    """The same deposits on the reliable runtime: effect, dedupe mark and XACK are atomic.
+
+    ``die_after`` N > 0: SIGKILL this process right after the server answered its
+    Nth commit command ("1": right after the first command of the first commit).
+    """
     runtime = Reliable(url, consumer=consumer)
 
     @runtime.subscriber(stream, group=group, start="0", batch=int(batch), block=0.1, min_idle=1.0)
@@ -105,4 +119,6 @@ async def reliable(  # noqa: PLR0917 - spawn passes arguments by position
         await asyncio.sleep(float(pause))  # a crash here leaves nothing applied, nothing acked
         effects.hincrby(balance_key(stream), str(event.subject), int(event.data["amount"]))
 
-    await runtime.run()
+    crash = die_after_commands(int(die_after)) if int(die_after) else contextlib.nullcontext()
+    with crash:
+        await runtime.run()
