@@ -9,13 +9,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP_VERSION := 26.3
 
-.PHONY: help install lab test lint system-deps lock down clean
+.PHONY: help install lab test lint system-deps lock down clean mutate
 
 help:
 	@echo "make lab    install, start the broker, open the course in JupyterLab"
 	@echo "make test   install, then lint, type-check and run every test"
 	@echo "make down   stop the managed broker"
 	@echo "make lock   re-resolve constraints.txt from pyproject.toml (an upgrade on purpose)"
+	@echo "make mutate optional mutation testing (mutmut) of the fast modules; docs/guarantees.md"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +43,10 @@ test: install system-deps lint
 down:
 	$(BIN)/eventlab down
 
+# optional, not part of make test: installs mutmut once into .mutmut/ (docs/guarantees.md)
+mutate: install
+	bash scripts/mutate.sh
+
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
@@ -55,4 +60,4 @@ lock:
 
 clean:
 	-$(BIN)/eventlab down
-	rm -rf $(VENV) .eventlab .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .eventlab .pytest_cache .mypy_cache .ruff_cache .mutmut
