@@ -185,14 +185,50 @@ def _show(ident: str | None) -> str:
 
 
 def _codes(*parts: _Array) -> tuple[list[_Array], _Array]:
-    """Factorize several id arrays together: integer codes per part (-1 = no id), uniques."""
+    """Factorize several id arrays together: integer codes per part (-1 = no id), uniques.
+
+    Uniques come in order of first appearance, as :func:`pandas.factorize` gives them.
+    """
     joined = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    codes, uniques = pd.factorize(joined)
+    codes, uniques = _factorize(joined)
     out, start = [], 0
     for part in parts:
         out.append(codes[start : start + len(part)])
         start += len(part)
-    return out, np.asarray(uniques, dtype=object)
+    return out, uniques
+
+
+def _factorize(ids: _Array) -> tuple[_Array, _Array]:
+    """Codes and uniques of an object array of ``str``/``None`` ids (``None`` → -1).
+
+    Hashing a million strings in pandas' hash table costs about a second;
+    Python caches each string's hash in the string, so factorizing the int64
+    hashes and then checking every id against its code's representative is a
+    quarter of that, and exact: any hash collision fails the check and falls
+    back to :func:`pandas.factorize`.
+    """
+    present: _Array | None = None
+    if pd.api.types.infer_dtype(ids, skipna=False) != "string":
+        present = ~pd.isna(ids)
+        values = ids[present]
+    else:
+        values = ids
+    hashes = np.fromiter(map(hash, values), dtype=np.int64, count=len(values))
+    codes, _ = pd.factorize(hashes)
+    # codes are numbered in order of first appearance: a new code is a new running maximum
+    running = np.maximum.accumulate(codes) if len(codes) else codes
+    new = np.ones(len(codes), dtype=bool)
+    new[1:] = running[1:] > running[:-1]
+    uniques = values[np.flatnonzero(new)]
+    if not bool((values == uniques[codes]).all()):  # a hash collision: be exact instead
+        codes, uniques = pd.factorize(values)
+        uniques = np.asarray(uniques, dtype=object)
+    codes = codes.astype(np.int64, copy=False)
+    if present is None:
+        return codes, uniques
+    full = np.full(len(ids), -1, dtype=np.int64)
+    full[present] = codes
+    return full, uniques
 
 
 def _flags(codes: _Array, size: int) -> _Array:
@@ -206,8 +242,12 @@ def _count(codes: _Array, size: int) -> _Array:
 
 
 def _eq(frame: pd.DataFrame, column: str, value: str) -> _Array:
-    mask: _Array = (frame[column] == value).to_numpy(dtype=bool, na_value=False)
-    return mask
+    series = frame[column]
+    if series.dtype == object:
+        mask: _Array = series.to_numpy() == value  # numpy's object compare: 3x pandas' str
+        return mask
+    compared: _Array = (series == value).to_numpy(dtype=bool, na_value=False)
+    return compared
 
 
 def _sorted(values: Iterable[Any]) -> list[str]:
