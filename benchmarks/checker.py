@@ -143,8 +143,9 @@ def derived(frame: pd.DataFrame, *, seed: int = 1) -> dict[str, object]:
             "version": np.concatenate([np.ones(int(enq_ok.sum()), dtype=np.int64), seen, seen]),
         }
     )
-    # in time order, each read's invoke just before its ok
+    # in time order, each read's invoke just before its ok; object columns as History.frame()
     reads = reads.sort_values("time", kind="stable").reset_index(drop=True)
+    reads = reads.astype(dict.fromkeys(("process", "type", "f", "key"), object))
     return {
         "effects": pd.Series(values[is_dequeue], dtype=object),
         "present": acked[len(acked) // 10 :],  # the oldest tenth trimmed by MAXLEN

@@ -241,6 +241,14 @@ def _count(codes: _Array, size: int) -> _Array:
     return np.bincount(codes[codes >= 0], minlength=size)
 
 
+def _rows(frame: pd.DataFrame, f: str, kind: str | None = None) -> _Array:
+    """Row numbers whose ``f`` is ``f`` (and whose ``type`` is ``kind``, if given)."""
+    rows = np.flatnonzero(_eq(frame, "f", f))
+    if kind is not None:
+        rows = rows[frame["type"].to_numpy(dtype=object)[rows] == kind]
+    return rows
+
+
 def _eq(frame: pd.DataFrame, column: str, value: str) -> _Array:
     series = frame[column]
     if series.dtype == object:
@@ -318,8 +326,8 @@ def total_queue(
     """
     frame = _frame(history)
     values = frame["value"].to_numpy(dtype=object)
-    enq_rows = np.flatnonzero(_eq(frame, "f", enqueue))
-    deq_rows = np.flatnonzero(_eq(frame, "f", dequeue) & _eq(frame, "type", "ok"))
+    enq_rows = _rows(frame, enqueue)
+    deq_rows = _rows(frame, dequeue, "ok")
     etype = frame["type"].to_numpy(dtype=object)[enq_rows]
     deq_ids, deq_cells = _flat(values[deq_rows])
     (ec, dc), uniques = _codes(_norm(values[enq_rows]), deq_ids)
@@ -416,10 +424,10 @@ def exactly_once(
     """
     frame = _frame(history)
     values = frame["value"].to_numpy(dtype=object)
-    enq_rows = np.flatnonzero(_eq(frame, "f", enqueue))
+    enq_rows = _rows(frame, enqueue)
     etype = frame["type"].to_numpy(dtype=object)[enq_rows]
     if effects is None:
-        eff_rows = np.flatnonzero(_eq(frame, "f", effect) & _eq(frame, "type", "ok"))
+        eff_rows = _rows(frame, effect, "ok")
         applied_ids, cells = _flat(values[eff_rows])
         where: _Array | None = eff_rows[cells]
     else:
@@ -511,8 +519,11 @@ def one_terminal_state(
     """
     agg = _norm(transitions["aggregate"])
     is_terminal = transitions["state"].isin(list(terminal)).to_numpy(dtype=bool)
-    expected = _norm(list(aggregates)) if aggregates is not None else agg
-    (codes, ecodes), uniques = _codes(agg, expected)
+    if aggregates is None:
+        (codes,), uniques = _codes(agg)
+        ecodes = codes
+    else:
+        (codes, ecodes), uniques = _codes(agg, _norm(list(aggregates)))
     n = len(uniques)
     per = _count(codes[is_terminal], n)
     wanted = _flags(ecodes, n) | (per > 0)  # expected ones, and any that ended anyway
@@ -684,21 +695,23 @@ def stale_reads(
         acknowledgement and the read's start). ``detail`` names the first stale read.
     """
     frame = _frame(history)
-    kind = frame["type"].to_numpy(dtype=object)
     nanos = pd.DatetimeIndex(frame["time"]).as_unit("ns").asi8
-    w_rows = np.flatnonzero(_eq(frame, "f", write) & (kind == "ok"))
-    r_rows = np.flatnonzero(_eq(frame, "f", read) & ((kind == "ok") | (kind == "invoke")))
+    w_rows = _rows(frame, write, "ok")
+    r_rows = _rows(frame, read)
+    r_all = frame["type"].to_numpy(dtype=object)[r_rows]
+    keep = (r_all == "ok") | (r_all == "invoke")
+    r_rows, r_types = r_rows[keep], r_all[keep]
     # pair each read ok with the invoke just before it in the same process
     procs = pd.factorize(frame["process"].to_numpy(dtype=object)[r_rows])[0]
     by_proc = np.argsort(procs, kind="stable")
     began = np.full(len(r_rows), -1, dtype=np.int64)
     prev_same = np.zeros(len(r_rows), dtype=bool)
     prev_same[1:] = procs[by_proc][1:] == procs[by_proc][:-1]
-    r_kind = kind[r_rows][by_proc]
+    r_kind = r_types[by_proc]
     paired = prev_same & (r_kind == "ok")
     paired[1:] &= r_kind[:-1] == "invoke"
     began[by_proc[paired]] = nanos[r_rows][by_proc[np.flatnonzero(paired) - 1]]
-    oks = kind[r_rows] == "ok"
+    oks = r_types == "ok"
     unpaired = int((oks & (began < 0)).sum())
     judged = r_rows[oks & (began >= 0)]
     starts = began[oks & (began >= 0)]
@@ -948,8 +961,8 @@ def lost_by_retention(
     """
     frame = _frame(history)
     values = frame["value"].to_numpy(dtype=object)
-    enq_rows = np.flatnonzero(_eq(frame, "f", enqueue) & _eq(frame, "type", "ok"))
-    deq_rows = np.flatnonzero(_eq(frame, "f", dequeue) & _eq(frame, "type", "ok"))
+    enq_rows = _rows(frame, enqueue, "ok")
+    deq_rows = _rows(frame, dequeue, "ok")
     here = present.to_numpy(dtype=object) if isinstance(present, pd.Series) else present
     here_ids = _norm(here if isinstance(here, np.ndarray) else list(here))
     (ec, dc, pc), uniques = _codes(_norm(values[enq_rows]), _flat(values[deq_rows])[0], here_ids)

@@ -28,6 +28,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -192,7 +193,7 @@ class History:
                 }
             )
         rows = self._rows[:]  # a snapshot: other threads may still append
-        # one list comprehension per column is ~10x faster than zip(*rows) at 1M rows
+        # one pass per column is ~10x faster than zip(*rows) at 1M rows
         nanos = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         stamps = pd.DatetimeIndex(nanos.view("datetime64[ns]")).tz_localize("UTC")
         return pd.DataFrame(
@@ -202,10 +203,11 @@ class History:
                 # dtype, where a missing id (None) becomes NaN and then the text
                 # "nan", and which compares 3x slower than numpy's object arrays
                 **{
-                    name: pd.Series(_object_array([r[i] for r in rows]), dtype=object)
+                    name: pd.Series(_object_array(list(map(itemgetter(i), rows))), dtype=object)
                     for i, name in enumerate(COLUMNS[1:], start=1)
                 },
-            }
+            },
+            copy=False,  # one block per column: consolidating would copy 4M references
         )
 
     def records(self) -> list[dict[str, Any]]:
@@ -271,17 +273,16 @@ class History:
         history = cls()
         lines = Path(path).read_bytes().splitlines()
         with _gc_paused():
-            records = [orjson.loads(line) for line in lines if line.strip()]
+            try:
+                records = [orjson.loads(line) for line in lines]
+            except orjson.JSONDecodeError:  # blank lines (skipped), or a real error (raised)
+                records = [orjson.loads(line) for line in lines if line.strip()]
             nanos = _nanos([r["time"] for r in records])
             history.extend(
-                zip(
-                    nanos,
-                    [r["process"] for r in records],
-                    [r["type"] for r in records],
-                    [r["f"] for r in records],
-                    [r.get("value") for r in records],
-                    strict=True,
-                )
+                [
+                    (t, r["process"], r["type"], r["f"], r.get("value"))
+                    for t, r in zip(nanos, records, strict=True)
+                ]
             )
         return history
 
@@ -303,9 +304,10 @@ def _gc_paused() -> Iterator[None]:
 
 def _nanos(stamps: list[str]) -> list[int]:
     """Epoch nanoseconds of ISO 8601 UTC stamps; the ``…Z`` form we write parses fastest."""
-    if all(type(s) is str and s.endswith("Z") for s in stamps):
+    bare = [s[:-1] for s in stamps if s[-1:] == "Z"]  # numpy parses naive stamps only
+    if len(bare) == len(stamps):
         try:
-            parsed = np.array([s[:-1] for s in stamps], dtype="datetime64[ns]")
+            parsed = np.array(bare, dtype="datetime64[ns]")
         except ValueError:
             pass
         else:
