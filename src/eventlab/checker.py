@@ -4,7 +4,7 @@ Every checker returns a :class:`Verdict` (valid?, counts, offending ids, the
 first offending operation, frames for charts). They are vectorised with
 pandas and numpy: each checker turns ids into integer codes once
 (:func:`pandas.factorize`) and counts with :func:`numpy.bincount`, so a
-1,000,000-operation history is judged in well under two seconds
+1,000,000-operation history is judged in under two CPU seconds
 (``benchmarks/checker.py`` measures it).
 
 Conventions a history follows so the checkers can read it (see
