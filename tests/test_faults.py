@@ -549,3 +549,57 @@ def test_cli_pauses_kills_and_restarts_the_managed_broker(fresh_broker, capsys):
     restarted = faults.broker_mod.up(state=b.state)
     assert restarted.client().get("k") == "v"  # aof-always kept the write across kill -9
     assert "restarted (aof-always)" in capsys.readouterr().out
+
+
+def test_hold_partition_stops_a_reply_already_in_flight_under_latency(proxy, broker):
+    """A reply sitting out its latency when a hold partition starts waits for the heal."""
+    proxy.latency(1.5, direction="downstream")
+    c = proxy.client(retry=NO_RETRY, socket_timeout=60.0)
+    c.ping()
+    sender = threading.Thread(target=c.xadd, args=("s", {"id": "e1"}))
+    sender.start()
+    try:
+        # the XADD is applied at once; its reply now waits 1.5 s in the proxy
+        _eventually(lambda: broker.client().xlen("s") == 1, "the XADD to reach the broker")
+        faults.partition(direction="both", mode="hold")
+        sender.join(timeout=3.0)  # twice the latency: the old proxy delivered it by now
+        assert sender.is_alive(), "a reply crossed a hold partition"
+        assert proxy.status()["holding"]["downstream"] == 1
+    finally:
+        faults.heal()
+        sender.join(timeout=60)
+    assert not sender.is_alive()  # delivered at heal
+    c.close()
+
+
+def test_hold_partition_stops_a_request_already_in_flight_under_latency(proxy, broker):
+    """A request sitting out its latency when a hold partition starts never reaches the broker."""
+    proxy.latency(1.5, direction="upstream")
+    c = proxy.client(retry=NO_RETRY, socket_timeout=60.0)
+    c.ping()
+    sender = threading.Thread(target=c.xadd, args=("s", {"id": "e1"}))
+    sender.start()
+    try:
+        time.sleep(0.2)  # the request is in the proxy, waiting out its 1.5 s
+        faults.partition(direction="both", mode="hold")
+        time.sleep(3.0)
+        assert broker.client().xlen("s") == 0, "a request crossed a hold partition"
+    finally:
+        faults.heal()
+        sender.join(timeout=60)
+    assert broker.client().xlen("s") == 1  # delivered at heal
+    c.close()
+
+
+def test_stop_removes_proxy_json_so_status_says_no_proxy(broker, client, tmp_path, capsys):  # noqa: ARG001
+    """faults.stop() removes the proxy.json it wrote; `eventlab faults status` then exits 0."""
+    faults.start(broker, state=tmp_path)
+    assert (tmp_path / "proxy.json").exists()
+    assert cli.main(["faults", "status", "--state", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["connections"] == 0
+    faults.stop()
+    assert not (tmp_path / "proxy.json").exists()
+    assert cli.main(["faults", "status", "--state", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["running"] is False
+    assert cli.main(["faults", "status", "--state", str(tmp_path)]) == 0
+    assert "no fault proxy is running" in capsys.readouterr().out

@@ -124,3 +124,20 @@ def test_recording_from_threads_keeps_rows_whole():
     frame = h.frame()
     assert len(frame) == 8000
     assert (frame["value"].str.split("-").str[0] == frame["process"]).all()
+
+
+def test_read_jsonl_accepts_blank_lines_and_any_iso_offset(tmp_path):
+    """Blank lines are skipped; '+00:00' and 'Z' stamps and a null value read back exactly."""
+    path = tmp_path / "h.jsonl"
+    path.write_text(
+        '{"time": "2026-01-01T00:00:01.5Z", "process": "p", "type": "ok", "f": "enqueue", '
+        '"value": "nan"}\n\n'
+        '{"time": "2026-01-01T01:00:02+01:00", "process": "c", "type": "ok", "f": "dequeue", '
+        '"value": null}\n'
+    )
+    frame = History.read_jsonl(path).frame()
+    assert list(frame["time"]) == [
+        pd.Timestamp("2026-01-01T00:00:01.5Z"),
+        pd.Timestamp("2026-01-01T00:00:02Z"),
+    ]
+    assert frame["value"].tolist() == ["nan", None]  # null stays no id, never the text "nan"

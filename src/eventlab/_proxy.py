@@ -235,17 +235,9 @@ class Engine:
         try:
             while (item := await queue.get()) is not None:
                 arrived, data = item
-                state = self.state[direction]
-                while state.partition == "hold":
-                    self.holding[direction] += 1
-                    try:
-                        await self.healed[direction].wait()
-                    finally:
-                        self.holding[direction] -= 1
-                    state = self.state[direction]
-                if state.partition == "drop":
-                    conn.dropped = True
+                if not await self._gate(conn, direction):
                     continue
+                state = self.state[direction]
                 delay = state.latency
                 if state.jitter:
                     delay = max(
@@ -256,7 +248,11 @@ class Engine:
                 last_due = due
                 if (wait := due - loop.time()) > 0:
                     await asyncio.sleep(wait)
-                paced = await self._write(writer, data, direction, paced)
+                    # a partition that began while these bytes sat out their latency
+                    # cuts them too: nothing in flight crosses a partition
+                    if not await self._gate(conn, direction):
+                        continue
+                paced = await self._write(writer, data, direction, paced, conn)
             # the sender closed its side: pass the EOF on
             with contextlib.suppress(OSError):
                 if writer.can_write_eof():
@@ -266,8 +262,26 @@ class Engine:
         finally:
             reading.cancel()
 
+    async def _gate(self, conn: _Conn, direction: str) -> bool:
+        """Wait while ``direction`` is held; return False if its bytes are to be dropped."""
+        while self.state[direction].partition == "hold":
+            self.holding[direction] += 1
+            try:
+                await self.healed[direction].wait()
+            finally:
+                self.holding[direction] -= 1
+        if self.state[direction].partition == "drop":
+            conn.dropped = True
+            return False
+        return True
+
     async def _write(
-        self, writer: asyncio.StreamWriter, data: bytes, direction: str, paced: float
+        self,
+        writer: asyncio.StreamWriter,
+        data: bytes,
+        direction: str,
+        paced: float,
+        conn: _Conn,
     ) -> float:
         """Write ``data`` at the direction's bandwidth; return the updated pacing clock.
 
@@ -283,6 +297,8 @@ class Engine:
         clock = max(paced, loop.time())
         step = max(1, int(rate * _BANDWIDTH_SLICE))
         for offset in range(0, len(data), step):
+            if not await self._gate(conn, direction):  # partitioned mid-chunk
+                break
             piece = data[offset : offset + step]
             writer.write(piece)
             await writer.drain()

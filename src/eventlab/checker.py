@@ -1,20 +1,34 @@
-"""Judge a history after the fact: what was lost, duplicated, unexpected, or never converged.
+"""Judge a history after the fact: what was lost, duplicated, unexpected, stale or never converged.
 
-Every checker returns a :class:`Verdict` (valid?, counts, offending ids, frames
-for charts). They are vectorised with pandas so a 1,000,000-operation history is
-judged in a few seconds (``benchmarks/checker.py`` measures it).
+Every checker returns a :class:`Verdict` (valid?, counts, offending ids, the
+first offending operation, frames for charts). They are vectorised with
+pandas and numpy: each checker turns ids into integer codes once
+(:func:`pandas.factorize`) and counts with :func:`numpy.bincount`, so a
+1,000,000-operation history is judged in under two CPU seconds
+(``benchmarks/checker.py`` measures it).
 
 Conventions a history follows so the checkers can read it (see
 :mod:`eventlab.history`): producers record ``f="enqueue"`` with the event id as
 ``value``; consumers record ``f="dequeue"`` ``ok`` with the event id (or a list
-of ids) for every delivery they processed, including the final reads.
+of ids) for every delivery they processed, including the final reads. Writers
+and readers of a view record ``f="write"`` / ``f="read"`` with
+``{"key": …, "version": …}`` (see :func:`stale_reads`).
 
-Introduced in lesson 03 (lost vs duplicated) and used throughout lesson 11.
+Every checker reads ids through one rule, :func:`id_of`: a string stays as it
+is (no Unicode normalisation: two ids that differ only by it are two ids), an
+integer (or an integral float, as pandas stores an int column with a gap) is
+its decimal text, bytes are UTF-8, and ``None``/NaN is *no id* — it never
+matches an event whose id is the text ``"nan"``.
+
+Introduced in lesson 03 (lost vs duplicated) and used throughout lesson 11;
+lesson 06 and lesson 12 use :func:`stale_reads`.
 """
 
 from __future__ import annotations
 
+import math
 import time
+import unicodedata
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,13 +47,17 @@ __all__ = [
     "diff",
     "exactly_once",
     "fold_stream",
+    "id_of",
     "lost_by_retention",
     "monotonic_versions",
     "one_terminal_state",
+    "stale_reads",
     "stream_event_ids",
     "total_queue",
     "watch_convergence",
 ]
+
+_Array = np.ndarray[Any, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +72,9 @@ class Verdict:
         frames: DataFrames for charts and for looking closer.
         convergence_seconds: For :func:`convergence`: seconds from heal until the
             views agreed for good; ``None`` if they never did (or not applicable).
+        detail: For an INVALID verdict, the first offending operation (what,
+            which id, its time and process) or why the evidence does not allow a
+            VALID verdict; empty when valid.
     """
 
     name: str
@@ -62,16 +83,18 @@ class Verdict:
     offending: dict[str, list[str]] = field(default_factory=dict)
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)
     convergence_seconds: float | None = None
+    detail: str = ""
 
     def __str__(self) -> str:
-        """One line: name, VALID/INVALID and the non-zero counts."""
+        """One line: name, VALID/INVALID, the counts, and the first offence when INVALID."""
         counts = ", ".join(f"{k}={v}" for k, v in self.counts.items())
         extra = (
             f", converged in {self.convergence_seconds:.3f} s"
             if self.convergence_seconds is not None
             else ""
         )
-        return f"{self.name}: {'VALID' if self.valid else 'INVALID'} ({counts}{extra})"
+        why = f"; {self.detail}" if self.detail else ""
+        return f"{self.name}: {'VALID' if self.valid else 'INVALID'} ({counts}{extra}){why}"
 
 
 HistoryLike = History | pd.DataFrame
@@ -83,50 +106,202 @@ def _frame(history: HistoryLike) -> pd.DataFrame:
     return history
 
 
-def _text(values: pd.Series | np.ndarray[Any, Any]) -> pd.Series:
-    """Return the values as an object Series of ``str`` (ids), converting only non-strings.
+# -- ids: one rule for every checker ---------------------------------------------------
 
-    Object dtype on purpose: pandas hashes plain Python strings faster than its
-    ``str`` dtype, which matters at a million operations.
+
+def id_of(value: Any) -> str | None:  # noqa: PLR0911 - one return per kind of value
+    """Return the id every checker uses for ``value``, or ``None`` for *no id*.
+
+    A ``str`` is kept exactly (ids differing only by Unicode normalisation stay
+    distinct); an integer, or a float with an integral value (pandas stores an
+    int column with a gap as float), becomes its decimal text, so ``1``,
+    ``1.0`` and ``"1"`` are one id; bytes are decoded as UTF-8; ``None``, NaN
+    and ``pd.NA`` are no id at all, never the text ``"nan"``.
     """
-    raw = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else values
-    if pd.api.types.infer_dtype(raw, skipna=False) == "string":
-        return pd.Series(raw, dtype=object)  # all str already: a C-speed scan, no copy
-    is_str = np.fromiter((type(v) is str for v in raw), dtype=bool, count=len(raw))
-    if not is_str.all():
-        raw = raw.copy()
-        raw[~is_str] = [str(v) for v in raw[~is_str]]
-    return pd.Series(raw, dtype=object)
+    if type(value) is str:
+        return value
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return str(value)
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return None
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "surrogateescape")
+    return str(value)
 
 
-def _index(values: Any) -> pd.Index:
-    # object dtype: pandas 3 would infer its slower "str" dtype for an Index of strings
-    index: pd.Index = pd.Index(values, dtype=object)
-    return index
+def _norm(values: pd.Series | _Array | Iterable[Any]) -> _Array:
+    """Return ``values`` as an object array of :func:`id_of` ids (``None`` = no id)."""
+    if isinstance(values, pd.Series):
+        raw = values.to_numpy(dtype=object)
+    elif isinstance(values, np.ndarray):
+        raw = values.astype(object, copy=False)
+    else:
+        raw = _objects(list(values))
+    kind = pd.api.types.infer_dtype(raw, skipna=False)
+    if kind == "string":  # all str already: a C-speed scan, no copy
+        return raw
+    if kind == "integer":
+        return raw.astype(np.int64).astype(str).astype(object)
+    return _objects([id_of(v) for v in raw])
 
 
-def _ids(values: pd.Series) -> pd.Series:
-    """Flatten a value column whose cells are ids or lists of ids into a Series of str ids."""
-    raw = values.to_numpy(dtype=object)
-    if pd.api.types.infer_dtype(raw, skipna=False) == "string":
-        return pd.Series(raw, dtype=object)  # plain ids, no lists: nothing to flatten
-    is_list = np.fromiter((isinstance(v, list | tuple) for v in raw), dtype=bool, count=len(raw))
-    if is_list.any():
-        flat = pd.Series(raw[~is_list], dtype=object)
-        nested = pd.Series(raw[is_list], dtype=object).explode().dropna()
-        raw = pd.concat([flat, nested], ignore_index=True).to_numpy(dtype=object)
-    return _text(raw)
-
-
-def _select(frame: pd.DataFrame, f: str, types: Collection[str]) -> pd.DataFrame:
-    fmask = frame["f"].to_numpy(dtype=object) == f
-    sub: pd.DataFrame = frame[fmask]
-    out: pd.DataFrame = sub[sub["type"].isin(list(types))]
+def _objects(values: list[Any]) -> _Array:
+    # np.array() would turn a list of lists into a 2-D array; keep one object per item
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
     return out
 
 
-def _sorted(values: Iterable[str]) -> list[str]:
+def _flat(values: _Array) -> tuple[_Array, _Array]:
+    """Flatten cells that are ids or lists of ids; return (ids, index of the cell of each)."""
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":
+        return values, np.arange(len(values))
+    is_list = np.fromiter(
+        (isinstance(v, list | tuple) for v in values), dtype=bool, count=len(values)
+    )
+    if not is_list.any():
+        return _norm(values), np.arange(len(values))
+    lengths = np.where(is_list, [len(v) if isinstance(v, list | tuple) else 1 for v in values], 1)
+    cells = np.repeat(np.arange(len(values)), lengths)
+    flat = [x for v in values for x in (v if isinstance(v, list | tuple) else (v,))]
+    return _norm(_objects(flat)), cells
+
+
+def _show(ident: str | None) -> str:
+    """Print an id so that two ids differing only by Unicode normalisation look different."""
+    if ident is None:
+        return "(no id)"
+    if ident.isascii() and ident.isprintable():
+        return repr(ident)
+    if unicodedata.is_normalized("NFC", ident) and ident.isprintable():
+        return repr(ident)
+    return ascii(ident)  # decomposed or invisible characters: show the code points
+
+
+def _codes(*parts: _Array) -> tuple[list[_Array], _Array]:
+    """Factorize several id arrays together: integer codes per part (-1 = no id), uniques.
+
+    Uniques come in order of first appearance, as :func:`pandas.factorize` gives them.
+    """
+    joined = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    codes, uniques = _factorize(joined)
+    out, start = [], 0
+    for part in parts:
+        out.append(codes[start : start + len(part)])
+        start += len(part)
+    return out, uniques
+
+
+def _factorize(ids: _Array) -> tuple[_Array, _Array]:
+    """Codes and uniques of an object array of ``str``/``None`` ids (``None`` → -1).
+
+    Hashing a million strings in pandas' hash table costs about a second;
+    Python caches each string's hash in the string, so factorizing the int64
+    hashes and then checking every id against its code's representative is a
+    quarter of that, and exact: any hash collision fails the check and falls
+    back to :func:`pandas.factorize`.
+    """
+    present: _Array | None = None
+    if pd.api.types.infer_dtype(ids, skipna=False) != "string":
+        present = ~pd.isna(ids)
+        values = ids[present]
+    else:
+        values = ids
+    hashes = np.fromiter(map(hash, values), dtype=np.int64, count=len(values))
+    codes, _ = pd.factorize(hashes)
+    # codes are numbered in order of first appearance: a new code is a new running maximum
+    running = np.maximum.accumulate(codes) if len(codes) else codes
+    new = np.ones(len(codes), dtype=bool)
+    new[1:] = running[1:] > running[:-1]
+    uniques = values[np.flatnonzero(new)]
+    if not bool((values == uniques[codes]).all()):  # a hash collision: be exact instead
+        codes, uniques = pd.factorize(values)
+        uniques = np.asarray(uniques, dtype=object)
+    codes = codes.astype(np.int64, copy=False)
+    if present is None:
+        return codes, uniques
+    full = np.full(len(ids), -1, dtype=np.int64)
+    full[present] = codes
+    return full, uniques
+
+
+def _flags(codes: _Array, size: int) -> _Array:
+    out = np.zeros(size, dtype=bool)
+    out[codes[codes >= 0]] = True
+    return out
+
+
+def _count(codes: _Array, size: int) -> _Array:
+    return np.bincount(codes[codes >= 0], minlength=size)
+
+
+def _rows(frame: pd.DataFrame, f: str, kind: str | None = None) -> _Array:
+    """Row numbers whose ``f`` is ``f`` (and whose ``type`` is ``kind``, if given)."""
+    rows = np.flatnonzero(_eq(frame, "f", f))
+    if kind is not None:
+        rows = rows[frame["type"].to_numpy(dtype=object)[rows] == kind]
+    return rows
+
+
+def _eq(frame: pd.DataFrame, column: str, value: str) -> _Array:
+    series = frame[column]
+    if series.dtype == object:
+        mask: _Array = series.to_numpy() == value  # numpy's object compare: 3x pandas' str
+        return mask
+    compared: _Array = (series == value).to_numpy(dtype=bool, na_value=False)
+    return compared
+
+
+def _sorted(values: Iterable[Any]) -> list[str]:
     return sorted(str(v) for v in values)
+
+
+def _when(frame: pd.DataFrame, row: int) -> str:
+    """``at <time> by <process>`` for a row of a frame (the parts the frame has)."""
+    parts = []
+    if "time" in frame.columns:
+        stamp = pd.Timestamp(frame["time"].iloc[row])
+        parts.append(f"at {stamp.isoformat()}")
+    if "process" in frame.columns:
+        parts.append(f"by {frame['process'].iloc[row]}")
+    return " ".join(parts) or f"(row {row})"
+
+
+def _first(frame: pd.DataFrame, candidates: list[tuple[int, str]]) -> str:
+    """The earliest of ``(row, sentence)`` candidates, by time when the frame has one."""
+    found = [c for c in candidates if c[0] >= 0]
+    if not found:
+        return ""
+    if "time" in frame.columns:
+        times = frame["time"]
+        row, text = min(found, key=lambda c: (pd.Timestamp(times.iloc[c[0]]), c[0]))
+    else:
+        row, text = min(found)
+    return f"first offending operation: {text} {_when(frame, row)}"
+
+
+def _first_row(rows: _Array, mask: _Array) -> int:
+    hits = np.flatnonzero(mask)
+    return int(rows[hits[0]]) if hits.size else -1
+
+
+def _second_occurrence(codes: _Array, wanted: _Array) -> int:
+    """Index (into ``codes``) of the first repeat of a code flagged in ``wanted``, or -1."""
+    positions = np.flatnonzero((codes >= 0) & wanted[np.maximum(codes, 0)])
+    if not positions.size:
+        return -1
+    repeat = pd.Series(codes[positions]).duplicated().to_numpy()
+    hits = np.flatnonzero(repeat)
+    return int(positions[hits[0]]) if hits.size else -1
+
+
+# -- queues and effects ----------------------------------------------------------------
 
 
 def total_queue(
@@ -142,74 +317,94 @@ def total_queue(
     **duplicated** = dequeued more than once (allowed under at-least-once unless
     ``allow_duplicates=False``); **unexpected** = dequeued but never enqueued (or
     whose enqueue certainly failed); **recovered** = enqueue ``info`` (timed
-    out) that was dequeued after all.
+    out) that was dequeued after all. A dequeue with no id (``None``) counts
+    for nothing.
 
     Returns:
         A verdict; frames ``"outcomes"`` (outcome, count) and ``"deliveries"``
-        (id, deliveries).
+        (id, deliveries). ``detail`` names the first offending operation.
     """
     frame = _frame(history)
-    enq = frame[frame["f"].to_numpy(dtype=object) == enqueue]
-    etype = enq["type"].to_numpy(dtype=object)
-    evalue = _text(enq["value"])
-    attempted = pd.unique(evalue[etype == "invoke"])
-    acked = pd.unique(evalue[etype == "ok"])
-    failed = pd.unique(evalue[etype == "fail"])
-    settled = pd.unique(evalue[(etype == "ok") | (etype == "fail")])
-    uncertain = _index(attempted)[~_index(attempted).isin(settled)]  # info or no reply
-
-    deliveries = _ids(_select(frame, dequeue, ("ok",))["value"]).value_counts()
-    delivered = deliveries.index
-
-    lost = _index(acked)[~_index(acked).isin(delivered)]
-    duplicated = deliveries.index[deliveries.to_numpy() > 1]
-    # possible = attempted and not certainly failed, or acknowledged (isin, no sorted union)
-    attempted_ok = _index(attempted)[~_index(attempted).isin(failed)]
-    unexpected = delivered[~(delivered.isin(attempted_ok) | delivered.isin(acked))]
-    recovered = uncertain[uncertain.isin(delivered)]
-    counts = {
-        "attempted": len(attempted),
-        "acknowledged": len(acked),
-        "delivered": len(delivered),
-        "lost": len(lost),
-        "duplicated": len(duplicated),
-        "unexpected": len(unexpected),
-        "recovered": len(recovered),
-    }
-    valid = not lost.size and not unexpected.size and (allow_duplicates or not duplicated.size)
+    values = frame["value"].to_numpy(dtype=object)
+    enq_rows = _rows(frame, enqueue)
+    deq_rows = _rows(frame, dequeue, "ok")
+    etype = frame["type"].to_numpy(dtype=object)[enq_rows]
+    deq_ids, deq_cells = _flat(values[deq_rows])
+    (ec, dc), uniques = _codes(_norm(values[enq_rows]), deq_ids)
+    n = len(uniques)
+    is_ok, is_fail = etype == "ok", etype == "fail"
+    attempted = _flags(ec[etype == "invoke"], n)
+    acked, failed = _flags(ec[is_ok], n), _flags(ec[is_fail], n)
+    deliveries = _count(dc, n)
+    delivered = deliveries > 0
+    lost = acked & ~delivered
+    duplicated = deliveries > 1
+    # possible = attempted and not certainly failed, or acknowledged
+    unexpected = delivered & ~((attempted & ~failed) | acked)
+    recovered = attempted & ~(acked | failed) & delivered
+    valid = not lost.any() and not unexpected.any() and (allow_duplicates or not duplicated.any())
+    detail = ""
+    if not valid:
+        candidates = []
+        if lost.any():
+            row = _first_row(enq_rows, is_ok & lost[np.maximum(ec, 0)] & (ec >= 0))
+            candidates.append((row, f"lost {_show(values[row])}: enqueue ok"))
+        if unexpected.any():
+            at = np.flatnonzero((dc >= 0) & unexpected[np.maximum(dc, 0)])[0]
+            row = int(deq_rows[deq_cells[at]])
+            candidates.append((row, f"unexpected {_show(uniques[dc[at]])}: dequeue ok"))
+        if not allow_duplicates and duplicated.any():
+            at = _second_occurrence(dc, duplicated)
+            row = int(deq_rows[deq_cells[at]])
+            candidates.append((row, f"duplicated {_show(uniques[dc[at]])}: second dequeue"))
+        detail = _first(frame, candidates)
     outcomes = pd.DataFrame(
         {
             "outcome": ["delivered once", "duplicated", "lost", "unexpected", "recovered"],
             "count": [
-                int((deliveries.to_numpy() == 1).sum()),
-                len(duplicated),
-                len(lost),
-                len(unexpected),
-                len(recovered),
+                int((deliveries == 1).sum()),
+                int(duplicated.sum()),
+                int(lost.sum()),
+                int(unexpected.sum()),
+                int(recovered.sum()),
             ],
         }
     )
     return Verdict(
         name="total-queue",
         valid=bool(valid),
-        counts=counts,
+        counts={
+            "attempted": int(attempted.sum()),
+            "acknowledged": int(acked.sum()),
+            "delivered": int(delivered.sum()),
+            "lost": int(lost.sum()),
+            "duplicated": int(duplicated.sum()),
+            "unexpected": int(unexpected.sum()),
+            "recovered": int(recovered.sum()),
+        },
         offending={
-            "lost": _sorted(lost),
-            "duplicated": _sorted(duplicated),
-            "unexpected": _sorted(unexpected),
-            "recovered": _sorted(recovered),
+            "lost": _sorted(uniques[lost]),
+            "duplicated": _sorted(uniques[duplicated]),
+            "unexpected": _sorted(uniques[unexpected]),
+            "recovered": _sorted(uniques[recovered]),
         },
         frames={
             "outcomes": outcomes,
-            "deliveries": deliveries.rename_axis("id").reset_index(name="deliveries"),
+            "deliveries": pd.DataFrame(
+                {
+                    "id": pd.Series(uniques[delivered], dtype=object),
+                    "deliveries": deliveries[delivered],
+                }
+            ),
         },
+        detail=detail,
     )
 
 
 def exactly_once(
     history: HistoryLike,
     *,
-    effects: Iterable[str] | pd.Series | None = None,
+    effects: Iterable[Any] | pd.Series | None = None,
     enqueue: str = "enqueue",
     effect: str = "effect",
 ) -> Verdict:
@@ -224,84 +419,160 @@ def exactly_once(
 
     Returns:
         A verdict with counts ``once``, ``missing``, ``duplicated``, ``unexpected``
-        and frame ``"effects"`` (id, applied).
+        and frame ``"effects"`` (id, applied). ``detail`` names the first
+        offending operation (or, for a list of effects, its position).
     """
     frame = _frame(history)
-    enq = frame[frame["f"].to_numpy(dtype=object) == enqueue]
-    etype = enq["type"].to_numpy(dtype=object)
-    evalue = _text(enq["value"])
-    acked = _index(pd.unique(evalue[etype == "ok"]))
-    attempted = _index(pd.unique(evalue[etype == "invoke"]))
-    failed = pd.unique(evalue[etype == "fail"])
+    values = frame["value"].to_numpy(dtype=object)
+    enq_rows = _rows(frame, enqueue)
+    etype = frame["type"].to_numpy(dtype=object)[enq_rows]
+    if effects is None:
+        eff_rows = _rows(frame, effect, "ok")
+        applied_ids, cells = _flat(values[eff_rows])
+        where: _Array | None = eff_rows[cells]
+    else:
+        raw = effects.to_numpy(dtype=object) if isinstance(effects, pd.Series) else effects
+        applied_ids, where = _norm(raw if isinstance(raw, np.ndarray) else list(raw)), None
+    (ec, ac), uniques = _codes(_norm(values[enq_rows]), applied_ids)
+    n = len(uniques)
+    is_ok = etype == "ok"
+    acked = _flags(ec[is_ok], n)
+    attempted, failed = _flags(ec[etype == "invoke"], n), _flags(ec[etype == "fail"], n)
+    applied = _count(ac, n)
+    missing = acked & (applied == 0)
+    duplicated = applied > 1
     # an effect may come only from an enqueue that was attempted and did not
     # certainly fail, or was acknowledged (the same rule as total_queue)
-    attempted_ok = attempted[~attempted.isin(failed)]
-    if effects is None:
-        applied_ids = _ids(_select(frame, effect, ("ok",))["value"])
-    else:
-        applied_ids = pd.Series(list(effects) if not isinstance(effects, pd.Series) else effects)
-        applied_ids = _text(applied_ids)
-    applied = applied_ids.value_counts()
-    # append, not union: union sorts, an object argsort that costs a second at 1M ids
-    per_id = applied.reindex(acked.append(applied.index[~applied.index.isin(acked)]), fill_value=0)
-    missing = acked[~acked.isin(applied.index)]
-    duplicated = applied.index[applied.to_numpy() > 1]
-    unexpected = applied.index[~(applied.index.isin(attempted_ok) | applied.index.isin(acked))]
-    counts = {
-        "events": len(acked),
-        "once": int((applied.reindex(acked, fill_value=0).to_numpy() == 1).sum()),
-        "missing": len(missing),
-        "duplicated": len(duplicated),
-        "unexpected": len(unexpected),
-    }
+    unexpected = (applied > 0) & ~((attempted & ~failed) | acked)
+    valid = not (missing.any() or duplicated.any() or unexpected.any())
+    detail = ""
+    if not valid:
+        candidates: list[tuple[int, str]] = []
+        if missing.any():
+            row = _first_row(enq_rows, is_ok & (ec >= 0) & missing[np.maximum(ec, 0)])
+            candidates.append((row, f"missing effect of {_show(values[row])}: enqueue ok"))
+        for name, wanted, at in (
+            ("duplicated", duplicated, _second_occurrence(ac, duplicated)),
+            ("unexpected", unexpected, _first_row(np.arange(len(ac)), _hit(ac, unexpected))),
+        ):
+            if at < 0 or not wanted.any():
+                continue
+            what = f"{name} effect of {_show(uniques[ac[at]])}"
+            if where is None:
+                detail = detail or f"first offending effect: {what} (effects[{at}])"
+            else:
+                candidates.append((int(where[at]), f"{what}: effect ok"))
+        detail = _first(frame, candidates) or detail
+    # acknowledged ids first (in history order), then effects of other ids
+    shown = np.concatenate([np.flatnonzero(acked), np.flatnonzero(~acked & (applied > 0))])
     return Verdict(
         name="exactly-once",
-        valid=not (missing.size or duplicated.size or unexpected.size),
-        counts=counts,
-        offending={
-            "missing": _sorted(missing),
-            "duplicated": _sorted(duplicated),
-            "unexpected": _sorted(unexpected),
+        valid=bool(valid),
+        counts={
+            "events": int(acked.sum()),
+            "once": int((acked & (applied == 1)).sum()),
+            "missing": int(missing.sum()),
+            "duplicated": int(duplicated.sum()),
+            "unexpected": int(unexpected.sum()),
         },
-        frames={"effects": per_id.rename_axis("id").reset_index(name="applied")},
+        offending={
+            "missing": _sorted(uniques[missing]),
+            "duplicated": _sorted(uniques[duplicated]),
+            "unexpected": _sorted(uniques[unexpected]),
+        },
+        frames={
+            "effects": pd.DataFrame(
+                {"id": pd.Series(uniques[shown], dtype=object), "applied": applied[shown]}
+            )
+        },
+        detail=detail,
     )
+
+
+def _hit(codes: _Array, wanted: _Array) -> _Array:
+    mask: _Array = (codes >= 0) & wanted[np.maximum(codes, 0)]
+    return mask
+
+
+# -- states and versions ---------------------------------------------------------------
 
 
 def one_terminal_state(
     transitions: pd.DataFrame,
     *,
     terminal: Collection[str],
-    aggregates: Iterable[str] | None = None,
+    aggregates: Iterable[Any] | None = None,
 ) -> Verdict:
     """Check that every aggregate (order) ended in exactly one terminal state.
 
     Args:
-        transitions: One row per state reached: columns ``aggregate`` and ``state``.
+        transitions: One row per state reached: columns ``aggregate`` and
+            ``state`` (optional ``time`` and ``process`` name the offence).
         terminal: The terminal states (``{"OrderCompleted", "OrderCancelled"}``).
         aggregates: Every aggregate that must have ended; default: those seen.
+            Read with :func:`id_of`, like the column, so ``[1, 2]`` matches an
+            int column.
 
     Returns:
         A verdict with counts ``aggregates``, ``one``, ``none``, ``many`` and frame
         ``"terminal"`` (aggregate, terminal_states).
     """
-    agg = _text(transitions["aggregate"])  # object str: faster than pandas' str dtype
-    is_terminal = transitions["state"].isin(list(terminal)).to_numpy()
-    per = agg[is_terminal].value_counts()
-    expected = _index(pd.unique(agg)) if aggregates is None else _index(list(aggregates))
-    per = per.reindex(expected.append(per.index[~per.index.isin(expected)]), fill_value=0)
-    none = per.index[per.to_numpy() == 0]
-    many = per.index[per.to_numpy() > 1]
+    agg = _norm(transitions["aggregate"])
+    is_terminal = transitions["state"].isin(list(terminal)).to_numpy(dtype=bool)
+    if aggregates is None:
+        (codes,), uniques = _codes(agg)
+        ecodes = codes
+    else:
+        (codes, ecodes), uniques = _codes(agg, _norm(list(aggregates)))
+    n = len(uniques)
+    per = _count(codes[is_terminal], n)
+    wanted = _flags(ecodes, n) | (per > 0)  # expected ones, and any that ended anyway
+    none = wanted & (per == 0)
+    many = per > 1
+    valid = not (none.any() or many.any())
+    detail = ""
+    if not valid:
+        candidates: list[tuple[int, str]] = []
+        if many.any():
+            at = _second_occurrence(np.where(is_terminal, codes, -1), many)
+            candidates.append(
+                (at, f"second terminal state {transitions['state'].iloc[at]!s} of {_show(agg[at])}")
+            )
+        if none.any():
+            first_none = int(np.flatnonzero(none)[0]) if not many.any() else -1
+            if first_none >= 0:
+                seen = np.flatnonzero(codes == first_none)
+                ident = _show(uniques[first_none])
+                if seen.size:
+                    row = int(seen[-1])
+                    last = transitions["state"].iloc[row]
+                    candidates.append((row, f"{ident} never ended; its last state {last!s}"))
+                else:
+                    detail = f"{ident} never ended: no transition at all"
+        detail = _first(transitions.reset_index(drop=True), candidates) or detail
+    order = np.flatnonzero(wanted)
+    if aggregates is not None:  # the expected ones in the order given, then the others
+        given = pd.unique(ecodes[ecodes >= 0])
+        order = np.concatenate([given, order[~np.isin(order, given)]])
     return Verdict(
         name="one-terminal-state",
-        valid=not (none.size or many.size),
+        valid=bool(valid),
         counts={
-            "aggregates": len(per),
-            "one": int((per.to_numpy() == 1).sum()),
-            "none": len(none),
-            "many": len(many),
+            "aggregates": int(wanted.sum()),
+            "one": int((wanted & (per == 1)).sum()),
+            "none": int(none.sum()),
+            "many": int(many.sum()),
         },
-        offending={"none": _sorted(none), "many": _sorted(many)},
-        frames={"terminal": per.rename_axis("aggregate").reset_index(name="terminal_states")},
+        offending={"none": _sorted(uniques[none]), "many": _sorted(uniques[many])},
+        frames={
+            "terminal": pd.DataFrame(
+                {
+                    "aggregate": pd.Series(uniques[order], dtype=object),
+                    "terminal_states": per[order],
+                }
+            )
+        },
+        detail=detail,
     )
 
 
@@ -310,33 +581,211 @@ def monotonic_versions(observations: pd.DataFrame) -> Verdict:
 
     Args:
         observations: Columns ``aggregate`` and ``version`` (int), in observation
-            order, or with a ``time`` column to sort by (stable).
+            order, or with a ``time`` column to sort by (stable); an optional
+            ``process`` column names who saw the offence. Aggregates are read
+            with :func:`id_of`, so ``1`` and ``"1"`` are one aggregate.
 
     Returns:
         A verdict with counts ``observations``, ``aggregates``, ``regressions`` and
-        frame ``"regressions"`` (aggregate, before, after[, time]).
+        frame ``"regressions"`` (aggregate, [time,] before, after).
     """
     obs = observations
     if "time" in obs.columns:
         obs = obs.sort_values("time", kind="stable")
     obs = obs.reset_index(drop=True)
-    versions = obs["version"].astype("int64")
-    previous = versions.groupby(obs["aggregate"], sort=False).shift()
-    bad = (versions < previous).to_numpy()
-    columns = ["aggregate"] + (["time"] if "time" in obs.columns else [])
-    regressions = obs.loc[bad, columns].assign(before=previous[bad], after=versions[bad])
-    offenders = pd.unique(regressions["aggregate"].astype(str))
+    versions = obs["version"].to_numpy(dtype=np.int64)
+    (codes,), uniques = _codes(_norm(obs["aggregate"]))
+    n = len(codes)
+    order = np.argsort(codes, kind="stable")  # per aggregate, in observation order
+    cs, vs = codes[order], versions[order]
+    same = np.zeros(n, dtype=bool)
+    same[1:] = (cs[1:] == cs[:-1]) & (cs[1:] >= 0)
+    prev = np.zeros(n, dtype=np.int64)
+    prev[1:] = vs[:-1]
+    bad_sorted = same & (vs < prev)
+    rows = order[bad_sorted]
+    before = prev[bad_sorted]
+    back = np.argsort(rows, kind="stable")
+    rows, before = rows[back], before[back]
+    regressions = pd.DataFrame({"aggregate": pd.Series(uniques[codes[rows]], dtype=object)})
+    if "time" in obs.columns:
+        regressions["time"] = obs["time"].to_numpy()[rows]
+    regressions["before"] = before
+    regressions["after"] = versions[rows]
+    detail = ""
+    if rows.size:
+        row = int(rows[0])
+        detail = _first(
+            obs,
+            [
+                (
+                    row,
+                    (
+                        f"{_show(uniques[codes[row]])} went back from version {before[0]} "
+                        f"to {versions[row]}"
+                    ),
+                )
+            ],
+        )
     return Verdict(
         name="monotonic-versions",
-        valid=not len(regressions),
+        valid=not rows.size,
         counts={
-            "observations": len(obs),
-            "aggregates": int(obs["aggregate"].nunique()),
-            "regressions": len(regressions),
+            "observations": n,
+            "aggregates": len(uniques),
+            "regressions": len(rows),
         },
-        offending={"regressed": _sorted(offenders)},
-        frames={"regressions": regressions.reset_index(drop=True)},
+        offending={"regressed": _sorted(pd.unique(regressions["aggregate"]))},
+        frames={"regressions": regressions},
+        detail=detail,
     )
+
+
+# -- reads: stale or fresh -------------------------------------------------------------
+
+
+def _key_version(frame: pd.DataFrame, rows: _Array) -> tuple[_Array, _Array]:
+    """Keys (ids) and versions of ``rows``: from ``key``/``version`` columns or dict values."""
+    if "key" in frame.columns and "version" in frame.columns:
+        keys = _norm(frame["key"].to_numpy(dtype=object)[rows])
+        raw = frame["version"].to_numpy(dtype=object)[rows]
+    else:
+        values = frame["value"].to_numpy(dtype=object)[rows]
+        dicts = [v if isinstance(v, dict) else {} for v in values]
+        keys = _norm(_objects([d.get("key") for d in dicts]))
+        raw = _objects([d.get("version") for d in dicts])
+    versions = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce")
+    return keys, versions.fillna(0).to_numpy(dtype=np.float64)
+
+
+def stale_reads(
+    history: HistoryLike,
+    *,
+    within: float = 0.0,
+    write: str = "write",
+    read: str = "read",
+) -> Verdict:
+    """Find reads that missed a write acknowledged before they began (Jepsen-style staleness).
+
+    A history records writes (``f=write``, ``ok`` value ``{"key": k,
+    "version": v}``: version ``v`` of ``k`` is acknowledged at that record's
+    time) and reads (``f=read``: an ``invoke`` when the read began, an ``ok``
+    whose value ``{"key": k, "version": v}`` says what it saw; ``None`` or 0 =
+    nothing). A frame with ``key`` and ``version`` columns works as well.
+    The read is **stale** when a write of a newer version of its key was
+    acknowledged more than ``within`` seconds before the read began: a
+    linearizable (or read-your-writes) store never does that; an eventually
+    consistent view does, and ``within`` is the staleness it promises.
+
+    Writes that timed out (``info``) may or may not be visible, so they never
+    make a read stale. A read ``ok`` without its ``invoke`` (paired per process)
+    is not judged: when it began is unknown (counted as ``unpaired``).
+
+    Args:
+        history: The history (or its frame).
+        within: Seconds of staleness allowed (0 = every acknowledged write
+            must be visible to a read that begins after it).
+        write: The writers' operation name.
+        read: The readers' operation name.
+
+    Returns:
+        A verdict with counts ``reads``, ``writes``, ``stale``, ``unpaired`` and
+        frame ``"stale"`` (key, process, began, seen, missed, acknowledged,
+        stale_for_s: seconds at least between the newest missed write's
+        acknowledgement and the read's start). ``detail`` names the first stale read.
+    """
+    frame = _frame(history)
+    nanos = pd.DatetimeIndex(frame["time"]).as_unit("ns").asi8
+    w_rows = _rows(frame, write, "ok")
+    r_rows = _rows(frame, read)
+    r_all = frame["type"].to_numpy(dtype=object)[r_rows]
+    keep = (r_all == "ok") | (r_all == "invoke")
+    r_rows, r_types = r_rows[keep], r_all[keep]
+    # pair each read ok with the invoke just before it in the same process
+    procs = pd.factorize(frame["process"].to_numpy(dtype=object)[r_rows])[0]
+    by_proc = np.argsort(procs, kind="stable")
+    began = np.full(len(r_rows), -1, dtype=np.int64)
+    prev_same = np.zeros(len(r_rows), dtype=bool)
+    prev_same[1:] = procs[by_proc][1:] == procs[by_proc][:-1]
+    r_kind = r_types[by_proc]
+    paired = prev_same & (r_kind == "ok")
+    paired[1:] &= r_kind[:-1] == "invoke"
+    began[by_proc[paired]] = nanos[r_rows][by_proc[np.flatnonzero(paired) - 1]]
+    oks = r_types == "ok"
+    unpaired = int((oks & (began < 0)).sum())
+    judged = r_rows[oks & (began >= 0)]
+    starts = began[oks & (began >= 0)]
+    w_keys, w_versions = _key_version(frame, w_rows)
+    r_keys, r_versions = _key_version(frame, judged)
+    (wc, rc), uniques = _codes(w_keys, r_keys)
+    writes = pd.DataFrame({"key": wc, "acked": nanos[w_rows], "missed": w_versions})
+    writes = writes[writes["key"] >= 0].sort_values("acked", kind="stable")
+    # the newest version of each key acknowledged so far, at every acknowledgement
+    writes["missed"] = writes.groupby("key", sort=False)["missed"].cummax()
+    cut = starts - int(within * 1e9)
+    reads = pd.DataFrame({"key": rc, "cut": cut, "row": judged, "seen": r_versions})
+    reads = reads.sort_values("cut", kind="stable")
+    merged = pd.merge_asof(
+        reads,
+        writes,
+        left_on="cut",
+        right_on="acked",
+        by="key",
+        direction="backward",
+        allow_exact_matches=False,
+    )
+    stale_mask = (merged["missed"] > merged["seen"]).to_numpy(dtype=bool, na_value=False)
+    stale = merged[stale_mask].sort_values("row")
+    rows = stale["row"].to_numpy(dtype=np.int64)
+    frame_rows = frame["process"].to_numpy(dtype=object)
+    table = pd.DataFrame(
+        {
+            "key": pd.Series(uniques[stale["key"].to_numpy()], dtype=object),
+            "process": pd.Series(frame_rows[rows], dtype=object),
+            "began": pd.to_datetime(stale["cut"].to_numpy() + int(within * 1e9), utc=True),
+            "seen": stale["seen"].to_numpy(),
+            "missed": stale["missed"].to_numpy(),
+            "acknowledged": pd.to_datetime(stale["acked"].to_numpy(dtype=np.int64), utc=True),
+        }
+    )
+    table["stale_for_s"] = (table["began"] - table["acknowledged"]).dt.total_seconds()
+    detail = ""
+    if len(table):
+        first = table.iloc[0]
+        detail = _first(
+            frame,
+            [
+                (
+                    int(rows[0]),
+                    (
+                        f"read of {_show(first['key'])} saw version {_num(first['seen'])} but "
+                        f"version {_num(first['missed'])} was acknowledged at "
+                        f"{first['acknowledged'].isoformat()}, "
+                        f"{first['stale_for_s']:.3f} s before the read began; read ok"
+                    ),
+                )
+            ],
+        )
+    return Verdict(
+        name="stale-read",
+        valid=not len(table),
+        counts={
+            "reads": len(judged),
+            "writes": len(w_rows),
+            "stale": len(table),
+            "unpaired": unpaired,
+        },
+        offending={"stale": _sorted(pd.unique(table["key"]))},
+        frames={"stale": table},
+        detail=detail,
+    )
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+# -- views ------------------------------------------------------------------------------
 
 
 def diff(projection: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
@@ -375,40 +824,68 @@ def convergence(
 ) -> Verdict:
     """Judge samples of how many keys disagreed over time, against a deadline after heal.
 
+    A VALID verdict needs evidence: at least one sample taken at or after
+    ``heal``, the last sample agreeing, and — when the samples say how many
+    keys were compared (column ``compared``) — a non-empty comparison at the
+    end (two empty views agree about nothing: the truth may read the wrong key).
+    Otherwise the verdict is INVALID and ``detail`` says why.
+
     Args:
-        samples: Columns ``time`` (datetime64 UTC) and ``disagreeing`` (int).
+        samples: Columns ``time`` (datetime64 UTC) and ``disagreeing`` (int);
+            optional ``compared`` (keys in either view at that sample).
         heal: When the last fault stopped.
         within: Seconds after ``heal`` by which the views must agree for good.
         offending: Keys still disagreeing at the last sample.
 
     Returns:
         A verdict with ``convergence_seconds`` = seconds from ``heal`` to the first
-        sample after which every sample agrees (``None`` if the last one disagrees);
-        valid when that is at most ``within``. Frame ``"convergence"``.
+        sample after which every sample agrees (``None`` if the last one disagrees
+        or no sample follows the heal); valid when that is at most ``within``.
+        Frame ``"convergence"``.
     """
-    frame = samples[["time", "disagreeing"]].sort_values("time").reset_index(drop=True)
+    columns = ["time", "disagreeing"] + (["compared"] if "compared" in samples.columns else [])
+    frame = samples[columns].sort_values("time", kind="stable").reset_index(drop=True)
     heal_ts = pd.Timestamp(heal)
     heal_ts = heal_ts.tz_localize(UTC) if heal_ts.tzinfo is None else heal_ts.tz_convert(UTC)
     dis = frame["disagreeing"].to_numpy()
+    after = frame[frame["time"] >= heal_ts]
     seconds: float | None = None
-    if len(dis) and dis[-1] == 0:
+    reason = ""
+    if not len(after):
+        reason = (
+            "no sample at or after the heal: nothing shows the views agree afterwards "
+            "(sample after the heal, e.g. with watch_convergence)"
+        )
+    elif "compared" in frame.columns and not frame["compared"].iloc[-1] > 0:
+        reason = (
+            "both views are empty at the last sample: nothing was compared "
+            "(is the truth reading the right key?)"
+        )
+    elif dis[-1] == 0:
         # last sample that disagreed; the next one starts the settled run
         bad = np.flatnonzero(dis != 0)
         first_ok = 0 if not bad.size else int(bad[-1]) + 1
         settled = frame["time"].iloc[first_ok]
         seconds = max(0.0, (settled - heal_ts).total_seconds())
-    after = frame[frame["time"] >= heal_ts]
+    else:
+        last = frame["time"].iloc[-1].isoformat()
+        reason = f"{int(dis[-1])} keys still disagree at the last sample, {last}"
+    valid = seconds is not None and seconds <= within
+    if seconds is not None and not valid:
+        reason = f"converged {seconds:.3f} s after the heal, later than within={within} s"
     return Verdict(
         name="convergence",
-        valid=seconds is not None and seconds <= within,
+        valid=valid,
         counts={
             "samples": len(frame),
+            "samples_after_heal": len(after),
             "max_disagreeing_after_heal": int(after["disagreeing"].max()) if len(after) else 0,
             "disagreeing_at_end": int(dis[-1]) if len(dis) else 0,
         },
         offending={"disagreeing": _sorted(offending)},
         frames={"convergence": frame},
         convergence_seconds=seconds,
+        detail=reason,
     )
 
 
@@ -423,6 +900,9 @@ def watch_convergence(
 ) -> Verdict:
     """Poll a projection against the fold of the log until they agree or ``within`` passes.
 
+    Every sample records how many keys disagree and how many were compared, so
+    two empty views (a truth reading the wrong key) give INVALID, not VALID.
+
     Args:
         projection: Reads the projection (the read model a service maintains).
         truth: Folds the log (e.g. a :func:`fold_stream` call).
@@ -436,18 +916,20 @@ def watch_convergence(
         The :func:`convergence` verdict.
     """
     healed = heal or datetime.now(UTC)
-    rows = list(samples or [])
+    rows: list[tuple[datetime, int, float]] = [(t, n, float("nan")) for t, n in samples or []]
     deadline = time.monotonic() + within - (datetime.now(UTC) - healed).total_seconds()
     while True:
-        keys = diff(projection(), truth())
-        rows.append((datetime.now(UTC), len(keys)))
-        if not keys or time.monotonic() > deadline:
+        seen, expected = projection(), truth()
+        keys = diff(seen, expected)
+        rows.append((datetime.now(UTC), len(keys), float(len(set(seen) | set(expected)))))
+        if (not keys and expected) or time.monotonic() > deadline:
             break
         time.sleep(interval)
     frame = pd.DataFrame(
         {
             "time": pd.to_datetime([r[0] for r in rows], utc=True),
             "disagreeing": np.array([r[1] for r in rows], dtype=np.int64),
+            "compared": np.array([r[2] for r in rows], dtype=np.float64),
         }
     )
     return convergence(frame, heal=healed, within=within, offending=keys)
@@ -461,7 +943,7 @@ def stream_event_ids(client: redis.Redis, stream: str) -> list[str]:
 def lost_by_retention(
     history: HistoryLike,
     *,
-    present: Iterable[str],
+    present: Iterable[Any],
     enqueue: str = "enqueue",
     dequeue: str = "dequeue",
 ) -> Verdict:
@@ -478,27 +960,33 @@ def lost_by_retention(
         stream) and ``lost`` (trimmed and never delivered); valid when nothing was lost.
     """
     frame = _frame(history)
-    enq = _select(frame, enqueue, ("ok",))
-    acked = _index(pd.unique(_text(enq["value"])))
-    delivered = _index(pd.unique(_ids(_select(frame, dequeue, ("ok",))["value"])))
-    here = _index(pd.unique(_text(pd.Series(list(present), dtype=object))))
-    trimmed = acked[~acked.isin(here)]
-    lost = trimmed[~trimmed.isin(delivered)]
+    values = frame["value"].to_numpy(dtype=object)
+    enq_rows = _rows(frame, enqueue, "ok")
+    deq_rows = _rows(frame, dequeue, "ok")
+    here = present.to_numpy(dtype=object) if isinstance(present, pd.Series) else present
+    here_ids = _norm(here if isinstance(here, np.ndarray) else list(here))
+    (ec, dc, pc), uniques = _codes(_norm(values[enq_rows]), _flat(values[deq_rows])[0], here_ids)
+    n = len(uniques)
+    acked = _flags(ec, n)
+    trimmed = acked & ~_flags(pc, n)
+    lost = trimmed & ~_flags(dc, n)
+    detail = ""
+    if lost.any():
+        row = _first_row(enq_rows, _hit(ec, lost))
+        detail = _first(frame, [(row, f"trimmed before delivery {_show(values[row])}: enqueue ok")])
+    n_acked, n_trimmed, n_lost = int(acked.sum()), int(trimmed.sum()), int(lost.sum())
     return Verdict(
         name="lost-by-retention",
-        valid=not lost.size,
-        counts={
-            "acknowledged": len(acked),
-            "trimmed": len(trimmed),
-            "lost": len(lost),
-        },
-        offending={"lost": _sorted(lost), "trimmed": _sorted(trimmed)},
+        valid=not n_lost,
+        counts={"acknowledged": n_acked, "trimmed": n_trimmed, "lost": n_lost},
+        offending={"lost": _sorted(uniques[lost]), "trimmed": _sorted(uniques[trimmed])},
         frames={
             "retention": pd.DataFrame(
                 {
                     "outcome": ["in stream", "trimmed after delivery", "lost"],
-                    "count": [len(acked) - len(trimmed), len(trimmed) - len(lost), len(lost)],
+                    "count": [n_acked - n_trimmed, n_trimmed - n_lost, n_lost],
                 }
             )
         },
+        detail=detail,
     )

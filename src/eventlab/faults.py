@@ -44,6 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -312,6 +313,7 @@ class Proxy(_Controls):
             )
         )
         self.closed = False
+        self.record: Path | None = None  # the proxy.json start() wrote for this proxy
 
     def __repr__(self) -> str:
         """Show both ports and the upstream (password redacted)."""
@@ -421,10 +423,13 @@ def start(
         upstream = broker_mod.up(state=state)
     url = upstream.url if isinstance(upstream, broker_mod.Broker) else upstream
     proxy = Proxy(url, port=port, control_port=control_port, seed=seed)
+    if _current is not None and not _current.closed:
+        stop()
     if record:
         folder = broker_mod.state_dir(state)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / _RECORD).write_text(
+        proxy.record = folder / _RECORD
+        proxy.record.write_text(
             json.dumps(
                 {
                     "pid": os.getpid(),
@@ -435,18 +440,31 @@ def start(
                 }
             )
         )
-    if _current is not None and not _current.closed:
-        _current.close()
     _current = proxy
     return proxy
 
 
 def stop() -> None:
-    """Close the current proxy (if any)."""
+    """Close the current proxy (if any) and remove the ``proxy.json`` it recorded.
+
+    The record goes only if it still names this proxy (another process may
+    have recorded its own since), so ``eventlab faults status`` then says that
+    no proxy runs instead of failing on a dead control port.
+    """
     global _current  # noqa: PLW0603 - see start()
     if _current is not None:
         _current.close()
+        _forget(_current)
     _current = None
+
+
+def _forget(proxy: Proxy) -> None:
+    if proxy.record is None:
+        return
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        if json.loads(proxy.record.read_text())["control_port"] == proxy.control_port:
+            proxy.record.unlink()
+    proxy.record = None
 
 
 def current() -> Proxy:
@@ -913,8 +931,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_control(args: argparse.Namespace) -> int:
-    target = _cli_target(args)
     action = args.fault_action
+    record = broker_mod.state_dir(args.state) / _RECORD
+    if action == "status" and args.control is None and not record.exists():
+        # nothing recorded: no proxy runs, which is a status, not an error
+        status = {"running": False, "record": str(record)}
+        print(  # noqa: T201 - a command prints
+            json.dumps(status)
+            if args.json
+            else f"no fault proxy is running (none recorded in {record})"
+        )
+        return 0
+    target = _cli_target(args)
     if action == "latency":
         target.latency(args.seconds, jitter=args.jitter, direction=args.direction)
     elif action == "bandwidth":

@@ -29,8 +29,9 @@ scenario                            shows
 ``graceful_restart``                SHUTDOWN saves: nothing lost
 ``lost_publish_reply``              a reply lost in a one-way partition → retried
                                     publish → duplicate entry, one effect
-``out_of_order_two_consumers``      versioned upsert: no regression; last write
-                                    wins: regressions
+``out_of_order_two_consumers``      one key's versions published shuffled, two
+                                    consumers racing: versioned upsert no
+                                    regression; last write wins: regressions
 ``latency_partition_heal``          convergence time of a projection after heal
 ``maxlen_trimming``                 MAXLEN trims what a stopped consumer never read
 ``group_after_events``              a group at ``$`` skips earlier events; at ``0`` not
@@ -81,6 +82,7 @@ __all__ = [
     "lost_publish_reply",
     "maxlen_trimming",
     "out_of_order_two_consumers",
+    "per_key_inversions",
     "poison_to_dlq",
     "run",
     "slow_handler_stolen",
@@ -530,12 +532,16 @@ def out_of_order_two_consumers(
     versions: int = 12,
     window: int = 6,
 ) -> ScenarioResult:
-    """Two consumers of one group race on the same aggregates; versions arrive out of order.
+    """Versions of each aggregate arrive shuffled, and two consumers of one group race on them.
 
-    Each aggregate gets versions 1..N, published shuffled within a seeded
-    window (delayed delivery). Two consumers read alternate batches and the
-    second finishes first. A versioned upsert (Lua: write only if newer) never
-    goes back (monotonic-versions valid) and ends at the newest version; a
+    Each aggregate gets versions 1..N; each aggregate's own versions are
+    shuffled within seeded windows of ``window`` (delayed delivery), then the
+    aggregates are interleaved, so versions of one key really are published out
+    of order: ``facts["per_key_inversions"]`` counts the pairs of one
+    aggregate's versions published newest-first (more than zero for every
+    seed). On top of that, two consumers read alternate batches and the second
+    finishes first. A versioned upsert (Lua: write only if newer) never goes
+    back (monotonic-versions valid) and ends at the newest version; a
     last-write-wins projection regresses (INVALID).
     """
     rng = _rng(seed)
@@ -544,18 +550,10 @@ def out_of_order_two_consumers(
     stream = _stream("out-of-order", client)
     streams.create_group(client, stream, "projection", start="0")
     history = History()
-    ordered = [
-        Event(
-            type="OrderUpdated",
-            source="scenario",
-            id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            subject=f"order-{a}",
-            data={"version": v},
-        )
-        for v in range(1, versions + 1)
-        for a in range(aggregates)
-    ]
-    _publish(client, stream, faults.out_of_order(ordered, window=window, seed=seed), history)
+    published = _shuffled_versions(
+        rng, seed=seed, aggregates=aggregates, versions=versions, window=window
+    )
+    _publish(client, stream, published, history)
     versioned, naive = f"{stream}:versioned", f"{stream}:naive"
     observations: list[dict[str, Any]] = []
     while True:
@@ -589,6 +587,7 @@ def out_of_order_two_consumers(
     final_versioned = client.hgetall(versioned)
     final_naive = client.hgetall(naive)
     facts = {
+        "per_key_inversions": per_key_inversions(published),
         "wrong_at_end (versioned)": len(checker.diff(final_versioned, newest)),  # type: ignore[arg-type]
         "wrong_at_end (naive)": len(checker.diff(final_naive, newest)),  # type: ignore[arg-type]
     }
@@ -613,6 +612,42 @@ def out_of_order_two_consumers(
         },
         facts,
     )
+
+
+def _shuffled_versions(
+    rng: random.Random, *, seed: int, aggregates: int, versions: int, window: int
+) -> list[Event]:
+    """Each aggregate's versions shuffled within windows of its own, then interleaved."""
+    per_key = [
+        faults.out_of_order(
+            [
+                Event(
+                    type="OrderUpdated",
+                    source="scenario",
+                    id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    subject=f"order-{a}",
+                    data={"version": v},
+                )
+                for v in range(1, versions + 1)
+            ],
+            window=window,
+            seed=seed * 1000 + a,
+        )
+        for a in range(aggregates)
+    ]
+    return [per_key[a][i] for i in range(versions) for a in range(aggregates)]
+
+
+def per_key_inversions(events: Sequence[Event]) -> int:
+    """Count pairs of one aggregate's events published with the newer version first."""
+    seen: dict[str, list[int]] = {}
+    inversions = 0
+    for event in events:
+        version = int(event.data["version"])
+        earlier = seen.setdefault(str(event.subject), [])
+        inversions += sum(1 for v in earlier if v > version)
+        earlier.append(version)
+    return inversions
 
 
 def _count_subject(state: dict[str, Any], fields: dict[str, str]) -> None:
