@@ -13,8 +13,8 @@ from faststream import FastStream
 from faststream.redis import RedisBroker, StreamSub
 
 from eventlab import processes, streams
-from eventlab._errors import EventlabError
 from eventlab._consumer_demo import effects_key
+from eventlab._errors import EventlabError
 from eventlab.consumer import (
     Backoff,
     ConsumerError,
@@ -982,10 +982,8 @@ def _raw_entries(client: redis.Redis) -> tuple[list[Event], list[dict[bytes, byt
     return good, bad
 
 
-async def test_entries_that_are_not_utf8_are_dead_lettered_raw_and_the_rest_handled(
-    broker, client
-):
-    """Invalid UTF-8 in a name, type or data: that entry is dead-lettered raw, its neighbours run."""
+async def test_entries_that_are_not_utf8_are_dead_lettered_raw_and_the_rest_handled(broker, client):
+    """Invalid UTF-8 in a name, type or data: dead-lettered raw; the neighbours are handled."""
     good, bad = _raw_entries(client)
     reliable = Reliable(broker.url, consumer="c1")
 
@@ -1074,7 +1072,7 @@ async def test_commit_refused_at_maxmemory_applies_nothing_until_memory_is_freed
         client.close()
 
 
-def test_redrive_at_maxmemory_is_a_clear_error(broker, client):
+def test_redrive_at_maxmemory_is_a_clear_error(client):
     """A redrive the broker refuses for lack of memory raises an EventlabError naming the fix."""
     client.xadd(f"{STREAM}:dlq", {"id": "e1", "dlqreason": "x"})
     client.config_set("maxmemory-policy", "noeviction")
