@@ -1084,3 +1084,34 @@ def test_redrive_at_maxmemory_is_a_clear_error(client):
     finally:
         client.config_set("maxmemory", 0)
     assert client.xlen(f"{STREAM}:dlq") == 1
+
+
+async def test_dedupe_store_and_dead_letters_are_bounded_by_default(broker, client):
+    """Defaults bound the dedupe store and the dead letters; past a bound the oldest go first."""
+    from eventlab.consumer import DEDUPE_MAX, DLQ_MAXLEN  # noqa: PLC0415
+
+    events = _events(250)
+    streams.publish_many(client, STREAM, events)
+    reliable = Reliable(broker.url, consumer="c1")
+
+    @reliable.subscriber(STREAM, group="billing", start="0", dedupe_max=100, batch=50)
+    async def bill(event: Event, effects: Effects) -> None:
+        effects.hincrby(COUNTS, event.id, 1)
+
+    @reliable.subscriber(STREAM, group="audit", start="0")
+    async def refuse(event: Event) -> None:
+        raise PermanentError(f"audit refuses {event.id}")
+
+    assert (reliable.subscriptions[1].dlq_maxlen, reliable.subscriptions[1].dedupe_max) == (
+        DLQ_MAXLEN,
+        DEDUPE_MAX,
+    )
+    reliable.subscriptions[1].dlq_maxlen = 100  # the default, scaled down for the test
+    async with reliable:
+        assert await reliable.drain(timeout=30)
+    seen = client.zrange(seen_key(STREAM, "billing"), 0, -1)
+    assert len(seen) == 100  # at the bound: the newest 100 ids are remembered
+    assert set(seen) <= {e.id for e in events[100:]}
+    assert len(client.hgetall(COUNTS)) == 250  # every event applied once
+    # MAXLEN ~ trims whole stream nodes: about the bound, never all 250
+    assert 100 <= client.xlen(f"{STREAM}:dlq") < 250

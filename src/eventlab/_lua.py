@@ -38,6 +38,8 @@ DLQ_FIELDS = (
 #   kind "ok":    args = ops, each [opname, key index, [args...]]
 #   kind "dead":  args = [reason, error type, attempts]
 #   kind "retry": args = [idle_ms] (the XCLAIM IDLE that makes it reclaimable after a backoff)
+#   seen_max (ARGV[7], 0: none): the dedupe store keeps at most this many ids; the
+#   oldest are dropped first (an event redelivered after that is applied again)
 # Returns one status per entry: ok | duplicate | stale | dead | retry | error:<msg>.
 # XACK comes first and fences the effect: 0 means another consumer already
 # finished the entry, so its effect must not be applied twice.
@@ -196,6 +198,11 @@ for e, entry in ipairs(plan) do
     end
   end
   out[e] = status
+end
+local cap = tonumber(ARGV[7] or '0')
+if window > 0 and cap > 0 then
+  local n = redis.call('ZCARD', seen)
+  if n > cap then redis.call('ZREMRANGEBYRANK', seen, 0, n - cap - 1) end
 end
 return out
 """

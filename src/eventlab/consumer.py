@@ -81,7 +81,9 @@ from eventlab.metrics import Metrics
 from eventlab.streams import dlq_key
 
 __all__ = [
+    "DEDUPE_MAX",
     "DLQ_FIELDS",
+    "DLQ_MAXLEN",
     "Backoff",
     "ConsumerError",
     "DeadLetter",
@@ -100,6 +102,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger("eventlab.consumer")
+
+DEDUPE_MAX = 200_000
+"""Default bound of a group's dedupe store (event ids); ~27 MB of broker memory at ~134 B each."""
+
+DLQ_MAXLEN = 10_000
+"""Default bound (``MAXLEN ~``) of a ``<stream>:dlq`` stream; older dead letters are trimmed."""
 
 DLQ_FIELDS = _lua.DLQ_FIELDS
 """Fields a dead letter adds to the event's own: reason, error type, attempts, original id, …"""
@@ -495,6 +503,7 @@ class Subscription:
         dedupe: bool,
         dedupe_window: float,
         recreate_group: bool,
+        dedupe_max: int | None = DEDUPE_MAX,
         dlq_maxlen: int | None,
         seed: int | None,
         metrics: Metrics | None,
@@ -522,6 +531,7 @@ class Subscription:
         self.permanent = permanent
         self.dedupe = dedupe
         self.dedupe_window = dedupe_window
+        self.dedupe_max = dedupe_max
         self.recreate_group = recreate_group
         self.dlq_maxlen = dlq_maxlen
         self.metrics = metrics
@@ -1122,6 +1132,7 @@ class Subscription:
                 window,
                 self.dlq_maxlen or 0,
                 packed,
+                self.dedupe_max or 0,
             ]
             assert self._client is not None
             try:
@@ -1296,8 +1307,9 @@ class Reliable:
         permanent: Sequence[type[BaseException]] = (),
         dedupe: bool = True,
         dedupe_window: float = 24 * 3600.0,
+        dedupe_max: int | None = DEDUPE_MAX,
         recreate_group: bool = False,
-        dlq_maxlen: int | None = None,
+        dlq_maxlen: int | None = DLQ_MAXLEN,
         seed: int | None = 0,
         validate: Callable[[Event], Event | None] | None = None,
         cluster_safe: bool = True,
@@ -1325,8 +1337,14 @@ class Reliable:
             dedupe: Skip an event id already processed by this group (and apply
                 its effects once). Turn off only for measurements.
             dedupe_window: Seconds an event id is remembered.
+            dedupe_max: At most this many event ids are remembered per group
+                (default :data:`DEDUPE_MAX`); past it the oldest are forgotten
+                first, and an event redelivered after its id was forgotten is
+                applied again. ``None``: only the window bounds the store.
             recreate_group: Recreate the group at ``start`` if the broker lost it.
-            dlq_maxlen: Trim ``<stream>:dlq`` to about this many entries.
+            dlq_maxlen: Trim ``<stream>:dlq`` to about this many entries (default
+                :data:`DLQ_MAXLEN`; the oldest dead letters are dropped first).
+                ``None`` keeps every dead letter.
             seed: Seed of the backoff jitter (repeatable runs); ``None`` for random.
             validate: Called with each decoded event before the handler (e.g.
                 ``schema.Registry.validate``); it may return a replacement event
@@ -1369,6 +1387,7 @@ class Reliable:
                 permanent=(PermanentError, ConsumerError, *permanent),
                 dedupe=dedupe,
                 dedupe_window=dedupe_window,
+                dedupe_max=dedupe_max,
                 recreate_group=recreate_group,
                 dlq_maxlen=dlq_maxlen,
                 seed=seed,
