@@ -130,3 +130,21 @@ def test_malformed_redis_url_in_the_cli_is_one_line_exit_2():
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "hunter2" not in result.stderr
     assert "password=x" not in result.stderr
+
+
+def test_passwords_in_the_url_query_are_never_printed(fresh_broker):
+    """`up`, `status` and `doctor` on a broker whose REDIS_URL has ?password= never print it."""
+    handle = fresh_broker()
+    client = handle.client()
+    client.config_set("requirepass", "hunter2pw")
+    client.close()
+    url = f"redis://127.0.0.1:{handle.port}/0?password=hunter2pw"
+    try:
+        for command in (["up"], ["status"], ["status", "--json"], ["doctor"]):
+            result = _run(*command, env={"REDIS_URL": url})
+            assert "hunter2pw" not in result.stdout + result.stderr, command
+            assert "password=***" in result.stdout, (command, result.stdout, result.stderr)
+    finally:
+        admin = redis.Redis(port=handle.port, password="hunter2pw")  # noqa: S106 - test server
+        admin.config_set("requirepass", "")
+        admin.close()
