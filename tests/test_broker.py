@@ -438,6 +438,7 @@ def test_a_loading_broker_is_waited_for_reported_and_never_killed(tmp_path, kind
         pipe.set(f"k{i}", "x" * 50)
     pipe.execute()
     client.close()
+    owner: subprocess.Popen[bytes] | None = None
     try:
         with caplog.at_level("WARNING", logger="eventlab.broker"):
             handle.restart()
@@ -485,4 +486,7 @@ def test_a_loading_broker_is_waited_for_reported_and_never_killed(tmp_path, kind
         assert client.dbsize() == _KEYS
         client.close()
     finally:
+        if owner is not None and owner.poll() is None:
+            owner.kill()
+            owner.wait()
         broker.down(state=state)
