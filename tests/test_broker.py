@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +19,7 @@ import redis
 
 from eventlab import broker
 from eventlab import broker as broker_mod
+from eventlab.cli import main as cli_main
 
 
 def _alive(pid: int) -> bool:
@@ -221,6 +226,71 @@ def test_redact_hides_passwords():
     assert broker.redact("redis://h:1/0") == "redis://h:1/0"
 
 
+def test_redact_hides_a_password_in_the_query_and_in_malformed_urls():
+    """?password= is hidden too, and a URL too broken to parse still loses its password."""
+    assert broker.redact("redis://h:1/0?password=pw") == "redis://h:1/0?password=***"
+    assert broker.redact("redis://h/0?db=1&password=pw&x=1") == "redis://h/0?db=1&password=***&x=1"
+    assert "pw" not in broker.redact("redis://:pw@h:99999/0")
+    assert "pw" not in broker.redact("redis://:pw@[::1/0")
+    assert "pw" not in broker.redact("redis://[::1/0?password=pw")
+    assert "***" in repr(broker.Broker(url="redis://h:1/0?password=pw", managed=False, version="7"))
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis://127.0.0.1:99999/0", "not a valid URL"),
+        ("redis://127.0.0.1:port/0", "not a valid URL"),
+        ("http://127.0.0.1:6379/0", "scheme http://"),
+        ("127.0.0.1:6379", "scheme"),
+        ("redis://[::1:6379/0", "not a valid URL"),
+        ("redis://127.0.0.1:6379/16", "database '16'"),
+        ("redis://127.0.0.1:6379/zero", "database 'zero'"),
+        ("redis://:6379/0", "names no host"),
+    ],
+)
+def test_malformed_redis_url_is_one_line_naming_the_fix(monkeypatch, url, says):
+    """A malformed REDIS_URL is a BrokerError naming the problem and the fix, not a traceback."""
+    monkeypatch.setenv("REDIS_URL", url.replace("127.0.0.1", ":hunter2@127.0.0.1", 1))
+    with pytest.raises(broker.BrokerError, match=re.escape(says)) as info:
+        broker.up()
+    assert "fix: set REDIS_URL like redis://" in str(info.value)
+    assert "hunter2" not in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_redis_url_naming_a_program_that_is_not_redis_is_one_line(monkeypatch):
+    """A REDIS_URL pointing at a port where another program (an HTTP server) answers."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+
+        def answer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0")
+        with pytest.raises(broker.BrokerError, match="does not answer like a Redis server"):
+            broker.up()
+
+
+def test_up_on_a_busy_port_is_an_error_not_a_silent_move(tmp_path):
+    """`up(port=N)` with N held by another program raises a BrokerError naming the port."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        with pytest.raises(broker.BrokerError, match=f"port {port} .* in use") as info:
+            broker.up(state=tmp_path, port=port)
+        assert "--port 0" in info.value.fix
+    assert broker.current(state=tmp_path) is None
+
+
 def test_state_dir_is_found_from_a_subfolder(tmp_path, monkeypatch):
     """A notebook in notebooks/ finds the .eventlab/ of the repository root."""
     (tmp_path / ".eventlab").mkdir()
@@ -228,6 +298,48 @@ def test_state_dir_is_found_from_a_subfolder(tmp_path, monkeypatch):
     sub.mkdir()
     monkeypatch.chdir(sub)
     assert broker.state_dir() == tmp_path / ".eventlab"
+
+
+def test_state_dir_is_anchored_to_the_project_root(tmp_path, monkeypatch):
+    """Inside a project, every subfolder uses <root>/.eventlab, even before one exists."""
+    root = tmp_path / "course"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "labs" / "03-x").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    for where in (root, root / "notebooks", root / "labs" / "03-x"):
+        monkeypatch.chdir(where)
+        assert broker.state_dir() == root / ".eventlab"
+    assert not (root / ".eventlab").exists()  # asking creates nothing
+
+
+def test_up_in_a_subfolder_then_status_and_down_at_the_root_see_one_broker(tmp_path):
+    """`cd notebooks && eventlab up`; `eventlab status` at the root finds it and says where."""
+    root = tmp_path / "course"
+    (root / "notebooks").mkdir(parents=True)
+    (root / ".git").mkdir()
+    cli = [sys.executable, "-m", "eventlab.cli"]
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "EVENTLAB_STATE"}}
+    run = functools.partial(subprocess.run, capture_output=True, text=True, env=env, timeout=60)
+    up = run([*cli, "up", "--port", "0", "--json"], cwd=root / "notebooks")
+    assert up.returncode == 0, up.stderr
+    assert json.loads(up.stdout)["state"] == str(root / ".eventlab")
+    assert not (root / "notebooks" / ".eventlab").exists()
+    try:
+        status = run([*cli, "status"], cwd=root)
+        assert status.returncode == 0, status.stderr
+        assert f"state folder {root / '.eventlab'}" in status.stdout
+        again = run([*cli, "up", "--json"], cwd=root)
+        assert json.loads(again.stdout)["pid"] == json.loads(up.stdout)["pid"]
+    finally:
+        down = run([*cli, "down"], cwd=root / "notebooks")
+    assert "stopped" in down.stdout
+
+
+def test_down_elsewhere_creates_no_state_folder(tmp_path, monkeypatch):
+    """`eventlab down` where no broker was ever started leaves no .eventlab/ behind."""
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["down"]) == 0
+    assert not (tmp_path / ".eventlab").exists()
 
 
 _OWNER = """
@@ -283,3 +395,98 @@ def test_current_never_starts_a_broker(tmp_path):
     finally:
         handle.stop()
     assert broker_mod.current(state=tmp_path) is None
+
+
+def _slow_loader(folder: Path, kind: str) -> str:
+    """A server wrapper that loads its data file slowly (Redis's own test knob, key-load-delay).
+
+    It is named like the real binary, so the recorded process is recognised as it.
+    """
+    from tests.conftest import SERVERS  # noqa: PLC0415 - the binaries the suite uses
+
+    real = SERVERS[kind]()
+    if real is None:
+        pytest.skip(f"no {kind} server here")
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapper = folder / ("redis-server" if kind == "redis" else "valkey-server")
+    wrapper.write_text(
+        f'#!/bin/sh\nexec {real} "$@" --key-load-delay ${{LOAD_DELAY_US:-40}} '
+        "--loading-process-events-interval-bytes 1024\n"
+    )
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+_KEYS = 70_000  # at 40 us a key (key-load-delay) the restart loads for about 3 s
+
+_UP_AND_WAIT = """
+import sys
+from eventlab import broker
+broker.up(state=sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("kind", ["valkey", "redis"])
+def test_a_loading_broker_is_waited_for_reported_and_never_killed(tmp_path, kind, caplog):
+    """restart()/up() return only once the data is loaded; status says loading; no kill."""
+    state = tmp_path / "state"
+    binary = _slow_loader(tmp_path / "bin", kind)
+    handle = broker.up(state=state, port=0, persistence="aof-everysec", binary=binary)
+    client = handle.client()
+    pipe = client.pipeline(transaction=False)
+    for i in range(_KEYS):
+        pipe.set(f"k{i}", "x" * 50)
+    pipe.execute()
+    client.close()
+    owner: subprocess.Popen[bytes] | None = None
+    try:
+        with caplog.at_level("WARNING", logger="eventlab.broker"):
+            handle.restart()
+            client = handle.client()
+            assert client.dbsize() == _KEYS  # no BusyLoadingError: restart waited
+            client.close()
+        assert "is loading its data" in caplog.text  # progress while it loads
+        # an up() killed mid-load leaves a loading server; the next one must wait for it
+        handle.kill()
+        # this one loads slowly (0.2 ms a key, 14 s) until the test lets it finish
+        owner = subprocess.Popen(
+            [sys.executable, "-c", _UP_AND_WAIT, str(state)],
+            env={**os.environ, "LOAD_DELAY_US": "200"},
+        )
+        deadline = time.monotonic() + 30
+        loading = None
+        while loading is None and time.monotonic() < deadline:
+            found = broker.current(state=state)
+            loading = found if found is not None and found.loading() is not None else None
+            time.sleep(0.05)
+        assert loading is not None, "current() must return a loading server, not None"
+        owner.kill()
+        owner.wait()
+        status = subprocess.run(
+            [sys.executable, "-m", "eventlab.cli", "--state", str(state), "status"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert status.returncode == 0, status.stderr
+        assert "loading its data" in status.stdout
+        fast = loading.client(socket_timeout=5)
+        fast.config_set("key-load-delay", 0)  # CONFIG is served while loading: finish now
+        fast.close()
+        again = broker.up(state=state)
+        assert again.pid == loading.pid  # the loading server was kept, not replaced
+        client = again.client()
+        assert client.dbsize() == _KEYS
+        client.close()
+        # what `eventlab grade` does in a folder with no broker: up() after down()
+        # starts one on the saved data and returns only once it has loaded it
+        broker.down(state=state)
+        client = broker.up(state=state, binary=binary).client()
+        assert client.dbsize() == _KEYS
+        client.close()
+    finally:
+        if owner is not None and owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        broker.down(state=state)

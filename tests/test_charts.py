@@ -339,3 +339,24 @@ async def test_charts_draw_real_frames_from_metrics_history_and_checker(broker, 
         "billing": 30,
         "courier": 30,
     }
+
+
+def test_long_runs_are_binned_by_span_so_charts_stay_small():
+    """A 3-hour frame draws without MaxRowsError: bins widen, rates stay per second."""
+    hours = 3 * 3600
+    rows = [(float(t), g, "ok", 1.0) for t in range(0, hours, 20) for g in ("a", "b", "c")]
+    rows += [(float(t), "a", o, 1.0) for t in range(5, hours, 60) for o in ("retry", "dead")]
+    frame = _handled(rows)
+    line = _data(charts.throughput(frame).to_dict(), "line")
+    assert len(line) <= 2_000
+    width = charts.bin_width(hours - 20, labels=3)
+    assert width > 1.0
+    a = line[line["label"] == "a"]
+    # one event every 20 s is 0.05 events/s, whatever the bin width
+    assert a["rate"].iloc[1:-1].mean() == pytest.approx(0.05, rel=0.05)
+    bars = _data(charts.outcomes(frame).to_dict(), "bar")
+    assert len(bars) <= 2_000
+    assert bars["count"].sum() == len([r for r in rows if r[2] in {"retry", "dead"}])
+    # a short run keeps the bin width asked for
+    assert charts.bin_width(300.0, labels=4) == 1.0
+    assert charts.bin_width(300.0, labels=2, requested=0.5) == 0.5

@@ -104,3 +104,47 @@ def test_status_without_a_broker_does_not_start_one(tmp_path):
     assert result.returncode == 2
     assert "eventlab up" in result.stderr
     assert not (tmp_path / "broker.json").exists()
+
+
+def test_malformed_workshop_url_is_one_line_exit_2(tmp_path):
+    """A malformed EVENTLAB_WORKSHOP_URL: `workshop status` exits 2 with one line, no traceback."""
+    result = _run(
+        "--state",
+        str(tmp_path),
+        "workshop",
+        "status",
+        env={"EVENTLAB_WORKSHOP_URL": "redis://:hunter2@127.0.0.1:99999/0"},
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "EVENTLAB_WORKSHOP_URL" in lines[0]
+    assert "fix:" in lines[0]
+    assert "hunter2" not in result.stderr
+
+
+def test_malformed_redis_url_in_the_cli_is_one_line_exit_2():
+    """`eventlab up` with REDIS_URL on a bad port: exit 2, one line, password hidden."""
+    result = _run("up", env={"REDIS_URL": "redis://:hunter2@127.0.0.1:99999/0?password=x"})
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "hunter2" not in result.stderr
+    assert "password=x" not in result.stderr
+
+
+def test_passwords_in_the_url_query_are_never_printed(fresh_broker):
+    """`up`, `status` and `doctor` on a broker whose REDIS_URL has ?password= never print it."""
+    handle = fresh_broker()
+    client = handle.client()
+    client.config_set("requirepass", "hunter2pw")
+    client.close()
+    url = f"redis://127.0.0.1:{handle.port}/0?password=hunter2pw"
+    try:
+        for command in (["up"], ["status"], ["status", "--json"], ["doctor"]):
+            result = _run(*command, env={"REDIS_URL": url})
+            assert "hunter2pw" not in result.stdout + result.stderr, command
+            assert "password=***" in result.stdout, (command, result.stdout, result.stderr)
+    finally:
+        admin = redis.Redis(port=handle.port, password="hunter2pw")  # noqa: S106 - test server
+        admin.config_set("requirepass", "")
+        admin.close()

@@ -14,6 +14,7 @@ from faststream.redis import RedisBroker, StreamSub
 
 from eventlab import processes, streams
 from eventlab._consumer_demo import effects_key
+from eventlab._errors import EventlabError
 from eventlab.consumer import (
     Backoff,
     ConsumerError,
@@ -955,3 +956,162 @@ async def test_broker_paused_longer_than_socket_timeout_then_resumes(fresh_broke
     assert len(counts) == 1500
     assert set(counts.values()) == {"1"}
     client.close()
+
+
+def _bytes_client(client: redis.Redis) -> redis.Redis:
+    """Another client on the same server that writes and reads bytes, not text."""
+    kwargs = client.connection_pool.connection_kwargs
+    return redis.Redis(host=kwargs["host"], port=kwargs["port"], decode_responses=False)
+
+
+def _raw_entries(client: redis.Redis) -> tuple[list[Event], list[dict[bytes, bytes]]]:
+    """Two good events around three entries that are not UTF-8, written by a bytes client."""
+    good = _events(2)
+    raw = _bytes_client(client)
+    fields = good[0].to_fields()
+    bad = [
+        {**{k.encode(): v.encode() for k, v in fields.items()}, b"data": b'{"n": "\xff\xfe"}'},
+        {**{k.encode(): v.encode() for k, v in fields.items()}, b"type": b"Order\xc3"},
+        {b"\xffname": b"x", b"type": b"OrderPlaced"},
+    ]
+    streams.publish(client, STREAM, good[0])
+    for entry in bad:
+        raw.xadd(STREAM, entry)  # type: ignore[arg-type]
+    streams.publish(client, STREAM, good[1])
+    raw.close()
+    return good, bad
+
+
+async def test_entries_that_are_not_utf8_are_dead_lettered_raw_and_the_rest_handled(broker, client):
+    """Invalid UTF-8 in a name, type or data: dead-lettered raw; the neighbours are handled."""
+    good, bad = _raw_entries(client)
+    reliable = Reliable(broker.url, consumer="c1")
+
+    @reliable.subscriber(STREAM, group="billing", start="0")
+    async def bill(event: Event, effects: Effects) -> None:
+        effects.hincrby(COUNTS, event.id, 1)
+
+    async with reliable:
+        assert await reliable.drain(timeout=15)
+        assert reliable.subscriptions[0].health.state == "running"
+    assert client.hgetall(COUNTS) == {e.id: "1" for e in good}
+    assert _pending(client, "billing") == 0
+    letters = dead_letters(client, STREAM)
+    assert [d.raw for d in letters] == bad  # the exact bytes, kept
+    assert all(d.reason.startswith("not a valid event: not UTF-8") for d in letters)
+    assert all(d.error == "UnicodeDecodeError" for d in letters)
+    assert "data: not UTF-8" in letters[0].reason
+    assert "\\xff" in letters[0].fields["data"]  # text form escapes the bad bytes
+    # redrive moves the raw bytes back unchanged (and the consumer dead-letters them again)
+    moved = redrive(client, STREAM)
+    assert len(moved) == 3
+    raw = _bytes_client(client)
+    back = [dict(f) for i, f in raw.xrange(STREAM) if i.decode() in moved]
+    raw.close()
+    assert back == bad
+    assert dead_letters(client, STREAM) == []
+
+
+async def test_reclaimed_entries_that_are_not_utf8_are_dead_lettered(broker, client):
+    """A crashed consumer's pending entries with invalid UTF-8 are reclaimed and dead-lettered."""
+    good, bad = _raw_entries(client)
+    streams.create_group(client, STREAM, "billing", start="0")
+    raw = _bytes_client(client)
+    raw.xreadgroup("billing", "gone", {STREAM: ">"}, count=10)  # then it died
+    raw.close()
+    reliable = Reliable(broker.url, consumer="c1")
+
+    @reliable.subscriber(STREAM, group="billing", start="0", min_idle=0.1, reclaim_every=0.05)
+    async def bill(event: Event, effects: Effects) -> None:
+        effects.hincrby(COUNTS, event.id, 1)
+
+    async with reliable:
+        assert await reliable.drain(timeout=15)
+        health = reliable.subscriptions[0].health
+    assert health.state == "running"
+    assert health.reclaimed == 5
+    assert client.hgetall(COUNTS) == {e.id: "1" for e in good}
+    assert [d.raw for d in dead_letters(client, STREAM)] == bad
+    assert _pending(client, "billing") == 0
+
+
+async def test_commit_refused_at_maxmemory_applies_nothing_until_memory_is_freed(
+    fresh_broker, caplog
+):
+    """At maxmemory the commit script is refused whole (script flags); it commits once freed."""
+    for kind in ("redis", "valkey"):
+        handle = fresh_broker(kind)
+        client = handle.client()
+        events = _events(5)
+        streams.publish_many(client, STREAM, events)
+        streams.create_group(client, STREAM, "billing", start="0")
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", 1)  # every write that can grow memory is refused
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            client.xadd(STREAM, {"x": "1"})  # producers are refused ...
+        reliable = Reliable(handle.url, consumer="c1")
+
+        @reliable.subscriber(STREAM, group="billing", start="0", min_idle=60.0)
+        async def bill(event: Event, effects: Effects) -> None:
+            effects.hincrby(COUNTS, event.id, 1)
+
+        with caplog.at_level(logging.ERROR, logger="eventlab.consumer"):
+            async with reliable:
+                sub = reliable.subscriptions[0]
+                await _until(lambda: sub.health.state == "out-of-memory", what="OOM state")  # noqa: B023
+                await asyncio.sleep(0.5)
+                # ... and so are the consumers' commits: nothing written, all still pending
+                assert client.exists(COUNTS) == 0
+                assert _pending(client, "billing") == 5
+                assert "maxmemory" in sub.health.reason
+                client.config_set("maxmemory", 0)
+                assert await reliable.drain(timeout=15)
+                assert sub.health.state == "running"
+        assert client.hgetall(COUNTS) == {e.id: "1" for e in events}
+        assert "maxmemory limit" in caplog.text
+        client.close()
+
+
+def test_redrive_at_maxmemory_is_a_clear_error(client):
+    """A redrive the broker refuses for lack of memory raises an EventlabError naming the fix."""
+    client.xadd(f"{STREAM}:dlq", {"id": "e1", "dlqreason": "x"})
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(EventlabError, match="maxmemory") as caught:
+            redrive(client, STREAM)
+        assert "CONFIG SET maxmemory" in caught.value.fix
+    finally:
+        client.config_set("maxmemory", 0)
+    assert client.xlen(f"{STREAM}:dlq") == 1
+
+
+async def test_dedupe_store_and_dead_letters_are_bounded_by_default(broker, client):
+    """Defaults bound the dedupe store and the dead letters; past a bound the oldest go first."""
+    from eventlab.consumer import DEDUPE_MAX, DLQ_MAXLEN  # noqa: PLC0415
+
+    events = _events(250)
+    streams.publish_many(client, STREAM, events)
+    reliable = Reliable(broker.url, consumer="c1")
+
+    @reliable.subscriber(STREAM, group="billing", start="0", dedupe_max=100, batch=50)
+    async def bill(event: Event, effects: Effects) -> None:
+        effects.hincrby(COUNTS, event.id, 1)
+
+    @reliable.subscriber(STREAM, group="audit", start="0")
+    async def refuse(event: Event) -> None:
+        raise PermanentError(f"audit refuses {event.id}")
+
+    assert (reliable.subscriptions[1].dlq_maxlen, reliable.subscriptions[1].dedupe_max) == (
+        DLQ_MAXLEN,
+        DEDUPE_MAX,
+    )
+    reliable.subscriptions[1].dlq_maxlen = 100  # the default, scaled down for the test
+    async with reliable:
+        assert await reliable.drain(timeout=30)
+    seen = client.zrange(seen_key(STREAM, "billing"), 0, -1)
+    assert len(seen) == 100  # at the bound: the newest 100 ids are remembered
+    assert set(seen) <= {e.id for e in events[100:]}
+    assert len(client.hgetall(COUNTS)) == 250  # every event applied once
+    # MAXLEN ~ trims whole stream nodes: about the bound, never all 250
+    assert 100 <= client.xlen(f"{STREAM}:dlq") < 250

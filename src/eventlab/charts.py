@@ -37,6 +37,7 @@ __all__ = [
     "LAG_COLUMNS",
     "METRICS_COLUMNS",
     "RENDERER",
+    "bin_width",
     "convergence",
     "enable",
     "lag",
@@ -104,6 +105,10 @@ def _origin(*times: pd.Series | None) -> pd.Timestamp:
 
 def _seconds(values: pd.Series, origin: pd.Timestamp) -> pd.Series:
     return (_utc(values) - origin).dt.total_seconds()
+
+
+def _span(seconds: pd.Series) -> float:
+    return float(seconds.max() - seconds.min()) if len(seconds) else 0.0
 
 
 def _series_label(frame: pd.DataFrame) -> pd.Series:
@@ -230,6 +235,30 @@ def _ok(frame: pd.DataFrame, outcomes_: Collection[str]) -> pd.DataFrame:
     return frame[frame["outcome"].isin(list(outcomes_))]
 
 
+_MAX_CHART_ROWS = 2_000  # well under Altair's 5,000-row limit, and small in a notebook
+_BIN_LADDER = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
+
+
+def bin_width(span: float, *, labels: int = 1, requested: float = 1.0) -> float:
+    """Return the bin width (seconds) a chart over ``span`` seconds uses.
+
+    ``requested`` when the chart stays under 2,000 rows (bins times ``labels``), else
+    the next round width (2 s, 5 s, 10 s, … 1 h, …) that does: a two-hour run
+    at 1-second bins would be 7,200 rows per line and hit Altair's 5,000-row
+    limit (``MaxRowsError``), so long runs are drawn with wider bins instead.
+    Rates stay in events per second whatever the width.
+    """
+    if requested <= 0:
+        raise ValueError("bin_seconds must be a positive number of seconds")
+    budget = max(1, _MAX_CHART_ROWS // max(1, labels))
+    if span / requested + 1 <= budget:
+        return requested
+    for width in _BIN_LADDER:
+        if width > requested and span / width + 1 <= budget:
+            return float(width)
+    return float(np.ceil(span / (budget - 1))) if budget > 1 else max(span, requested)
+
+
 def _binned_counts(
     seconds: pd.Series,
     labels: pd.Series,
@@ -271,6 +300,7 @@ def throughput(
     Args:
         frame: ``metrics.frame()``; rows with outcome ``ok`` are counted at ``handled``.
         bin_seconds: Width of a time bin; the y axis is events per second either way.
+            Widened for long runs so the chart stays small (:func:`bin_width`).
         by: The column whose values get one line each (``group``, ``consumer``, ``stream``).
         faults: Fault windows to shade.
         origin: Time zero of the x axis; default the first handled event or fault.
@@ -281,9 +311,10 @@ def throughput(
     done = _ok(frame, {"ok"})
     if origin is None:
         origin = _origin(done["handled"], None if faults is None else faults["start"])
-    counts = _binned_counts(
-        _seconds(done["handled"], origin), done[by].astype(str), bin_seconds=bin_seconds
-    )
+    at = _seconds(done["handled"], origin)
+    names = done[by].astype(str)
+    bin_seconds = bin_width(_span(at), labels=names.nunique(), requested=bin_seconds)
+    counts = _binned_counts(at, names, bin_seconds=bin_seconds)
     counts["rate"] = counts["count"] / bin_seconds
     lines = (
         alt.Chart(counts)
@@ -591,7 +622,8 @@ def outcomes(
     Args:
         frame: ``metrics.frame()``; rows are counted at ``handled``.
         show: Outcomes to draw (``ok``, ``retry``, ``dead``, ``duplicate``).
-        bin_seconds: Width of a bar in seconds.
+        bin_seconds: Width of a bar in seconds; widened for long runs so the chart
+            stays small (:func:`bin_width`).
         faults: Fault windows to shade.
         origin: Time zero; default the first handled event (of any outcome) or fault.
         title: Chart title.
@@ -600,11 +632,10 @@ def outcomes(
     if origin is None:
         origin = _origin(frame["handled"], None if faults is None else faults["start"])
     rows = _ok(frame, show)
+    at = _seconds(rows["handled"], origin)
+    bin_seconds = bin_width(_span(at), labels=len(show), requested=bin_seconds)
     counts = _binned_counts(
-        _seconds(rows["handled"], origin),
-        rows["outcome"].astype(str),
-        bin_seconds=bin_seconds,
-        categories=list(show),
+        at, rows["outcome"].astype(str), bin_seconds=bin_seconds, categories=list(show)
     )
     counts["end"] = counts["seconds"] + bin_seconds
     palette = {"ok": "#54a24b", "retry": "#f58518", "dead": "#e45756", "duplicate": "#b279a2"}

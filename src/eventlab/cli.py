@@ -36,6 +36,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
     else:
         kind = f"managed, pid {handle.pid}" if handle.managed else "from REDIS_URL"
         print(f"broker up: {info['url']} (version {handle.version}, {kind})")
+        if handle.state is not None:
+            print(f"state folder {handle.state}")
     return 0
 
 
@@ -50,8 +52,24 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     handle = broker.current(state=args.state)
+    folder = None if os.environ.get("REDIS_URL") else broker.state_dir(args.state)
     if handle is None:
-        raise EventlabError("no broker is running", fix="start one with `eventlab up`")
+        raise EventlabError(
+            f"no broker is running (state folder {folder})", fix="start one with `eventlab up`"
+        )
+    kind = f"managed, pid {handle.pid}" if handle.managed else "REDIS_URL"
+    where = f"state folder {folder}" if folder is not None else "REDIS_URL is set"
+    progress = handle.loading()
+    if progress is not None:  # alive but answers LOADING: say so, never call it dead
+        if args.json:
+            info = {"url": broker.redact(handle.url), "loading": True, "progress": progress}
+            print(json.dumps({**info, "state": str(folder) if folder else None}))
+        else:
+            print(
+                f"broker {broker.redact(handle.url)} ({kind}): loading its data, {progress:.0f} %"
+            )
+            print(where)
+        return 0
     client = handle.client()
     try:
         frame = streams.groups_frame(client)
@@ -63,6 +81,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
                         "url": broker.redact(handle.url),
                         "version": handle.version,
                         "managed": handle.managed,
+                        "loading": False,
+                        "state": str(folder) if folder else None,
                         "namespace": streams.namespace(),
                         "streams": {k: int(client.xlen(k)) for k in keys},
                         "groups": json.loads(frame.to_json(orient="records")),
@@ -70,8 +90,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
                 )
             )
             return 0
-        kind = f"managed, pid {handle.pid}" if handle.managed else "REDIS_URL"
         print(f"broker {broker.redact(handle.url)} version {handle.version} ({kind})")
+        print(where)
         print(f"namespace {streams.namespace()}: {len(keys)} stream(s)")
         for key in keys:
             print(f"  {key}  length {client.xlen(key)}")
@@ -140,7 +160,7 @@ def _parser(*, core_only: bool = False) -> argparse.ArgumentParser:
     parser.add_argument(
         "--state",
         default=None,
-        help="state folder of the managed broker (default: nearest .eventlab/)",
+        help="state folder of the managed broker (default: .eventlab/ at the project root)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

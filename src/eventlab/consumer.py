@@ -52,6 +52,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import hashlib
 import inspect
 import json
 import logging
@@ -69,6 +70,7 @@ import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 
 from eventlab import _lua
@@ -79,7 +81,9 @@ from eventlab.metrics import Metrics
 from eventlab.streams import dlq_key
 
 __all__ = [
+    "DEDUPE_MAX",
     "DLQ_FIELDS",
+    "DLQ_MAXLEN",
     "Backoff",
     "ConsumerError",
     "DeadLetter",
@@ -99,14 +103,24 @@ __all__ = [
 
 logger = logging.getLogger("eventlab.consumer")
 
+DEDUPE_MAX = 200_000
+"""Default bound of a group's dedupe store (event ids); ~27 MB of broker memory at ~134 B each."""
+
+DLQ_MAXLEN = 10_000
+"""Default bound (``MAXLEN ~``) of a ``<stream>:dlq`` stream; older dead letters are trimmed."""
+
 DLQ_FIELDS = _lua.DLQ_FIELDS
 """Fields a dead letter adds to the event's own: reason, error type, attempts, original id, …"""
 
-HealthState = Literal["starting", "running", "reconnecting", "group-missing", "failed", "stopped"]
+HealthState = Literal[
+    "starting", "running", "reconnecting", "group-missing", "out-of-memory", "failed", "stopped"
+]
 """Where a subscription is.
 
-``group-missing``: the broker lost the group (data loss); ``failed``: an unexpected
-error stopped it (logged with its traceback; other consumers reclaim its entries).
+``group-missing``: the broker lost the group (data loss); ``out-of-memory``: the
+broker is at its ``maxmemory`` limit and refuses commits (the batch stays pending
+and is committed once memory is freed); ``failed``: an unexpected error stopped it
+(logged with its traceback; other consumers reclaim its entries).
 """
 
 Handler = Callable[..., Awaitable[Any] | Any]
@@ -115,6 +129,102 @@ _WITH_EFFECTS = 2  # handle(event, effects)
 # keeps text as UTF-8 bytes, which Lua passes through untouched
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+_OOM_RETRY = 0.5  # seconds between commits the broker refused for lack of memory
+
+
+class _Undecodable(dict[str, str]):
+    """An entry's fields that are not all UTF-8: shown with escapes, dead-lettered raw.
+
+    The dead-letter script copies the entry's bytes from the stream itself, so
+    the dead letter keeps them exactly; this text is only for metrics and logs.
+    """
+
+    __slots__ = ("problem",)
+
+    def __init__(self, fields: Mapping[str, str], problem: str) -> None:
+        super().__init__(fields)
+        self.problem = problem
+
+
+def _text(raw: Any) -> str:
+    return raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
+
+
+def _decode_fields(raw: Any) -> Mapping[str, str]:
+    """Decode a raw ``{name: value}`` mapping or flat ``[name, value, …]`` list.
+
+    Returns an :class:`_Undecodable` (escaped text plus the problem) when a name or
+    value is not UTF-8, so one bad entry cannot stop the batch around it.
+    """
+    pairs = (
+        list(raw.items())
+        if isinstance(raw, Mapping)
+        else list(zip(raw[::2], raw[1::2], strict=True))
+    )
+    out: dict[str, str] = {}
+    bad: list[str] = []
+    for name, value in pairs:
+        try:
+            key = name.decode() if isinstance(name, bytes) else str(name)
+        except UnicodeDecodeError as exc:
+            key = _text(name)
+            bad.append(f"field name {key!r} is not UTF-8 ({exc.reason} at byte {exc.start})")
+        try:
+            out[key] = value.decode() if isinstance(value, bytes) else str(value)
+        except UnicodeDecodeError as exc:
+            out[key] = _text(value)
+            bad.append(f"{key}: not UTF-8 ({exc.reason} at byte {exc.start})")
+    return _Undecodable(out, "; ".join(bad)) if bad else out
+
+
+class _Script:
+    """A Lua script run with replies left as bytes (``EVALSHA``, loaded on ``NOSCRIPT``).
+
+    Entries come back from the scripts with their fields: a client that decodes
+    replies would fail on the whole reply at one field that is not UTF-8.
+    """
+
+    __slots__ = ("sha", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 - the server's script id
+
+    async def __call__(
+        self, client: redis.asyncio.Redis, keys: Sequence[Any], args: Sequence[Any]
+    ) -> Any:
+        command = ("EVALSHA", self.sha, len(keys), *keys, *args)
+        try:
+            return await client.execute_command(*command, **{NEVER_DECODE: []})  # type: ignore[no-untyped-call]
+        except redis.exceptions.NoScriptError:
+            await client.script_load(self.text)
+            return await client.execute_command(*command, **{NEVER_DECODE: []})  # type: ignore[no-untyped-call]
+
+    def sync(self, client: redis.Redis, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run it on a sync client."""
+        command = ("EVALSHA", self.sha, len(keys), *keys, *args)
+        try:
+            return client.execute_command(*command, **{NEVER_DECODE: []})  # type: ignore[no-untyped-call]
+        except redis.exceptions.NoScriptError:
+            client.script_load(self.text)
+            return client.execute_command(*command, **{NEVER_DECODE: []})  # type: ignore[no-untyped-call]
+
+
+_COMMIT = _Script(_lua.COMMIT)
+_RECLAIM = _Script(_lua.RECLAIM)
+_REDRIVE = _Script(_lua.REDRIVE)
+
+
+def _is_oom(exc: redis.ResponseError) -> bool:
+    return isinstance(exc, redis.exceptions.OutOfMemoryError) or str(exc).startswith("OOM")
+
+
+def _out_of_memory(exc: redis.ResponseError, what: str) -> EventlabError:
+    return EventlabError(
+        f"the broker refused to {what}: it is at its maxmemory limit ({exc})",
+        fix="free memory (trim streams, drain or trim dead letters) or raise maxmemory "
+        "(CONFIG SET maxmemory), then try again",
+    )
 
 
 class PermanentError(Exception):
@@ -315,7 +425,7 @@ class Effects:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """One entry of ``<stream>:dlq``.
+    r"""One entry of ``<stream>:dlq``.
 
     Attributes:
         entry_id: Its id in the dead-letter stream (what :func:`redrive` takes).
@@ -327,7 +437,10 @@ class DeadLetter:
         stream: The stream it came from.
         group: The group that gave up on it.
         consumer: The consumer that wrote it.
-        fields: The original fields, unchanged.
+        fields: The original fields as text (bytes that are not UTF-8 shown as
+            ``\xNN`` escapes).
+        raw: The original fields exactly as stored (bytes), e.g. to inspect an
+            entry another client wrote in another encoding.
     """
 
     entry_id: str
@@ -340,6 +453,7 @@ class DeadLetter:
     group: str
     consumer: str
     fields: dict[str, str]
+    raw: dict[bytes, bytes] = field(default_factory=dict, repr=False, compare=False)
 
 
 # -- the runtime ----------------------------------------------------------------------
@@ -389,6 +503,7 @@ class Subscription:
         dedupe: bool,
         dedupe_window: float,
         recreate_group: bool,
+        dedupe_max: int | None = DEDUPE_MAX,
         dlq_maxlen: int | None,
         seed: int | None,
         metrics: Metrics | None,
@@ -416,6 +531,7 @@ class Subscription:
         self.permanent = permanent
         self.dedupe = dedupe
         self.dedupe_window = dedupe_window
+        self.dedupe_max = dedupe_max
         self.recreate_group = recreate_group
         self.dlq_maxlen = dlq_maxlen
         self.metrics = metrics
@@ -436,8 +552,6 @@ class Subscription:
             ("ok", "retried", "dead", "duplicates", "reclaimed", "lost"), 0
         )
         self._client: redis.asyncio.Redis | None = None
-        self._commit: Any = None
-        self._reclaim: Any = None
 
     def __repr__(self) -> str:
         """Show the stream, group, consumer and state."""
@@ -464,8 +578,6 @@ class Subscription:
 
     async def _start(self, client: redis.asyncio.Redis) -> None:
         self._client = client
-        self._commit = client.register_script(_lua.COMMIT)
-        self._reclaim = client.register_script(_lua.RECLAIM)
         self._stopping.clear()
         # a previous run cut short (stop timeout) may have left ids behind: the
         # server still has those entries pending, and the reclaimer must see them
@@ -566,6 +678,12 @@ class Subscription:
                 self.stream, self.group, id=position, mkstream=True, entries_read=entries_read
             )
         except redis.ResponseError as exc:
+            if _is_oom(exc):  # refused before the server looked: does the group exist?
+                with contextlib.suppress(redis.ResponseError):
+                    groups: Any = await self._client.xinfo_groups(self.stream)
+                    if any(g["name"] == self.group for g in groups):
+                        return False
+                raise _out_of_memory(exc, f"create consumer group {self.group!r}") from None
             if "BUSYGROUP" not in str(exc):
                 raise
             return False
@@ -654,12 +772,13 @@ class Subscription:
 
     async def _recover_own(self) -> None:
         """A restarted consumer with the same name re-reads its own pending entries first."""
-        assert self._reclaim is not None
-        _, entries, deleted = await self._reclaim(
-            keys=[self.stream],
-            args=[self.group, self.consumer, 0, "-", self.batch * 10, "own", "[]"],
+        assert self._client is not None
+        _, entries, deleted = await _RECLAIM(
+            self._client,
+            [self.stream],
+            [self.group, self.consumer, 0, "-", self.batch * 10, "own", "[]"],
         )
-        self._note_deleted(deleted)
+        self._note_deleted([_text(d) for d in deleted])
         # kept aside, not queued: the reader itself would block on a full queue
         for start in range(0, len(entries), self.batch):
             chunk = _entries(entries[start : start + self.batch])
@@ -669,24 +788,24 @@ class Subscription:
     async def _read(self) -> list[_Entry]:
         assert self._client is not None
         try:
-            reply: Any = await self._client.xreadgroup(
-                self.group,
-                self.consumer,
-                {self.stream: ">"},
-                count=self.batch,
-                block=max(1, int(self.block * 1000)),
-            )
+            # replies stay bytes: one entry that is not UTF-8 must not fail the batch
+            reply: Any = await self._client.execute_command(  # type: ignore[no-untyped-call]
+                "XREADGROUP", "GROUP", self.group, self.consumer,
+                "COUNT", self.batch, "BLOCK", max(1, int(self.block * 1000)),
+                "STREAMS", self.stream, ">",
+                **{NEVER_DECODE: []},
+            )  # fmt: skip
         except redis.ResponseError as exc:
             await self._on_response_error(exc)
             return []
         except _CONNECTION_ERRORS as exc:
             await self._on_disconnect(exc)
             return []
-        if self._state != "running":
+        if self._state not in {"running", "out-of-memory"}:
             self._set_state("running")
         if not reply:
             return []
-        batch = [(entry_id, fields, 1) for entry_id, fields in reply[0][1]]
+        batch = [(_text(entry_id), _decode_fields(fields), 1) for entry_id, fields in reply[0][1]]
         self._held.update(entry_id for entry_id, _, _ in batch)
         return batch
 
@@ -743,17 +862,20 @@ class Subscription:
             # handled): claiming them would reset their idle time, hiding a slow
             # handler from the other consumers, and count a delivery that never was
             held = _dumps(sorted(self._held))
+            assert self._client is not None
             try:
-                start, entries, deleted = await self._reclaim(
-                    keys=[self.stream],
-                    args=[self.group, self.consumer, min_idle_ms, start, self.batch, "auto", held],
+                raw_start, entries, deleted = await _RECLAIM(
+                    self._client,
+                    [self.stream],
+                    [self.group, self.consumer, min_idle_ms, start, self.batch, "auto", held],
                 )
             except (redis.ResponseError, *_CONNECTION_ERRORS):
                 # the reader reports disconnects and a missing group; just wait
                 start = "-"
                 await self._pause(self.reclaim_every)
                 continue
-            self._note_deleted(deleted)
+            start = _text(raw_start)
+            self._note_deleted([_text(d) for d in deleted])
             # and what became held while the script ran is not handled twice either
             fresh = [e for e in _entries(entries) if e[0] not in self._held]
             if fresh:
@@ -780,6 +902,9 @@ class Subscription:
     async def _handle(self, batch: list[_Entry], *, received: float) -> _Plan:
         plan = _Plan()
         for entry_id, fields, delivery in batch:
+            if isinstance(fields, _Undecodable):
+                self._dead_raw(plan, entry_id, fields, attempt=delivery, received=received)
+                continue
             try:
                 event = Event.from_fields(fields)
             except EnvelopeError as exc:
@@ -921,6 +1046,30 @@ class Subscription:
             plan, entry_id, event, attempt=attempt, received=received, reason=reason, error=error
         )
 
+    def _dead_raw(
+        self, plan: _Plan, entry_id: str, fields: _Undecodable, *, attempt: int, received: float
+    ) -> None:
+        """Dead-letter an entry whose bytes are not UTF-8 (the script copies them raw)."""
+        reason = f"not a valid event: not UTF-8: {fields.problem}"
+        plan.entries.append([entry_id, "", "dead", [reason, "UnicodeDecodeError", str(attempt)]])
+        plan.rows.append(
+            (
+                fields.get("id") or entry_id,
+                fields.get("type"),
+                fields.get("correlationid"),
+                fields.get("causationid"),
+                fields.get("source"),
+                self.stream,
+                self.group,
+                self.consumer,
+                None,
+                received,
+                0.0,
+                attempt,
+                "dead",
+            )
+        )
+
     def _dead_reason(
         self,
         plan: _Plan,
@@ -983,10 +1132,20 @@ class Subscription:
                 window,
                 self.dlq_maxlen or 0,
                 packed,
+                self.dedupe_max or 0,
             ]
+            assert self._client is not None
             try:
-                statuses = await self._commit(keys=keys, args=args)
+                raw = await _COMMIT(self._client, keys, args)
             except redis.ResponseError as exc:
+                if _is_oom(exc):
+                    # the script is declared without allow-oom: refused whole, nothing
+                    # applied; the batch stays pending and is committed once there is room
+                    await self._on_out_of_memory(exc)
+                    if self._stopping.is_set():
+                        logger.warning("%s: stopping with a batch uncommitted (redelivered)", self)
+                        return
+                    continue
                 if "NOGROUP" in str(exc):
                     # the group and its pending list are gone: nothing left to ack
                     await self._on_response_error(exc)
@@ -998,8 +1157,21 @@ class Subscription:
                     logger.warning("%s: stopping with a batch uncommitted (redelivered)", self)
                     return
                 continue
-            self._account(plan, statuses)
+            if self._state == "out-of-memory":
+                logger.warning("%s: the broker accepts commits again", self)
+                self._set_state("running")
+            self._account(plan, [_text(status) for status in raw])
             return
+
+    async def _on_out_of_memory(self, exc: redis.ResponseError) -> None:
+        if self._state != "out-of-memory":
+            logger.error(
+                "%s: %s; the batch stays pending and is committed when memory is freed",
+                self,
+                _out_of_memory(exc, "commit a batch"),
+            )
+        self._set_state("out-of-memory", str(exc))
+        await self._pause(_OOM_RETRY)
 
     def _account(self, plan: _Plan, statuses: Sequence[str]) -> None:
         counts = self._counts
@@ -1033,12 +1205,8 @@ def _error_name(kind: type[BaseException]) -> str:
 
 
 def _entries(raw: Sequence[Sequence[Any]]) -> list[_Entry]:
-    """Turn the RECLAIM script's ``{id, count, {k, v, …}}`` rows into entries."""
-    out: list[_Entry] = []
-    for entry_id, count, flat in raw:
-        it = iter(flat)
-        out.append((str(entry_id), dict(zip(it, it, strict=True)), int(count)))
-    return out
+    """Turn the RECLAIM script's ``{id, count, {k, v, …}}`` rows (bytes) into entries."""
+    return [(_text(entry_id), _decode_fields(flat), int(count)) for entry_id, count, flat in raw]
 
 
 def _wants_effects(handler: Handler) -> bool:
@@ -1139,8 +1307,9 @@ class Reliable:
         permanent: Sequence[type[BaseException]] = (),
         dedupe: bool = True,
         dedupe_window: float = 24 * 3600.0,
+        dedupe_max: int | None = DEDUPE_MAX,
         recreate_group: bool = False,
-        dlq_maxlen: int | None = None,
+        dlq_maxlen: int | None = DLQ_MAXLEN,
         seed: int | None = 0,
         validate: Callable[[Event], Event | None] | None = None,
         cluster_safe: bool = True,
@@ -1168,8 +1337,14 @@ class Reliable:
             dedupe: Skip an event id already processed by this group (and apply
                 its effects once). Turn off only for measurements.
             dedupe_window: Seconds an event id is remembered.
+            dedupe_max: At most this many event ids are remembered per group
+                (default :data:`DEDUPE_MAX`); past it the oldest are forgotten
+                first, and an event redelivered after its id was forgotten is
+                applied again. ``None``: only the window bounds the store.
             recreate_group: Recreate the group at ``start`` if the broker lost it.
-            dlq_maxlen: Trim ``<stream>:dlq`` to about this many entries.
+            dlq_maxlen: Trim ``<stream>:dlq`` to about this many entries (default
+                :data:`DLQ_MAXLEN`; the oldest dead letters are dropped first).
+                ``None`` keeps every dead letter.
             seed: Seed of the backoff jitter (repeatable runs); ``None`` for random.
             validate: Called with each decoded event before the handler (e.g.
                 ``schema.Registry.validate``); it may return a replacement event
@@ -1212,6 +1387,7 @@ class Reliable:
                 permanent=(PermanentError, ConsumerError, *permanent),
                 dedupe=dedupe,
                 dedupe_window=dedupe_window,
+                dedupe_max=dedupe_max,
                 recreate_group=recreate_group,
                 dlq_maxlen=dlq_maxlen,
                 seed=seed,
@@ -1400,8 +1576,10 @@ def _client_for(broker: Any, *, block: float) -> redis.asyncio.Redis:
 # -- dead letters -------------------------------------------------------------------
 
 
-def _dead_letter(entry_id: str, fields: Mapping[str, str]) -> DeadLetter:
+def _dead_letter(entry_id: Any, raw: Mapping[bytes, bytes]) -> DeadLetter:
+    fields = {_text(k): _text(v) for k, v in raw.items()}
     original = {k: v for k, v in fields.items() if k not in DLQ_FIELDS}
+    strip = {name.encode() for name in DLQ_FIELDS}
     return DeadLetter(
         entry_id=entry_id,
         original_id=fields.get("dlqid", ""),
@@ -1413,6 +1591,7 @@ def _dead_letter(entry_id: str, fields: Mapping[str, str]) -> DeadLetter:
         group=fields.get("dlqgroup", ""),
         consumer=fields.get("dlqconsumer", ""),
         fields=original,
+        raw={k: v for k, v in raw.items() if k not in strip},
     )
 
 
@@ -1421,14 +1600,18 @@ def dead_letters(client: redis.Redis, stream: str, *, group: str | None = None) 
 
     Introduced in lesson 04.
     """
-    rows: Any = client.xrange(dlq_key(stream))
-    letters = [_dead_letter(str(i), dict(f)) for i, f in rows]
+    # read as bytes: a dead letter that is not UTF-8 (written by another client) is
+    # exactly the one to list, not the one to fail on
+    rows: Any = client.execute_command(  # type: ignore[no-untyped-call]
+        "XRANGE", dlq_key(stream), "-", "+", **{NEVER_DECODE: []}
+    )
+    letters = [_dead_letter(_text(i), f) for i, f in rows]
     return [d for d in letters if group is None or d.group == group]
 
 
 def dead_letters_frame(client: redis.Redis, stream: str) -> pd.DataFrame:
     """Return :func:`dead_letters` as a DataFrame (one row per dead letter, no raw fields)."""
-    columns = [n for n in DeadLetter.__slots__ if n != "fields"]
+    columns = [n for n in DeadLetter.__slots__ if n not in {"fields", "raw"}]
     letters = dead_letters(client, stream)
     return pd.DataFrame([[getattr(d, c) for c in columns] for d in letters], columns=columns)
 
@@ -1478,9 +1661,13 @@ def redrive(
     chosen = _select(dead_letters(client, stream), ids, group, where)
     if not chosen:
         return []
-    script = client.register_script(_lua.REDRIVE)
-    moved: Any = script(keys=[dlq_key(stream), stream], args=chosen)
-    return [str(new) for _, new in moved]
+    try:
+        moved: Any = _REDRIVE.sync(client, [dlq_key(stream), stream], chosen)
+    except redis.ResponseError as exc:
+        if _is_oom(exc):
+            raise _out_of_memory(exc, "redrive dead letters") from None
+        raise
+    return [_text(new) for _, new in moved]
 
 
 async def aredrive(
@@ -1492,14 +1679,20 @@ async def aredrive(
     where: Callable[[DeadLetter], bool] | None = None,
 ) -> list[str]:
     """Asyncio :func:`redrive`."""
-    rows: Any = await client.xrange(dlq_key(stream))
-    letters = [_dead_letter(str(i), dict(f)) for i, f in rows]
+    rows: Any = await client.execute_command(  # type: ignore[no-untyped-call]
+        "XRANGE", dlq_key(stream), "-", "+", **{NEVER_DECODE: []}
+    )
+    letters = [_dead_letter(_text(i), f) for i, f in rows]
     chosen = _select(letters, ids, group, where)
     if not chosen:
         return []
-    script = client.register_script(_lua.REDRIVE)
-    moved = await script(keys=[dlq_key(stream), stream], args=chosen)
-    return [str(new) for _, new in moved]
+    try:
+        moved: Any = await _REDRIVE(client, [dlq_key(stream), stream], chosen)
+    except redis.ResponseError as exc:
+        if _is_oom(exc):
+            raise _out_of_memory(exc, "redrive dead letters") from None
+        raise
+    return [_text(new) for _, new in moved]
 
 
 # -- the command ----------------------------------------------------------------------

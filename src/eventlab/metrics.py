@@ -60,12 +60,15 @@ _UTC_NS: Any = "datetime64[ns, UTC]"  # a str the pandas stubs do not list
 class Metrics:
     """Records handled events and lag samples; ``frame()`` / ``lag_frame()`` return DataFrames.
 
-    Memory is bounded: the newest ``max_rows`` events and ``max_samples`` samples are kept.
+    Memory is bounded: the newest ``max_rows`` events (default 50,000, about
+    23 MB at ~455 bytes a row, plus about as much again while :meth:`frame`
+    builds its DataFrame) and ``max_samples`` samples are kept; past the bound
+    the oldest rows are dropped, so a chart of a long run shows its latest part.
 
     Introduced in lesson 03.
     """
 
-    def __init__(self, *, max_rows: int = 200_000, max_samples: int = 20_000) -> None:
+    def __init__(self, *, max_rows: int = 50_000, max_samples: int = 20_000) -> None:
         """Create an empty recorder (bounded to the newest rows and samples)."""
         self._rows: deque[tuple[Any, ...]] = deque(maxlen=max_rows)
         self._samples: deque[tuple[Any, ...]] = deque(maxlen=max_samples)

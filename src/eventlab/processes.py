@@ -18,6 +18,7 @@ import ctypes
 import importlib
 import inspect
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -169,10 +170,17 @@ def spawn(
     token = uuid.uuid4().hex[:8]
     log_path = folder / f"{label}-{token}.log"
     ready = folder / f"{label}-{token}.ready"
-    child_env = {**os.environ, **(env or {}), _READY_ENV: str(ready), "PYTHONUNBUFFERED": "1"}
+    argv, secret = _hide_urls(args)
+    child_env = {
+        **os.environ,
+        **(env or {}),
+        **secret,
+        _READY_ENV: str(ready),
+        "PYTHONUNBUFFERED": "1",
+    }
     with log_path.open("wb") as log:
         popen = subprocess.Popen(  # noqa: S603 - runs this interpreter on our own module
-            [sys.executable, "-m", "eventlab.processes", target, *args],
+            [sys.executable, "-m", "eventlab.processes", target, *argv],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -180,6 +188,36 @@ def spawn(
             preexec_fn=_die_with_parent if die_with_parent else None,  # noqa: PLW1509 - only prctl
         )
     return Proc(popen, name=label, target=target, log_path=log_path, ready=ready)
+
+
+_URL_ARG = re.compile(r"^(redis|rediss|unix)://", re.IGNORECASE)
+_ENV_ARG = "env:"
+
+
+def _hide_urls(args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Move broker URLs out of the command line into the child's environment.
+
+    Any user can read every process's command line (``ps``, ``/proc/PID/cmdline``);
+    only the owner can read its environment. A URL argument (it may carry a
+    password) becomes ``env:EVENTLAB_ARG_N`` on the command line and the child's
+    :func:`_main` puts the value back before calling the function.
+    """
+    argv: list[str] = []
+    secret: dict[str, str] = {}
+    for index, arg in enumerate(args):
+        if _URL_ARG.match(arg):
+            name = f"EVENTLAB_ARG_{index}"
+            secret[name] = arg
+            argv.append(_ENV_ARG + name)
+        else:
+            argv.append(arg)
+    return argv, secret
+
+
+def _reveal(arg: str) -> str:
+    if arg.startswith(_ENV_ARG + "EVENTLAB_ARG_"):
+        return os.environ.pop(arg[len(_ENV_ARG) :], "")
+    return arg
 
 
 def signal_ready() -> None:
@@ -195,7 +233,7 @@ def _main(argv: Sequence[str]) -> int:
         return 2
     module, _, func = argv[0].partition(":")
     function = getattr(importlib.import_module(module), func)
-    result = function(*argv[1:])
+    result = function(*(_reveal(arg) for arg in argv[1:]))
     if inspect.isawaitable(result):
         result = asyncio.run(_await(result))
     return int(result) if isinstance(result, int) else 0

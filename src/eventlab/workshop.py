@@ -235,6 +235,7 @@ def check_room_url(url: str) -> None:
     Raises:
         WorkshopError: ``url`` names a non-loopback host and has no password.
     """
+    broker.check_url(url, name=WORKSHOP_URL_ENV)  # malformed: one line naming the fix
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     if parts.password or _is_loopback(host):
