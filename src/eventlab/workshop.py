@@ -472,7 +472,8 @@ def _room_client(url: str, *, admin: bool = False) -> Iterator[redis.Redis]:
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise WorkshopError(
             f"cannot reach the workshop broker {broker.redact(url)}: {exc}",
-            fix="check the room URL (eventlab doctor tests it), or ask the instructor",
+            fix=f"check the room URL ({WORKSHOP_URL_ENV}, or the one saved by "
+            "eventlab workshop join NAME --room URL); eventlab doctor tests it",
         ) from None
     finally:
         client.close()
@@ -590,7 +591,7 @@ def checkin(client: redis.Redis, *, lesson: str, passed: bool = False) -> Checki
             )
             try:
                 entry = streams.publish(target, progress_key(name), event, maxlen=_MAXLEN)
-            except redis.RedisError as exc:
+            except redis.ResponseError as exc:  # full, read-only, no permission…
                 return Checkin(name, lesson, where, room, None, f"{where} refused: {exc}")
     except WorkshopError as exc:
         return Checkin(name, lesson, "", room=True, entry=None, error=str(exc))
