@@ -25,6 +25,7 @@ from eventlab import broker, streams, workshop
 
 __all__ = [
     "AGENDAS",
+    "GUIDE_SECTIONS",
     "LABS",
     "LESSONS",
     "PRIVATE_BROKER_NEEDS",
@@ -34,6 +35,7 @@ __all__ = [
     "LessonInfo",
     "agenda",
     "agenda_markdown",
+    "guide_section",
     "lesson_info",
     "private_broker_lessons",
     "setup",
@@ -578,6 +580,63 @@ def agenda_markdown(length: str, *, day_start: int = 9 * 60) -> str:
         )
         out.append(f"| {_clock(total, day_start=day_start)} | End | |\n")
     return "\n".join(out)
+
+
+_NEEDS_TEXT = {
+    "pause-broker": "the dashboard's *Pause broker* button",
+    "restart-broker": "restarts a broker",
+    "kill-broker": "kills a broker",
+    "flush-broker": "flushes a broker",
+}
+
+GUIDE_SECTIONS = ("setup-b", "agendas", "lessons")
+"""Parts of ``docs/instructor.md`` generated from :data:`LESSONS` (:func:`guide_section`)."""
+
+
+def _setup_b() -> str:
+    rows = [
+        "| lesson | on a shared `REDIS_URL` broker, this part refuses | what to do |",
+        "|---|---|---|",
+    ]
+    for info in private_broker_lessons():
+        parts = ", ".join(_NEEDS_TEXT[n] for n in sorted(info.needs & PRIVATE_BROKER_NEEDS))
+        rows.append(
+            f"| {info.id} {info.title} | {parts} | run it with `REDIS_URL` unset, "
+            "or watch that part on the projector |"
+        )
+    safe = [i.id for i in LESSONS if not i.needs & PRIVATE_BROKER_NEEDS]
+    rows.append("")
+    rows.append(
+        f"Every other lesson ({', '.join(safe)}) touches only the learner's own keys and "
+        "processes (03 and 04 kill consumer processes the lesson itself started)."
+    )
+    return "\n".join(rows)
+
+
+def _lessons() -> str:
+    out = []
+    for info in LESSONS:
+        out.append(f"#### {info.id} {info.title} ({info.minutes} min)\n")
+        out.append("Talking points:\n")
+        out.extend(f"- {point}" for point in info.talking_points)
+        out.append("\nDiscussion:\n")
+        out.extend(f"- {prompt}" for prompt in info.discussion)
+        out.append(f"\nShow live: {info.demo}.\n")
+    return "\n".join(out).rstrip("\n")
+
+
+def guide_section(name: str) -> str:
+    """Return the generated markdown of section ``name`` (one of :data:`GUIDE_SECTIONS`)."""
+    if name == "setup-b":
+        return _setup_b()
+    if name == "agendas":
+        titles = {"3 hours": "Three hours", "one day": "One day", "two days": "Two days"}
+        return "\n".join(
+            f"### {titles[length]}\n\n{agenda_markdown(length)}" for length in AGENDAS
+        ).rstrip("\n")
+    if name == "lessons":
+        return _lessons()
+    raise KeyError(name)
 
 
 # -- the lesson setup -----------------------------------------------------------------
