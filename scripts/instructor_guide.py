@@ -22,14 +22,14 @@ def render(text: str) -> str:
     """Return ``text`` with every generated section replaced by its current content."""
     for name in course.GUIDE_SECTIONS:
         block = re.compile(
-            rf"(<!-- BEGIN GENERATED: {name} -->\n).*?(\n<!-- END GENERATED: {name} -->)",
+            rf"(<!-- BEGIN GENERATED: {name} -->\n)(?:.*?\n)?(<!-- END GENERATED: {name} -->)",
             re.DOTALL,
         )
         found = block.search(text)
         if found is None:
             raise SystemExit(f"{GUIDE}: no generated section {name!r}")
         body = course.guide_section(name)
-        text = text[: found.start()] + found[1] + body + found[2] + text[found.end() :]
+        text = text[: found.start()] + found[1] + body + "\n" + found[2] + text[found.end() :]
     return text
 
 

@@ -700,7 +700,8 @@ def _known(client: redis.Redis, name: str) -> str:
 def forget(client: redis.Redis, name: str) -> int:
     """Remove learner ``name`` from the room's progress; return the entries removed.
 
-    Their keys stay (see :func:`reset`); the name is free to join again.
+    Their ACL user (:func:`add`), if any, is deleted too; their keys stay (see
+    :func:`reset`); the name is free to join again (the room's test seat, a typo).
 
     Raises:
         WorkshopError: Nobody of that name is in the progress.
@@ -708,6 +709,8 @@ def forget(client: redis.Redis, name: str) -> int:
     key = progress_key(_known(client, name))
     count = int(client.xlen(key))
     client.unlink(key)
+    with contextlib.suppress(redis.ResponseError):  # a server without that user, or no ACL
+        client.execute_command("ACL", "DELUSER", name)  # type: ignore[no-untyped-call]
     return count
 
 
@@ -947,8 +950,11 @@ def _cmd_forget(args: argparse.Namespace) -> int:
     url = _instructor_url(args)
     with _room_client(url, admin=True) as client:
         count = forget(client, args.name)
-    _say(f"forgot {args.name!r}: {count} progress event(s) removed from {broker.redact(url)}; "
-         "their keys stay (eventlab workshop reset --learner NAME deletes them)")  # fmt: skip
+    where = broker.redact(url)
+    _say(
+        f"forgot {args.name!r}: {count} progress event(s) and their ACL user (if any) removed "
+        f"from {where}; their keys stay (reset --learner NAME deletes them)"
+    )
     return 0
 
 
@@ -972,7 +978,11 @@ def _cmd_add(args: argparse.Namespace) -> int:
     url = _instructor_url(args)
     with _room_client(url, admin=True) as client:
         password = add(client, args.name)
-    _say(f"added ACL user {args.name!r} on {broker.redact(url)}; give the learner this URL:")
+    # The URL alone on stdout, so a script can capture it: SEAT=$(eventlab workshop add NAME)
+    sys.stderr.write(
+        f"added ACL user {args.name!r} on {broker.redact(url)}; give the learner this URL "
+        "privately (it holds their password):\n"
+    )
     _say(_learner_url(url, args.name, password))
     return 0
 
