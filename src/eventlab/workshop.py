@@ -244,7 +244,7 @@ class RoomInfo:
 
     Attributes:
         url: The URL, password redacted.
-        version: The server's ``redis_version``.
+        version: The server's own version (``valkey_version`` on Valkey).
         server: ``redis`` or ``valkey``.
         user: The ACL user the URL logs in as (``default`` without a user name).
     """
@@ -450,6 +450,10 @@ def _room_client(url: str, *, admin: bool = False) -> Iterator[redis.Redis]:
         retry=Retry(NoBackoff(), 0),  # a dead room must fail fast, not stall a grade
     )
     try:
+        if admin:
+            # A learner's ACL user may touch only its own keys: this bare key is nobody's,
+            # so NOPERM here means "not the instructor" before anything is half done.
+            client.exists(WORKSHOP_STREAM)
         yield client
     except redis.AuthenticationError as exc:
         raise WorkshopError(
@@ -507,7 +511,8 @@ def check_room(url: str) -> RoomInfo:
             "eventlab needs Redis 7.0 or newer (or Valkey)",
             fix="ask the instructor to start the room on Redis >= 7.0 or Valkey",
         )
-    return RoomInfo(url=broker.redact(url), version=version, server=server, user=user)
+    shown = str(info.get("valkey_version", version))  # Valkey's redis_version is its Redis level
+    return RoomInfo(url=broker.redact(url), version=shown, server=server, user=user)
 
 
 # -- progress events ----------------------------------------------------------------
