@@ -231,8 +231,7 @@ def test_record_score_refuses_nonsense(client, kwargs, error):
 
 
 def test_reset_deletes_one_learner_or_the_room(client):
-    """Reset removes only the named learner's keys; a room reset keeps progress unless asked;
-    neither or both of learner/everyone, and an unknown learner, are refused."""
+    """Reset deletes one learner's keys or all, progress only if asked; misuse is refused."""
     for name in ("alice", "alicea", "bob"):
         key = streams.stream_key("orders", namespace_=name)
         client.xadd(key, {"a": "1"})
@@ -541,7 +540,7 @@ def test_a_remote_room_without_password_is_refused_before_connecting(client, mon
 
 @pytest.mark.usefixtures("state")
 def test_checkin_records_only_inside_a_workshop(client, monkeypatch):
-    """Checkin writes nothing as 'lab', records a learner's lesson, reports a dead room in a line."""
+    """Checkin: nothing as 'lab', a learner's lesson recorded, a dead room reported in a line."""
     assert workshop.checkin(client, lesson="01-events-not-state") is None
     assert _keys(client) == []
     workshop.join("frank")
