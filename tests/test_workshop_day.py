@@ -52,7 +52,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 def _run(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - the kit's own command, fixed argv
+    return subprocess.run(
         argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
     )
 
@@ -61,6 +61,7 @@ class Seat:
     """One learner: a checkout folder, its environment, and a kernel started before the join."""
 
     def __init__(self, name: str, root: Path) -> None:
+        """Make the checkout folder and start its kernel (not yet joined)."""
         from jupyter_client.manager import KernelManager  # noqa: PLC0415 - only this test
 
         self.name = name
