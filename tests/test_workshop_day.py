@@ -148,6 +148,21 @@ def test_a_workshop_day_end_to_end(room, tmp_path):  # noqa: PLR0915 - one day, 
     office = tmp_path / "instructor"
     office.mkdir()
 
+    # The guide's seat check, run as written from the instructor's checkout.
+    seat_env = {**admin, "EVENTLAB_STATE": str(office / ".eventlab")}
+    try:
+        check = _run(["bash", "-euc", _block("SEATCHECK")], seat_env, office)
+    finally:
+        broker_mod.down(state=office / ".eventlab")  # the broker `eventlab doctor` started
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "[OK] workshop room redis://test-seat:***@" in check.stdout
+    assert "you are 'test-seat'" in check.stdout
+    assert re.search(r"test-seat\s+lessons passed 0/0", check.stdout), check.stdout
+    assert "forgot 'test-seat'" in check.stdout
+    assert "left the workshop" in check.stdout
+    assert "test-seat" not in _status(admin, office)  # no permanent row, no joined checkout
+    assert not (office / ".eventlab" / "namespace").exists()
+
     # JupyterLab is already open in every learner's checkout before they join.
     seats = {name: Seat(name, tmp_path) for name in ("alice", "bob", "carol")}
     try:
