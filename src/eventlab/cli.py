@@ -139,20 +139,24 @@ def _cmd_lab(args: argparse.Namespace) -> int:
 _CORE = frozenset({"up", "down", "status", "doctor", "lab"})
 
 
+def _command(argv: Sequence[str] | None) -> str | None:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--state")
+    pre.add_argument("command", nargs="?")
+    known, _ = pre.parse_known_args(argv)
+    return known.command  # type: ignore[no-any-return]
+
+
 def _wants_core_only(argv: Sequence[str] | None) -> bool:
     """Whether the command is a core one, so the heavier modules need not be imported.
 
     Importing every module (jsonschema, faststream, pandas…) costs seconds; `eventlab up`
     in a Makefile or a lesson should not pay for `eventlab contracts`.
     """
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--state")
-    pre.add_argument("command", nargs="?")
-    known, _ = pre.parse_known_args(argv)
-    return known.command in _CORE
+    return _command(argv) in _CORE
 
 
-def _parser(*, core_only: bool = False) -> argparse.ArgumentParser:
+def _parser(*, core_only: bool = False, only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eventlab",
         description="Course and lab kit on eventual consistency over Redis Streams.",
@@ -191,7 +195,12 @@ def _parser(*, core_only: bool = False) -> argparse.ArgumentParser:
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
     lab.set_defaults(handler=_cmd_lab)
 
-    if not core_only:
+    if only == "workshop":
+        # A room of learners runs `eventlab workshop …` often: 0.5 s instead of 2+ s.
+        from eventlab import workshop  # noqa: PLC0415 - only when the command runs
+
+        workshop.register_cli(sub)
+    elif not core_only:
         for register in _extensions():
             register(sub)
     return parser
@@ -215,7 +224,8 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.Argument
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``eventlab`` command; return its exit status."""
-    parser = _parser(core_only=_wants_core_only(argv))
+    command = _command(argv)
+    parser = _parser(core_only=command in _CORE, only=command if command == "workshop" else None)
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:

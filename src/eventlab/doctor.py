@@ -1,4 +1,4 @@
-"""Setup checks: ``[OK]``/``[FAIL]`` for every dependency and for the broker, with a fix each.
+"""Setup checks: ``[OK]``/``[FAIL]`` for every dependency, the broker and the room, with fixes.
 
 Used by ``eventlab doctor`` and by lesson 00.
 """
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from eventlab import broker
+from eventlab import broker, workshop
 from eventlab._errors import EventlabError
 
 if TYPE_CHECKING:
@@ -189,14 +189,41 @@ def _auth_warning(handle: broker.Broker) -> Check | None:
     return None if settings is None else _server_exposed(*settings)
 
 
+def _room(state: str | _os.PathLike[str] | None) -> Check | None:
+    """In a workshop: the room URL answers, accepts its password, runs Redis >= 7.0."""
+    try:
+        name = workshop.learner()
+    except EventlabError as exc:
+        return Check("workshop name", ok=False, detail=str(exc.args[0]), fix=exc.fix)
+    url = workshop.room_url(state=state)
+    if url is None:
+        if name is None or os.environ.get("REDIS_URL"):
+            return None  # solo, or setup B: progress goes to the REDIS_URL broker itself
+        return Check(
+            "workshop room",
+            ok=True,
+            warning=True,
+            detail=f"you are {name!r} but no room URL is saved: only your own broker "
+            "sees your progress",
+            fix=f"eventlab workshop join {name} --room URL (the URL the instructor gave you)",
+        )
+    try:
+        info = workshop.check_room(url)
+    except EventlabError as exc:
+        return Check("workshop room", ok=False, detail=str(exc.args[0]), fix=exc.fix)
+    who = f", you are {name!r}" if name else ", but no name is saved (eventlab workshop join)"
+    return Check("workshop room", ok=True, detail=f"{info.url} ({info.server} {info.version}){who}")
+
+
 def run(*, state: str | _os.PathLike[str] | None = None) -> list[Check]:
-    """Run every check; start (or reuse) the broker to check it answers."""
+    """Run every check; start (or reuse) the broker to check it answers; test the room URL."""
     checks = [_python(), *(_package(dist, module) for dist, module in PACKAGES), _server()]
     try:
         handle = broker.up(state=state)
     except EventlabError as exc:
         checks.append(Check("broker", ok=False, detail=str(exc.args[0]), fix=exc.fix))
-        return checks
+        room = _room(state)
+        return checks if room is None else [*checks, room]
     kind = f"managed, pid {handle.pid}" if handle.managed else "REDIS_URL"
     checks.append(
         Check("broker", ok=True, detail=f"{broker.redact(handle.url)} v{handle.version} ({kind})")
@@ -204,4 +231,7 @@ def run(*, state: str | _os.PathLike[str] | None = None) -> list[Check]:
     warning = _auth_warning(handle)
     if warning is not None:
         checks.append(warning)
+    room = _room(state)
+    if room is not None:
+        checks.append(room)
     return checks

@@ -87,6 +87,7 @@ __all__ = [
     "publish_invalid",
     "register_cli",
     "remote",
+    "require_managed",
     "reset",
     "restart_broker",
     "schedule",
@@ -546,11 +547,13 @@ def heal(*, history: History | None = None) -> None:
 def pause_broker(
     broker: broker_mod.Broker, seconds: float, *, history: History | None = None
 ) -> Applied:
-    """Freeze the broker for ``seconds`` (SIGSTOP; ``CLIENT PAUSE`` on a REDIS_URL server).
+    """Freeze the managed broker for ``seconds`` (SIGSTOP, then SIGCONT).
 
     Simulates a long GC pause, a stalled VM or a saturated disk: connections stay
-    open but nothing answers. ``undo()`` resumes early.
+    open but nothing answers. ``undo()`` resumes early. Refused on a broker the
+    kit did not start (``REDIS_URL``): freezing it would freeze everyone on it.
     """
+    _need_managed(broker, "pause")
     broker.pause(seconds)
     return _applied("pause", {"seconds": seconds}, broker.resume, history)
 
@@ -585,10 +588,23 @@ def restart_broker(
             history.nemesis("restart", "stop")
 
 
+def require_managed(broker: broker_mod.Broker, what: str) -> None:
+    """Refuse ``what`` (a pause, restart, kill or flush) on a broker the kit did not start.
+
+    A ``REDIS_URL`` broker may be a whole workshop room's: no lesson may pause,
+    restart or flush it.
+
+    Raises:
+        FaultError: ``broker`` is not managed by eventlab (one line with the fix).
+    """
+    _need_managed(broker, what)
+
+
 def _need_managed(broker: broker_mod.Broker, what: str) -> None:
     if not broker.managed:
         raise FaultError(
-            f"{what} needs a broker that eventlab manages",
+            f"{what} needs a broker that eventlab manages; REDIS_URL names one it did not "
+            "start (maybe a whole room's)",
             fix="unset REDIS_URL so eventlab starts its own broker",
         )
 

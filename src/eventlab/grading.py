@@ -840,7 +840,12 @@ def _record(client: redis.Redis, *, learner: str, score: Score) -> None:
             return  # workshop mode not installed in this kit: nothing to publish
         raise
     workshop.record_score(
-        client, learner=learner, lab=score.lab, score=score.score, max_score=score.max
+        client,
+        learner=learner,
+        lab=score.lab,
+        score=score.score,
+        max_score=score.max,
+        failed=[check.name for check in score.checks if not check.passed],
     )
 
 

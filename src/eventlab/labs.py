@@ -18,6 +18,8 @@ import argparse
 import json
 import re
 import shutil
+import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ __all__ = [
     "build",
     "clear_outputs",
     "lab_dirs",
+    "pack",
     "register_cli",
     "render",
     "stale",
@@ -173,6 +176,79 @@ def build(*, source: str | Path = "solutions", dest: str | Path = "labs") -> lis
     return changed
 
 
+_PACK_LEFT_OUT = frozenset({"solutions", "tests", ".git", ".venv", ".lock-venv", ".eventlab"})
+_PACK_JUNK = re.compile(
+    r"^(__pycache__|\.ipynb_checkpoints|\.\w+_cache|.*\.egg-info|score\.(json|md)|.*\.pyc)$"
+)
+
+
+def _tracked(root: Path) -> list[Path]:
+    """The files of the checkout at ``root``: git's list when it is a git checkout, else a walk."""
+    if (root / ".git").exists() and shutil.which("git"):
+        listed = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            ["git", "-C", str(root), "ls-files", "-z"],  # noqa: S607 - git from PATH, as a user runs it
+            capture_output=True,
+            check=False,
+        )
+        if listed.returncode == 0:
+            names = [n for n in listed.stdout.decode().split("\0") if n]
+            return sorted(Path(n) for n in names if (root / n).is_file())
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+
+
+def pack(
+    *,
+    root: str | Path = ".",
+    dest: str | Path = "eventlab-learner.tar.gz",
+    spot_the_bug: bool = False,
+) -> list[str]:
+    """Write the learners' bundle: the course without ``solutions/``; return its member names.
+
+    For instructors who grade for credit: every clone of the repository holds the
+    lab answers in ``solutions/``, the bundle does not (nor ``tests/``, which
+    grade the solutions). The labs, lessons, docs and the package are in it, so
+    ``make lab`` works from the unpacked folder. With ``spot_the_bug``, each
+    lab's partial solutions (almost right, one bug each) are added as
+    ``spot-the-bug/NN-topic/partial*.py`` for a discussion exercise.
+
+    Raises:
+        LabsError: ``labs/`` is out of date with ``solutions/`` (a stale bundle
+            would ship old exercises).
+    """
+    root = Path(root).resolve()
+    out_of_date = stale(source=root / "solutions", dest=root / "labs")
+    if out_of_date:
+        raise LabsError(
+            f"labs/ is out of date with solutions/ ({len(out_of_date)} file(s))",
+            fix="run `eventlab labs build` first, then pack again",
+        )
+    members: list[str] = []
+    dest = Path(dest).resolve()
+    with tarfile.open(dest, "w:gz") as bundle:
+        for rel in _tracked(root):
+            if rel.parts[0] in _PACK_LEFT_OUT or any(_PACK_JUNK.match(p) for p in rel.parts):
+                continue
+            if root / rel == dest:
+                continue
+            bundle.add(root / rel, arcname=f"eventlab/{rel.as_posix()}", recursive=False)
+            members.append(rel.as_posix())
+        if spot_the_bug:
+            for lab in lab_dirs(root / "solutions"):
+                for partial in sorted(lab.glob("partial*.py")):
+                    name = f"spot-the-bug/{lab.name}/{partial.name}"
+                    bundle.add(partial, arcname=f"eventlab/{name}", recursive=False)
+                    members.append(name)
+    return members
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    members = pack(root=args.root, dest=args.dest, spot_the_bug=args.spot_the_bug)
+    extra = sum(m.startswith("spot-the-bug/") for m in members)
+    note = f", {extra} spot-the-bug file(s)" if extra else ""
+    print(f"wrote {args.dest}: {len(members)} file(s), no solutions/{note}")  # noqa: T201
+    return 0
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     if args.check:
         out_of_date = stale(source=args.source, dest=args.dest)
@@ -185,7 +261,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``eventlab labs build [--check]`` to the command."""
+    """Add ``eventlab labs build [--check]`` and ``eventlab labs pack`` to the command."""
     labs = sub.add_parser("labs", help="build learner copies of the labs from solutions/")
     inner = labs.add_subparsers(dest="labs_command", required=True, metavar="ACTION")
     build_cmd = inner.add_parser("build", help="regenerate labs/ from solutions/")
@@ -195,3 +271,12 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--check", action="store_true", help="only list out-of-date files; exit 1 if any"
     )
     build_cmd.set_defaults(handler=_cmd_build)
+    pack_cmd = inner.add_parser("pack", help="the learners' bundle: the course without solutions/")
+    pack_cmd.add_argument("--root", default=".", help="the checkout to pack")
+    pack_cmd.add_argument("--dest", default="eventlab-learner.tar.gz", help="the .tar.gz to write")
+    pack_cmd.add_argument(
+        "--spot-the-bug",
+        action="store_true",
+        help="add each lab's partial (one-bug) solutions as spot-the-bug/",
+    )
+    pack_cmd.set_defaults(handler=_cmd_pack)

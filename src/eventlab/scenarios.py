@@ -234,14 +234,23 @@ def _variant(history: History, tag: str) -> pd.DataFrame:
 def _private_broker(
     broker: broker_mod.Broker | None, persistence: broker_mod.Persistence
 ) -> Iterator[broker_mod.Broker]:
-    """The broker to crash: the one given (restarted into ``persistence``) or a private one."""
+    """The broker to crash: the one given (restarted into ``persistence``) or a private one.
+
+    Never one the kit did not start: with ``REDIS_URL`` set, ``up()`` returns that
+    broker (maybe a whole room's), and these scenarios restart and flush theirs.
+    """
+    what = "a scenario that restarts and flushes its broker"
     if broker is not None:
+        faults.require_managed(broker, what)
         if broker.persistence != persistence:
             broker.restart(persistence=persistence)
         yield broker
         return
     folder = tempfile.mkdtemp(prefix="eventlab-scenario-")
     handle = broker_mod.up(state=folder, port=0, persistence=persistence)
+    if not handle.managed:
+        shutil.rmtree(folder, ignore_errors=True)
+        faults.require_managed(handle, what)
     try:
         yield handle
     finally:

@@ -66,13 +66,22 @@ def namespace() -> str:
     notebooks need no environment set up.
 
     Raises:
-        EventlabError: The namespace has characters other than letters, digits, ``_.-``.
+        EventlabError: The namespace has characters other than letters, digits, ``_.-``,
+            or is reserved (``eventlab``, or ``lab`` in another letter case).
     """
     value = os.environ.get("EVENTLAB_NAMESPACE") or _joined_namespace() or "lab"
     if not _NAME.match(value):
         raise EventlabError(
             f"EVENTLAB_NAMESPACE={value!r} has characters other than letters, digits, _ . -",
             fix="choose a name such as 'alice' or 'team-3'",
+        )
+    if value != "lab" and value.lower() in {"lab", "eventlab"}:
+        # 'eventlab:' holds the room's progress, and 'Lab' would pass for the solo
+        # default in one place and for a learner in another: reserved in any case.
+        raise EventlabError(
+            f"namespace {value!r} is reserved ('lab' is the solo default, 'eventlab' the "
+            "kit's own prefix; any letter case)",
+            fix="choose your own name, such as 'alice': eventlab workshop join alice",
         )
     return value
 

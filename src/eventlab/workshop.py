@@ -1,38 +1,50 @@
-"""Workshop mode: many learners on one shared broker, and an instructor's view of the room.
+"""Workshop mode: many learners, one room broker, and an instructor's view of who is stuck.
 
-Each learner works in a namespace of their own (``EVENTLAB_NAMESPACE``, or the
-name saved by ``eventlab workshop join NAME``), so every key the kit writes
-starts with ``<learner>:`` and no two learners' streams, groups or dead letters
-meet. Progress goes to one shared stream, :data:`WORKSHOP_STREAM` (no namespace
-prefix, so the instructor reads everyone's): a lesson run
-(:func:`record_lesson`) and a lab score (:func:`record_score`, called by the
-grader). ``eventlab workshop status`` folds that stream into one row per learner.
+Each learner works in a namespace of their own (``eventlab workshop join NAME``,
+or ``EVENTLAB_NAMESPACE``), so every key the kit writes starts with ``NAME:``.
+Progress goes to the *room broker*: the URL given to ``join --room URL`` (saved
+with the name, so kernels started before or after the join pick it up), or
+``EVENTLAB_WORKSHOP_URL``, else the broker the lessons run on. Each learner
+appends to a progress stream of their own, ``eventlab:{workshop}:NAME``: a
+lesson started (the setup cell, :func:`checkin`), a lesson passed (its last
+cell, :meth:`eventlab.course.Lesson.done`), a lab score with the names of the
+failing checks (:func:`record_score`, called by the grader).
+``eventlab workshop status`` folds every learner's stream into one row.
 
-A room broker is reachable from other machines, so it must have a password; the
-password travels only inside ``REDIS_URL`` and is never printed (see
-:func:`eventlab.broker.redact`). :func:`check_room_url` refuses a non-loopback
-broker without one.
+Isolation: on a room broker the instructor can give every learner a server
+ACL user of their own (:func:`add`): that user may use only keys under the
+learner's namespace (and their grading runs) and may only ``XADD`` to their own
+progress stream, so no learner can read, change or delete another's keys or
+progress; the instructor's commands (``status``, ``forget``, ``reset``,
+``add``) need the instructor's credentials. Without ACL users, one shared
+password lets every learner touch everything: namespaces are then only a
+naming convention.
 
-Introduced in ``docs/instructor.md``; lesson 00 shows the learner's namespace.
+A room broker is reachable from other machines, so it must have a password; it
+travels only inside URLs and is never printed (:func:`eventlab.broker.redact`).
+
+Introduced in ``docs/instructor.md``; lesson 00 shows where progress goes.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import ipaddress
 import json
 import os
 import re
+import secrets
 import socket
 import sys
-import warnings
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -44,70 +56,103 @@ from eventlab.envelope import EnvelopeError, Event
 
 __all__ = [
     "NAMESPACE_FILE",
+    "RESERVED_NAMES",
+    "ROOM_FILE",
     "WORKSHOP_STREAM",
     "WORKSHOP_URL_ENV",
+    "Checkin",
     "LabScore",
     "LearnerStatus",
+    "ResetReport",
+    "RoomInfo",
     "WorkshopError",
+    "acl_rules",
+    "add",
     "check_learner_url",
+    "check_room",
     "check_room_url",
     "checkin",
+    "forget",
     "join",
     "joined",
     "learner",
     "leave",
+    "progress_key",
     "record_lesson",
     "record_score",
     "register_cli",
     "reset",
+    "room_url",
     "status",
 ]
 
 WORKSHOP_STREAM = "eventlab:{workshop}"
-"""The shared progress stream; deliberately outside every learner namespace."""
+"""Prefix of the progress streams: learner ``alice`` appends to ``eventlab:{workshop}:alice``.
+
+Deliberately outside every learner namespace, so resetting a learner's keys
+keeps their progress.
+"""
 
 WORKSHOP_URL_ENV = "EVENTLAB_WORKSHOP_URL"
-"""Optional: the room broker that holds only the progress stream.
-
-Set it when learners run lessons and labs on their own managed brokers (so the
-fault lessons kill and pause nobody else's broker) but the instructor still
-wants one view of the room. Unset, progress goes to the course broker itself.
-"""
+"""Optional: the room broker that holds the progress streams (wins over ``join --room``)."""
 
 NAMESPACE_FILE = "namespace"
 """File in the state folder that holds the name saved by :func:`join`."""
 
+ROOM_FILE = "room"
+"""File in the state folder that holds the room URL saved by :func:`join` (mode 0600)."""
+
+RESERVED_NAMES = frozenset({"lab", "eventlab"})
+"""Names no learner may take, in any letter case: the solo default and the kit's own prefix."""
+
+MIN_VERSION = (7, 0)
+"""The oldest server the kit runs on (Redis 7.0; Valkey 7.2 and later report 7.x too)."""
+
+_SEAT_FILE = "seat"
 _DEFAULT_NAMESPACE = "lab"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _GRADER_RUN = re.compile(r"-g[0-9a-f]{8}-")  # eventlab.grading.run_namespace + "-c<n>"
 _SOURCE = "/eventlab/workshop"
 _TYPE_JOINED = "eventlab.workshop.joined"
 _TYPE_LESSON = "eventlab.workshop.lesson"
+_TYPE_PASSED = "eventlab.workshop.passed"
 _TYPE_SCORE = "eventlab.workshop.score"
-# A room of hundreds of learners writes a few thousand progress events a day;
-# the bound only stops a runaway loop from filling the broker's memory.
-_MAXLEN = 200_000
+# One learner writes a few hundred progress events a day; the bound only stops
+# a runaway loop from filling the room broker's memory.
+_MAXLEN = 10_000
 
 
 class WorkshopError(EventlabError):
     """A learner name, room URL or workshop stream problem a person can fix."""
 
 
+# -- records ----------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class LabScore:
-    """The latest grade of one lab for one learner.
+    """One lab's grades for one learner.
 
     Attributes:
-        score: Points of the latest grading run.
+        best: The highest score of any grading run.
+        latest: The score of the latest run.
         max_score: Points available.
         attempts: How many times the lab was graded.
-        time: When the latest grading was recorded.
+        failing: Names of the checks the latest run failed.
+        time: When the latest run was recorded.
     """
 
-    score: float
+    best: float
+    latest: float
     max_score: float
     attempts: int
+    failing: tuple[str, ...]
     time: datetime
+
+    @property
+    def score(self) -> float:
+        """The latest score (kept for code that read ``score`` before best/latest)."""
+        return self.latest
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,26 +161,41 @@ class LearnerStatus:
 
     Attributes:
         learner: The learner's namespace.
-        lessons: Lessons run at least once, sorted.
-        scores: Lab name → its latest :class:`LabScore`.
+        started: Lessons whose setup cell ran, sorted.
+        passed: Lessons whose last cell ran (a Run All that reached the end), sorted.
+        scores: Lab name → its :class:`LabScore`.
         last_seen: Time of the learner's latest progress event.
     """
 
     learner: str
-    lessons: tuple[str, ...]
+    started: tuple[str, ...]
+    passed: tuple[str, ...] = ()
     scores: dict[str, LabScore] = field(default_factory=dict)
     last_seen: datetime | None = None
+
+    @property
+    def lessons(self) -> tuple[str, ...]:
+        """Lessons started (kept for code that read ``lessons`` before started/passed)."""
+        return self.started
+
+    @property
+    def stuck(self) -> tuple[str, ...]:
+        """Lessons started and not passed: where the learner may be stuck."""
+        return tuple(sorted(set(self.started) - set(self.passed)))
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (used by ``eventlab workshop status --json``)."""
         return {
             "learner": self.learner,
-            "lessons": list(self.lessons),
-            "scores": {
+            "lessons_started": list(self.started),
+            "lessons_passed": list(self.passed),
+            "labs": {
                 lab: {
-                    "score": s.score,
+                    "best": s.best,
+                    "latest": s.latest,
                     "max": s.max_score,
                     "attempts": s.attempts,
+                    "failing": list(s.failing),
                     "time": s.time.isoformat(),
                 }
                 for lab, s in sorted(self.scores.items())
@@ -144,16 +204,85 @@ class LearnerStatus:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Checkin:
+    """Where one progress event went, for the line a lesson prints.
+
+    Attributes:
+        learner: The learner's name.
+        lesson: The lesson id.
+        where: The broker that got it (password redacted), or the one that failed.
+        room: Whether that broker is a room broker (``join --room`` or
+            ``EVENTLAB_WORKSHOP_URL``) rather than the lesson's own broker.
+        entry: The stream entry id, or ``None`` when nothing was recorded.
+        error: Why nothing was recorded (one line with its fix), else ``None``.
+    """
+
+    learner: str
+    lesson: str
+    where: str
+    room: bool
+    entry: str | None
+    error: str | None = None
+
+    def line(self) -> str:
+        """One line saying whether the instructor will see this lesson, and as whom."""
+        if self.error is not None:
+            return f"workshop: progress NOT recorded for {self.learner!r}: {self.error}"
+        if self.room:
+            return f"workshop: progress recorded as {self.learner!r} on the room {self.where}"
+        return (
+            f"workshop: progress recorded as {self.learner!r} on {self.where}, the broker this "
+            "lesson runs on (no room URL saved: fix: eventlab workshop join NAME --room URL, "
+            "if the instructor gave you one)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    """A room broker that answered :func:`check_room`.
+
+    Attributes:
+        url: The URL, password redacted.
+        version: The server's own version (``valkey_version`` on Valkey).
+        server: ``redis`` or ``valkey``.
+        user: The ACL user the URL logs in as (``default`` without a user name).
+    """
+
+    url: str
+    version: str
+    server: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResetReport:
+    """What :func:`reset` did.
+
+    Attributes:
+        learners: The learners reset.
+        keys: Keys deleted on the broker.
+        progress: Progress streams deleted.
+    """
+
+    learners: tuple[str, ...]
+    keys: int
+    progress: int
+
+
+# -- names ------------------------------------------------------------------------
+
+
 def _check_name(name: str, *, joining: bool = False) -> str:
     if not _NAME.match(name):
         raise WorkshopError(
             f"learner name {name!r} must be 1-64 letters, digits, _ . or -",
             fix="choose a name such as 'alice' or 'team-3'",
         )
-    if joining and name in {_DEFAULT_NAMESPACE, "eventlab"}:
+    if joining and name.lower() in RESERVED_NAMES:
         raise WorkshopError(
             f"learner name {name!r} is reserved ('lab' is the solo default, "
-            "'eventlab' holds the room's progress)",
+            "'eventlab' holds the room's progress; any letter case)",
             fix="choose your own name, such as 'alice'",
         )
     if joining and _GRADER_RUN.search(name):
@@ -166,27 +295,52 @@ def _check_name(name: str, *, joining: bool = False) -> str:
     return name
 
 
-# -- the learner's namespace ------------------------------------------------------
+def progress_key(name: str) -> str:
+    """Return the progress stream of learner ``name``: ``eventlab:{workshop}:name``."""
+    return f"{WORKSHOP_STREAM}:{_check_name(name)}"
 
 
-def join(name: str, *, state: str | os.PathLike[str] | None = None) -> Path:
-    """Save ``name`` as this checkout's namespace; return the file it is saved in.
+# -- the learner's seat: name, room, seat token --------------------------------------
 
-    :func:`eventlab.streams.namespace` reads the file when ``EVENTLAB_NAMESPACE``
-    is not set, so every later notebook and command in this checkout writes
-    under ``name:``. An ``EVENTLAB_NAMESPACE`` variable still wins.
+
+def _private_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by the owner only, from the first byte."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    tmp.replace(path)
+
+
+def join(
+    name: str,
+    *,
+    room: str | None = None,
+    state: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Save ``name`` (and the ``room`` URL) as this checkout's seat; return the name file.
+
+    :func:`eventlab.streams.namespace` reads the name and :func:`room_url` the
+    room on every call, so kernels that were already running pick both up at
+    their next cell. The room file holds the password and is created mode 0600.
+    An ``EVENTLAB_NAMESPACE`` / ``EVENTLAB_WORKSHOP_URL`` variable still wins.
 
     Raises:
-        WorkshopError: The name has characters other than letters, digits, ``_.-``
-            or is reserved.
+        WorkshopError: The name is malformed or reserved, or ``room`` names a
+            non-loopback broker without a password.
     """
     _check_name(name, joining=True)
+    if room is not None:
+        check_room_url(room)
     folder = broker.state_dir(state)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / NAMESPACE_FILE
     tmp = path.with_suffix(".tmp")
     tmp.write_text(name + "\n")
     tmp.replace(path)
+    if room is not None:
+        _private_write(folder / ROOM_FILE, room + "\n")
     return path
 
 
@@ -199,25 +353,50 @@ def joined(*, state: str | os.PathLike[str] | None = None) -> str | None:
     return value or None
 
 
+def room_url(*, state: str | os.PathLike[str] | None = None) -> str | None:
+    """Return the room broker's URL: ``EVENTLAB_WORKSHOP_URL``, else the one saved by ``join``."""
+    env = os.environ.get(WORKSHOP_URL_ENV)
+    if env:
+        return env
+    try:
+        value = (broker.state_dir(state) / ROOM_FILE).read_text().strip()
+    except OSError:
+        return None
+    return value or None
+
+
 def leave(*, state: str | os.PathLike[str] | None = None) -> bool:
-    """Forget the name saved by :func:`join`; return whether one was saved."""
-    path = broker.state_dir(state) / NAMESPACE_FILE
+    """Forget the name and room saved by :func:`join`; return whether a name was saved."""
+    folder = broker.state_dir(state)
+    path = folder / NAMESPACE_FILE
     existed = path.is_file()
     path.unlink(missing_ok=True)
+    (folder / ROOM_FILE).unlink(missing_ok=True)
     return existed
 
 
-def learner() -> str | None:
-    """Return the current learner (the namespace), or ``None`` outside a workshop.
+def _seat(state: str | os.PathLike[str] | None = None) -> str:
+    """This checkout's seat: a random token made at the first join, sent only as a hash."""
+    folder = broker.state_dir(state)
+    path = folder / _SEAT_FILE
+    try:
+        token = path.read_text().strip()
+    except OSError:
+        token = ""
+    if not token:
+        token = secrets.token_hex(16)
+        folder.mkdir(parents=True, exist_ok=True)
+        _private_write(path, token + "\n")
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
-    Outside a workshop the namespace is the solo default ``lab``; lessons call
-    :func:`record_lesson` only when this returns a name.
-    """
+
+def learner() -> str | None:
+    """Return the current learner (the namespace), or ``None`` outside a workshop."""
     value = streams.namespace()
     return None if value == _DEFAULT_NAMESPACE else value
 
 
-# -- security -----------------------------------------------------------------
+# -- security ---------------------------------------------------------------------
 
 
 def _is_loopback(host: str) -> bool:
@@ -230,8 +409,6 @@ def _is_loopback(host: str) -> bool:
 def check_room_url(url: str) -> None:
     """Refuse a broker that other machines can reach unless ``url`` carries a password.
 
-    A loopback broker (a learner's own, or Docker's published port) needs none.
-
     Raises:
         WorkshopError: ``url`` names a non-loopback host and has no password.
     """
@@ -242,7 +419,7 @@ def check_room_url(url: str) -> None:
         return
     raise WorkshopError(
         f"the workshop broker {broker.redact(url)} is on another machine and "
-        "REDIS_URL has no password",
+        "its URL has no password",
         fix="ask the instructor for the room URL with its password: redis://:PASSWORD@host:port/0",
     )
 
@@ -250,28 +427,21 @@ def check_room_url(url: str) -> None:
 def check_learner_url() -> None:
     """In a workshop, refuse a ``REDIS_URL`` on another machine that has no password.
 
-    A learner (a namespace other than ``lab``, from ``EVENTLAB_NAMESPACE`` or
-    ``eventlab workshop join``) shares the room broker with everyone; without a
-    password anyone on the network could read or wipe it. Outside a workshop, or
-    with a loopback broker, nothing is checked. :func:`eventlab.course.setup`
-    calls this before connecting, so every lesson enforces the rule, not only
-    the ``eventlab workshop`` commands.
+    :func:`eventlab.course.setup` calls this before connecting, so every lesson
+    enforces the rule.
 
     Raises:
         WorkshopError: A workshop namespace is active and ``REDIS_URL`` names a
-            non-loopback host without a password (the message says how to fix it).
+            non-loopback host without a password.
     """
     url = os.environ.get("REDIS_URL")
     if url and learner() is not None:
         check_room_url(url)
 
 
-# -- progress events ------------------------------------------------------------
-
-
 @contextlib.contextmanager
-def _room_client(url: str) -> Iterator[redis.Redis]:
-    """A client on the room broker named by ``EVENTLAB_WORKSHOP_URL``; errors name the fix."""
+def _room_client(url: str, *, admin: bool = False) -> Iterator[redis.Redis]:
+    """A client on the room broker; connection, password and permission errors name the fix."""
     check_room_url(url)
     client = redis.Redis.from_url(
         url,
@@ -281,51 +451,120 @@ def _room_client(url: str) -> Iterator[redis.Redis]:
         retry=Retry(NoBackoff(), 0),  # a dead room must fail fast, not stall a grade
     )
     try:
+        if admin:
+            # A learner's ACL user may touch only its own keys: this bare key is nobody's,
+            # so NOPERM here means "not the instructor" before anything is half done.
+            client.exists(WORKSHOP_STREAM)
         yield client
     except redis.AuthenticationError as exc:
         raise WorkshopError(
             f"the workshop broker {broker.redact(url)} refused the password: {exc}",
-            fix=f"ask the instructor for the current room URL and set {WORKSHOP_URL_ENV}",
+            fix="ask the instructor for the current room URL, then "
+            "eventlab workshop join NAME --room URL",
+        ) from None
+    except redis.exceptions.NoPermissionError as exc:
+        if admin:
+            raise WorkshopError(
+                f"this needs the instructor's credentials; {broker.redact(url)} logs in as a "
+                f"learner: {exc}",
+                fix="pass --room with the room's admin URL (the password in the room's "
+                "password file)",
+            ) from None
+        raise WorkshopError(
+            f"the workshop broker {broker.redact(url)} refused: {exc}",
+            fix="use the URL the instructor gave you for your own name",
         ) from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise WorkshopError(
             f"cannot reach the workshop broker {broker.redact(url)}: {exc}",
-            fix=f"check the room URL in {WORKSHOP_URL_ENV}, or unset it to keep progress locally",
+            fix=f"check the room URL ({WORKSHOP_URL_ENV}, or the one saved by "
+            "eventlab workshop join NAME --room URL); eventlab doctor tests it",
         ) from None
     finally:
         client.close()
 
 
+def _version_tuple(text: str) -> tuple[int, int]:
+    parts = [*text.split("."), "0", "0"][:2]
+    try:
+        return int(parts[0]), int(parts[1])
+    except ValueError:
+        return (0, 0)
+
+
+def check_room(url: str) -> RoomInfo:
+    """Connect to the room broker: reachable, password accepted, version 7.0 or newer.
+
+    Raises:
+        WorkshopError: The URL has no password off loopback, nobody answers, the
+            password is refused, or the server is older than Redis 7.0.
+    """
+    with _room_client(url) as client:
+        user = str(client.execute_command("ACL", "WHOAMI"))  # type: ignore[no-untyped-call]
+        info: dict[str, Any] = client.info("server")
+    version = str(info.get("redis_version", "0"))
+    server = (
+        "valkey" if "valkey_version" in info or info.get("server_name") == "valkey" else "redis"
+    )
+    if _version_tuple(version) < MIN_VERSION:
+        raise WorkshopError(
+            f"the workshop broker {broker.redact(url)} runs {server} {version}; "
+            "eventlab needs Redis 7.0 or newer (or Valkey)",
+            fix="ask the instructor to start the room on Redis >= 7.0 or Valkey",
+        )
+    shown = str(info.get("valkey_version", version))  # Valkey's redis_version is its Redis level
+    return RoomInfo(url=broker.redact(url), version=shown, server=server, user=user)
+
+
+# -- progress events ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _target(client: redis.Redis) -> Iterator[tuple[redis.Redis, str, bool]]:
+    """(client, where, is-room) for progress: the room if one is known, else ``client``."""
+    room = room_url()
+    if room:
+        with _room_client(room) as target:
+            yield target, broker.redact(room), True
+        return
+    kwargs = client.connection_pool.connection_kwargs
+    where = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+    yield client, where, False
+
+
 def _publish(client: redis.Redis, kind: str, name: str, data: dict[str, Any]) -> str:
     event = Event(type=kind, source=_SOURCE, subject=_check_name(name), data=data)
-    room = os.environ.get(WORKSHOP_URL_ENV)
-    if not room:
-        return streams.publish(client, WORKSHOP_STREAM, event, maxlen=_MAXLEN)
-    with _room_client(room) as target:
-        return streams.publish(target, WORKSHOP_STREAM, event, maxlen=_MAXLEN)
+    with _target(client) as (target, _where, _room):
+        return streams.publish(target, progress_key(name), event, maxlen=_MAXLEN)
 
 
-def record_lesson(client: redis.Redis, *, learner: str, lesson: str) -> str:
-    """Record that ``learner`` ran ``lesson`` (e.g. ``"03-at-least-once-and-idempotency"``).
+def record_lesson(client: redis.Redis, *, learner: str, lesson: str, passed: bool = False) -> str:
+    """Record that ``learner`` started ``lesson`` (or, with ``passed``, ran its last cell).
 
-    The event goes to :data:`WORKSHOP_STREAM` through ``client``, or to the room
-    broker when ``EVENTLAB_WORKSHOP_URL`` is set (so does :func:`record_score`).
+    The event goes to the room broker when one is known (:func:`room_url`),
+    else through ``client``.
 
     Returns:
-        The entry id in :data:`WORKSHOP_STREAM`.
+        The entry id in the learner's progress stream.
     """
     if not lesson:
-        raise ValueError("lesson must name the notebook, e.g. '03-at-least-once-and-idempotency'")
-    return _publish(client, _TYPE_LESSON, learner, {"lesson": lesson})
+        raise ValueError("lesson must name the lesson, e.g. '03'")
+    return _publish(client, _TYPE_PASSED if passed else _TYPE_LESSON, learner, {"lesson": lesson})
 
 
 def record_score(
-    client: redis.Redis, *, learner: str, lab: str, score: float, max_score: float
+    client: redis.Redis,
+    *,
+    learner: str,
+    lab: str,
+    score: float,
+    max_score: float,
+    failed: Sequence[str] = (),
 ) -> str:
-    """Record a lab grade for ``learner``; the grader calls this when a namespace is set.
+    """Record a lab grade for ``learner``, with the names of the checks that ``failed``.
 
     Returns:
-        The entry id in :data:`WORKSHOP_STREAM`.
+        The entry id in the learner's progress stream.
 
     Raises:
         ValueError: ``lab`` is empty, or ``score`` is outside ``0..max_score``.
@@ -334,131 +573,249 @@ def record_score(
         raise ValueError("lab must name the lab folder, e.g. '03-idempotent-consumer'")
     if max_score <= 0 or not 0 <= score <= max_score:
         raise ValueError(f"score {score} must be between 0 and max_score {max_score} (> 0)")
-    data = {"lab": lab, "score": float(score), "max": float(max_score)}
+    data = {"lab": lab, "score": float(score), "max": float(max_score), "failed": list(failed)}
     return _publish(client, _TYPE_SCORE, learner, data)
 
 
-def checkin(client: redis.Redis, *, lesson: str) -> str | None:
-    """Record ``lesson`` for the current learner when in a workshop; else do nothing.
+def checkin(client: redis.Redis, *, lesson: str, passed: bool = False) -> Checkin | None:
+    """Record ``lesson`` started (or ``passed``) for the current learner; ``None`` when solo.
 
-    The one line a lesson's setup needs: outside a workshop (namespace ``lab``)
-    it writes nothing; an unreachable room broker becomes a warning, so a
-    lesson never fails because the instructor's view is down.
-
-    Returns:
-        The entry id, or ``None`` when nothing was recorded.
+    An unreachable or refusing room broker does not fail the lesson: the
+    returned :class:`Checkin` carries the reason, and its :meth:`Checkin.line`
+    says so.
     """
     name = learner()
     if name is None:
         return None
     try:
-        return record_lesson(client, learner=name, lesson=lesson)
+        with _target(client) as (target, where, room):
+            event = Event(
+                type=_TYPE_PASSED if passed else _TYPE_LESSON,
+                source=_SOURCE,
+                subject=name,
+                data={"lesson": lesson},
+            )
+            try:
+                entry = streams.publish(target, progress_key(name), event, maxlen=_MAXLEN)
+            except redis.ResponseError as exc:  # full, read-only, no permission…
+                return Checkin(name, lesson, where, room, None, f"{where} refused: {exc}")
     except WorkshopError as exc:
-        warnings.warn(f"progress not recorded: {exc}", stacklevel=2)
-        return None
+        return Checkin(name, lesson, "", room=True, entry=None, error=str(exc))
+    return Checkin(name, lesson, where, room, entry)
 
 
-def _record_joined(client: redis.Redis, name: str) -> str:
-    return _publish(client, _TYPE_JOINED, name, {})
+def _claim(client: redis.Redis, name: str, seat: str) -> None:
+    """Refuse ``name`` when another seat joined with it (any letter case) and was not forgotten."""
+    try:
+        keys = [str(k) for k in client.scan_iter(match=f"{WORKSHOP_STREAM}:*", count=1000)]
+        for key in keys:
+            other = key.removeprefix(f"{WORKSHOP_STREAM}:")
+            if other.lower() != name.lower():
+                continue
+            for _id, fields in streams.entries(client, key):
+                if fields.get("type") != _TYPE_JOINED:
+                    continue
+                with contextlib.suppress(EnvelopeError):
+                    data = Event.from_fields(fields).data
+                    if isinstance(data, dict) and data.get("seat") not in {None, seat}:
+                        raise WorkshopError(
+                            f"learner name {other!r} is taken in this room (joined from "
+                            "another checkout)",
+                            fix="choose another name; if it is you on a new machine, ask the "
+                            f"instructor to run: eventlab workshop forget {other}",
+                        )
+    except redis.exceptions.NoPermissionError:
+        return  # an ACL learner: the server's user name is the claim
 
 
-def status(client: redis.Redis) -> list[LearnerStatus]:
-    """Fold :data:`WORKSHOP_STREAM` into one :class:`LearnerStatus` per learner, by name.
+# -- the instructor's view ------------------------------------------------------------
 
-    Entries that are not valid progress events are skipped (anyone in the room
-    can write to the stream; a stray entry must not hide everyone's progress).
-    """
-    lessons: dict[str, set[str]] = {}
-    scores: dict[str, dict[str, LabScore]] = {}
-    seen: dict[str, datetime] = {}
-    for _entry_id, fields in streams.entries(client, WORKSHOP_STREAM):
+
+def _learners(client: redis.Redis) -> list[str]:
+    prefix = f"{WORKSHOP_STREAM}:"
+    found = {str(k).removeprefix(prefix) for k in client.scan_iter(match=prefix + "*", count=1000)}
+    return sorted(n for n in found if _NAME.match(n))
+
+
+def _fold(name: str, entries: Iterable[tuple[str, dict[str, str]]]) -> LearnerStatus | None:
+    started: set[str] = set()
+    passed: set[str] = set()
+    scores: dict[str, LabScore] = {}
+    seen: datetime | None = None
+    for _entry_id, fields in entries:
         try:
             event = Event.from_fields(fields)
         except EnvelopeError:
+            continue  # a stray entry must not hide the learner's progress
+        if event.subject != name or not isinstance(event.data, dict):
             continue
-        name = event.subject
-        if not name or not _NAME.match(name) or not isinstance(event.data, dict):
-            continue
-        lessons.setdefault(name, set())
-        scores.setdefault(name, {})
-        seen[name] = max(seen.get(name, event.time), event.time)
-        if event.type == _TYPE_LESSON and isinstance(event.data.get("lesson"), str):
-            lessons[name].add(event.data["lesson"])
+        seen = event.time if seen is None else max(seen, event.time)
+        lesson = event.data.get("lesson")
+        if event.type == _TYPE_LESSON and isinstance(lesson, str):
+            started.add(lesson)
+        elif event.type == _TYPE_PASSED and isinstance(lesson, str):
+            started.add(lesson)
+            passed.add(lesson)
         elif event.type == _TYPE_SCORE:
             with contextlib.suppress(KeyError, TypeError, ValueError):
                 lab = str(event.data["lab"])
-                before = scores[name].get(lab)
-                scores[name][lab] = LabScore(
-                    score=float(event.data["score"]),
+                value = float(event.data["score"])
+                failed = tuple(str(f) for f in event.data.get("failed") or ())
+                before = scores.get(lab)
+                scores[lab] = LabScore(
+                    best=max(value, before.best) if before else value,
+                    latest=value,
                     max_score=float(event.data["max"]),
                     attempts=(before.attempts if before else 0) + 1,
+                    failing=failed,
                     time=event.time,
                 )
-    return [
-        LearnerStatus(
-            learner=name,
-            lessons=tuple(sorted(lessons[name])),
-            scores=scores[name],
-            last_seen=seen.get(name),
+    if seen is None:
+        return None
+    return LearnerStatus(
+        learner=name,
+        started=tuple(sorted(started)),
+        passed=tuple(sorted(passed)),
+        scores=scores,
+        last_seen=seen,
+    )
+
+
+def status(client: redis.Redis) -> list[LearnerStatus]:
+    """Fold every learner's progress stream into one :class:`LearnerStatus`, by name."""
+    rows = []
+    for name in _learners(client):
+        row = _fold(name, streams.entries(client, progress_key(name)))
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def _known(client: redis.Redis, name: str) -> str:
+    _check_name(name)
+    known = _learners(client)
+    if name not in known:
+        listed = ", ".join(known) or "nobody yet"
+        raise WorkshopError(
+            f"no learner {name!r} in this room's progress (known: {listed})",
+            fix="check the spelling with: eventlab workshop status",
         )
-        for name in sorted(lessons)
-    ]
+    return name
 
 
-def reset(client: redis.Redis, *, learner: str | None = None, progress: bool = False) -> int:
-    """Delete a learner's keys, or every known learner's; return the count.
+def forget(client: redis.Redis, name: str) -> int:
+    """Remove learner ``name`` from the room's progress; return the entries removed.
 
-    A learner's keys are ``learner:*`` plus what their grading runs wrote
-    (``learner-g<tag>-*``, see :func:`eventlab.grading.run_pattern`), which a
-    grade killed half-way leaves behind.
+    Their ACL user (:func:`add`), if any, is deleted too; their keys stay (see
+    :func:`reset`); the name is free to join again (the room's test seat, a typo).
 
-    Args:
-        client: A sync client on the room broker.
-        learner: One learner; ``None`` resets every learner seen in
-            :data:`WORKSHOP_STREAM`.
-        progress: Also delete :data:`WORKSHOP_STREAM` (only with ``learner=None``).
+    Raises:
+        WorkshopError: Nobody of that name is in the progress.
     """
-    names = [_check_name(learner)] if learner else [s.learner for s in status(client)]
+    key = progress_key(_known(client, name))
+    count = int(client.xlen(key))
+    client.unlink(key)
+    with contextlib.suppress(redis.ResponseError):  # a server without that user, or no ACL
+        client.execute_command("ACL", "DELUSER", name)  # type: ignore[no-untyped-call]
+    return count
+
+
+def reset(
+    client: redis.Redis,
+    *,
+    learner: str | None = None,
+    everyone: bool = False,
+    progress: bool = False,
+) -> ResetReport:
+    """Delete one learner's keys (``learner``) or every known learner's (``everyone``).
+
+    A learner's keys are ``NAME:*`` plus what their grading runs left
+    (``NAME-g<tag>-*``, :func:`eventlab.grading.run_pattern`). With
+    ``progress``, their progress streams go too (a new cohort). Keys on the
+    learners' own brokers (setup A) are out of reach: a report with ``keys=0``
+    then means "nothing of theirs lives here".
+
+    Raises:
+        WorkshopError: Neither or both of ``learner`` and ``everyone`` given, or
+            the learner is unknown.
+    """
+    if (learner is None) == (not everyone):
+        raise WorkshopError(
+            "say whom to reset: one learner or everyone, not both and not neither",
+            fix="eventlab workshop reset --learner NAME, or eventlab workshop reset --all",
+        )
+    names = [_known(client, learner)] if learner is not None else _learners(client)
     deleted = 0
     for name in names:
         for pattern in (f"{name}:*", grading.run_pattern(name)):
             batch: list[str] = []
             for key in client.scan_iter(match=pattern, count=1000):
+                if str(key).startswith(WORKSHOP_STREAM):
+                    continue  # never a progress stream, whatever the name
                 batch.append(str(key))
                 if len(batch) == 500:  # noqa: PLR2004 - one round trip per 500 keys
                     deleted += int(client.unlink(*batch))
                     batch = []
             if batch:
                 deleted += int(client.unlink(*batch))
-    if progress and learner is None:
-        deleted += int(client.unlink(WORKSHOP_STREAM))
-    return deleted
+    dropped = 0
+    if progress:
+        for name in names:
+            dropped += int(client.unlink(progress_key(name)))
+    return ResetReport(learners=tuple(names), keys=deleted, progress=dropped)
 
 
-# -- the command ----------------------------------------------------------------
+# -- server ACL users: one per learner ------------------------------------------------
 
 
-def _room() -> broker.Broker:
-    url = os.environ.get("REDIS_URL")
-    if url:
-        check_room_url(url)
-    return broker.up()
+def acl_rules(name: str, password: str) -> list[str]:
+    """Return the ``ACL SETUSER`` rules of learner ``name``: own keys, append-only progress.
+
+    The user may run every command outside ``@dangerous`` and ``@admin`` on keys
+    ``NAME:*`` and its grading runs' keys; a selector lets it ``XADD`` (and only
+    that) to its own progress stream. Key names from ``SCAN`` are not hidden
+    by ACLs; key contents are.
+    """
+    _check_name(name, joining=True)
+    return [
+        "reset",
+        "on",
+        f">{password}",
+        f"~{name}:*",
+        f"~{grading.run_pattern(name)}",
+        "resetchannels",
+        "+@all",
+        "-@dangerous",
+        "-@admin",
+        "+info",
+        "+client|setname",
+        "+client|id",
+        "+script|load",
+        "+script|exists",
+        f"(~{progress_key(name)} +xadd)",
+    ]
 
 
-@contextlib.contextmanager
-def _progress() -> Iterator[tuple[str, redis.Redis]]:
-    """(redacted URL, client) of the broker that holds the progress stream."""
-    room = os.environ.get(WORKSHOP_URL_ENV)
-    if room:
-        with _room_client(room) as client:
-            yield broker.redact(room), client
-        return
-    handle = _room()
-    client = handle.client()
-    try:
-        yield broker.redact(handle.url), client
-    finally:
-        client.close()
+def add(client: redis.Redis, name: str, *, password: str | None = None) -> str:
+    """Create (or replace) the ACL user of learner ``name`` on the room; return its password.
+
+    Needs the instructor's credentials (``ACL SETUSER`` is an admin command).
+    """
+    secret = password or secrets.token_urlsafe(18)
+    client.execute_command("ACL", "SETUSER", name, *acl_rules(name, secret))  # type: ignore[no-untyped-call]
+    return secret
+
+
+def _learner_url(room: str, name: str, password: str) -> str:
+    parts = urlsplit(room)
+    host = parts.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{name}:{password}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path or "/0", parts.query, ""))
+
+
+# -- the command ----------------------------------------------------------------------
 
 
 def _say(line: str) -> None:
@@ -466,24 +823,59 @@ def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
 
 
+def _instructor_url(args: argparse.Namespace) -> str:
+    """The room an instructor command reads: --room, the env, the saved room, REDIS_URL."""
+    url = getattr(args, "room", None) or room_url(state=args.state) or os.environ.get("REDIS_URL")
+    if not url:
+        raise WorkshopError(
+            "which room? this command reads the room broker, and no room URL is set "
+            "(it will not start a local broker for this)",
+            fix="pass --room redis://:PASSWORD@HOST:PORT/0, or export "
+            f"{WORKSHOP_URL_ENV}=redis://:PASSWORD@HOST:PORT/0",
+        )
+    return url
+
+
 def _cmd_join(args: argparse.Namespace) -> int:
     name = _check_name(args.name, joining=True)
-    handle = _room()
-    room = os.environ.get(WORKSHOP_URL_ENV)
+    room = args.room or os.environ.get(WORKSHOP_URL_ENV)
+    seat = _seat(args.state)
     if room:
-        check_room_url(room)
-    client = handle.client()
-    try:
-        _record_joined(client, name)
-    finally:
-        client.close()
-    path = join(name, state=args.state)
-    where = "REDIS_URL" if not handle.managed else "your own managed broker"
-    _say(f"joined as {name!r} on {broker.redact(handle.url)} ({where})")
-    if room:
-        _say(f"progress goes to the room broker {broker.redact(room)}")
-    _say(f"saved in {path}; notebooks and commands in this folder now use keys '{name}:*'")
-    _say(f"for other shells or a JupyterHub profile: export EVENTLAB_NAMESPACE={name}")
+        info = check_room(room)
+        if info.user not in {"default", name}:
+            raise WorkshopError(
+                f"this room URL logs in as {info.user!r}, not {name!r}",
+                fix=f"join with the name your URL was made for: eventlab workshop join {info.user}",
+            )
+        with _room_client(room) as client:
+            _claim(client, name, seat)
+            event = Event(type=_TYPE_JOINED, source=_SOURCE, subject=name, data={"seat": seat})
+            streams.publish(client, progress_key(name), event, maxlen=_MAXLEN)
+        where = f"the room {info.url} ({info.server} {info.version})"
+    else:
+        url = os.environ.get("REDIS_URL")
+        if url:
+            check_room_url(url)
+        handle = broker.up(state=args.state)
+        client = handle.client()
+        try:
+            _claim(client, name, seat)
+            event = Event(type=_TYPE_JOINED, source=_SOURCE, subject=name, data={"seat": seat})
+            streams.publish(client, progress_key(name), event, maxlen=_MAXLEN)
+        finally:
+            client.close()
+        kind = "REDIS_URL" if not handle.managed else "your own managed broker"
+        where = f"{broker.redact(handle.url)} ({kind})"
+    path = join(name, room=args.room, state=args.state)
+    _say(f"joined as {name!r}; progress goes to {where}")
+    if args.room:
+        _say(f"saved name and room in {path.parent} (room file readable by you only)")
+    else:
+        _say(f"saved in {path}")
+    _say(f"notebooks and commands in this checkout now use keys '{name}:*' (running kernels too)")
+    if not room and not os.environ.get("REDIS_URL"):
+        _say("no room URL: the instructor will not see your progress; if you were given one, "
+             f"run: eventlab workshop join {name} --room URL")  # fmt: skip
     shell = os.environ.get("EVENTLAB_NAMESPACE")
     if shell and shell != name:
         _say(f"note: EVENTLAB_NAMESPACE={shell} is set here and wins; unset it to use {name!r}")
@@ -495,57 +887,152 @@ def _cmd_leave(args: argparse.Namespace) -> int:
     return 0
 
 
-def _format_scores(item: LearnerStatus) -> str:
-    return (
-        ", ".join(f"{lab} {s.score:g}/{s.max_score:g}" for lab, s in sorted(item.scores.items()))
-        or "-"
-    )
+def _ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "never"
+    seconds = max(0, int((now - when).total_seconds()))
+    if seconds < 120:  # noqa: PLR2004 - under two minutes, seconds read best
+        return f"{seconds} s ago"
+    if seconds < 7200:  # noqa: PLR2004 - under two hours, minutes
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h ago"
+
+
+def _short(lesson: str) -> str:
+    return lesson.split("-", 1)[0]
+
+
+def format_status(rows: Sequence[LearnerStatus], *, where: str, now: datetime | None = None) -> str:
+    """Render ``eventlab workshop status``: per learner, passed vs started, labs, last seen."""
+    now = now or datetime.now(UTC)
+    lines = [f"workshop on {where}: {len(rows)} learner(s)"]
+    if not rows:
+        lines.append("nobody has joined yet (learners run: eventlab workshop join NAME --room URL)")
+        return "\n".join(lines)
+    width = max(len(r.learner) for r in rows)
+    for row in rows:
+        passed = " ".join(_short(x) for x in row.passed) or "-"
+        stuck = " ".join(_short(x) for x in row.stuck)
+        text = (
+            f"{row.learner:<{width}}  lessons passed {len(row.passed)}/{len(row.started)} "
+            f"started: {passed}"
+        )
+        if stuck:
+            text += f"  (started, not passed: {stuck})"
+        text += f"  last seen {_ago(row.last_seen, now)}"
+        lines.append(text)
+        for lab, s in sorted(row.scores.items()):
+            lab_line = (
+                f"{'':<{width}}  lab {lab}: best {s.best:g}/{s.max_score:g}, latest "
+                f"{s.latest:g}/{s.max_score:g}, {s.attempts} attempt(s)"
+            )
+            if s.failing:
+                lab_line += f"; failing: {', '.join(s.failing)}"
+            lines.append(lab_line)
+    return "\n".join(lines)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    with _progress() as (where, client):
-        rows = status(client)
-    if args.json:
-        _say(json.dumps({"broker": where, "learners": [r.as_dict() for r in rows]}))
-        return 0
-    _say(f"workshop on {where}: {len(rows)} learner(s)")
-    if not rows:
-        _say("nobody has joined yet (learners run: eventlab workshop join NAME)")
-        return 0
-    width = max(len(r.learner) for r in rows)
-    for row in rows:
-        lessons = " ".join(lesson.split("-", 1)[0] for lesson in row.lessons) or "-"
-        _say(f"{row.learner:<{width}}  lessons: {lessons}  labs: {_format_scores(row)}")
+    url = _instructor_url(args)
+    rounds = 0
+    while True:
+        with _room_client(url, admin=True) as client:
+            rows = status(client)
+        if args.json:
+            payload = {"broker": broker.redact(url), "learners": [r.as_dict() for r in rows]}
+            _say(json.dumps(payload))
+        else:
+            if args.watch is not None and sys.stdout.isatty():
+                sys.stdout.write("\x1b[H\x1b[2J")  # clear the screen between refreshes
+            _say(format_status(rows, where=broker.redact(url)))
+        rounds += 1
+        if args.watch is None or (args.rounds and rounds >= args.rounds):
+            return 0
+        sys.stdout.flush()
+        time.sleep(args.watch)
+
+
+def _cmd_forget(args: argparse.Namespace) -> int:
+    url = _instructor_url(args)
+    with _room_client(url, admin=True) as client:
+        count = forget(client, args.name)
+    where = broker.redact(url)
+    _say(
+        f"forgot {args.name!r}: {count} progress event(s) and their ACL user (if any) removed "
+        f"from {where}; their keys stay (reset --learner NAME deletes them)"
+    )
     return 0
 
 
 def _cmd_reset(args: argparse.Namespace) -> int:
-    with _progress() as (where, client):
-        count = reset(client, learner=args.learner, progress=args.progress)
-    who = args.learner or "every learner"
-    _say(f"reset {who}: {count} key(s) deleted on {where}")
+    url = _instructor_url(args)
+    with _room_client(url, admin=True) as client:
+        report = reset(client, learner=args.learner, everyone=args.all, progress=args.progress)
+    who = args.learner or f"all {len(report.learners)} learner(s)"
+    text = f"reset {who} on {broker.redact(url)}: {report.keys} key(s) deleted"
+    if args.progress:
+        text += f", {report.progress} progress stream(s) deleted"
+    _say(text)
+    if report.keys == 0:
+        _say("no learner keys live on this broker: in setup A each learner's keys are on their "
+             "own broker, theirs to reset (re-run a lesson: its setup cell resets its keys; or "
+             "eventlab down, delete .eventlab/data, eventlab up)")  # fmt: skip
+    return 0
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    url = _instructor_url(args)
+    with _room_client(url, admin=True) as client:
+        password = add(client, args.name)
+    # The URL alone on stdout, so a script can capture it: SEAT=$(eventlab workshop add NAME)
+    sys.stderr.write(
+        f"added ACL user {args.name!r} on {broker.redact(url)}; give the learner this URL "
+        "privately (it holds their password):\n"
+    )
+    _say(_learner_url(url, args.name, password))
     return 0
 
 
 def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``eventlab workshop join|leave|status|reset`` to the command."""
-    workshop = sub.add_parser("workshop", help="join a shared broker; the instructor's view")
+    """Add ``eventlab workshop join|leave|status|forget|reset|add`` to the command."""
+    workshop = sub.add_parser("workshop", help="join a room broker; the instructor's view")
     actions = workshop.add_subparsers(dest="workshop_command", required=True, metavar="ACTION")
+    room_help = f"room broker URL (default: ${WORKSHOP_URL_ENV}, the joined room, $REDIS_URL)"
 
-    join_ = actions.add_parser("join", help="use NAME as your namespace on the room broker")
+    join_ = actions.add_parser("join", help="save NAME (and the room URL) for this checkout")
     join_.add_argument("name", help="your learner name: letters, digits, _ . -")
+    join_.add_argument("--room", default=None, help="the room URL the instructor gave you")
     join_.set_defaults(handler=_cmd_join)
 
-    leave_ = actions.add_parser("leave", help="forget the saved name (back to 'lab')")
+    leave_ = actions.add_parser("leave", help="forget the saved name and room (back to 'lab')")
     leave_.set_defaults(handler=_cmd_leave)
 
-    status_ = actions.add_parser("status", help="per learner: lessons run and lab scores")
+    status_ = actions.add_parser("status", help="per learner: lessons passed/started, labs")
+    status_.add_argument("--room", default=None, help=room_help)
     status_.add_argument("--json", action="store_true", help="print as JSON")
+    status_.add_argument(
+        "--watch", type=float, nargs="?", const=5.0, default=None, metavar="SECONDS",
+        help="refresh every SECONDS (default 5) until Ctrl-C",
+    )  # fmt: skip
+    status_.add_argument("--rounds", type=int, default=0, help=argparse.SUPPRESS)
     status_.set_defaults(handler=_cmd_status)
 
-    reset_ = actions.add_parser("reset", help="delete a learner's keys, or the whole room's")
-    reset_.add_argument("--learner", default=None, help="only this learner (default: all)")
+    forget_ = actions.add_parser("forget", help="remove one learner from the room's progress")
+    forget_.add_argument("name")
+    forget_.add_argument("--room", default=None, help=room_help)
+    forget_.set_defaults(handler=_cmd_forget)
+
+    reset_ = actions.add_parser("reset", help="delete one learner's keys, or everyone's")
+    who = reset_.add_mutually_exclusive_group(required=True)
+    who.add_argument("--learner", default=None, help="only this learner")
+    who.add_argument("--all", action="store_true", help="every learner in the progress")
     reset_.add_argument(
-        "--progress", action="store_true", help="also delete the progress stream (all only)"
+        "--progress", action="store_true", help="also delete their progress (a new cohort)"
     )
+    reset_.add_argument("--room", default=None, help=room_help)
     reset_.set_defaults(handler=_cmd_reset)
+
+    add_ = actions.add_parser("add", help="create a learner's ACL user; prints their URL")
+    add_.add_argument("name")
+    add_.add_argument("--room", default=None, help=room_help)
+    add_.set_defaults(handler=_cmd_add)
