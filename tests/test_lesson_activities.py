@@ -102,3 +102,13 @@ def test_counting_sees_a_prediction_and_a_try_it(tmp_path):
     path.write_text(json.dumps(nb))
     with pytest.raises(AssertionError, match="never revealed"):
         activities(path)
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=_marks(p), id=p.name[:2]) for p in LESSONS])
+def test_exercises_link_to_worked_answers(path):
+    """The lesson's Exercises link to its section of docs/answers.md, and that section exists."""
+    number = path.name[:2]
+    prose = "\n".join(s for kind, s in _cells(path) if kind == "markdown")
+    assert f"(../docs/answers.md#lesson-{number})" in prose
+    answers = (ROOT / "docs" / "answers.md").read_text()
+    assert re.search(rf"^## Lesson {number}$", answers, re.MULTILINE)
