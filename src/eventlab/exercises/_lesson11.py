@@ -25,8 +25,8 @@ SHORTEST, LONGEST = 0.2, 0.4
     title="a seeded schedule: latency, partition, latency, 0.2-0.4 s each",
     hints=(
         (
-            "return faults.schedule(seed=11, faults=['latency', 'partition'], cycles=3, "
-            "fault_seconds=(0.2, 0.4), in_order=True)"
+            "faults.schedule takes seed, faults, cycles, fault_seconds and in_order: three "
+            "windows are three cycles, and the windows' lengths are fault_seconds=(min, max)"
         ),
         "in_order=True takes the faults in the order given, cycling: latency, partition, latency",
     ),
