@@ -68,3 +68,32 @@ async def test_await_until_polls_without_blocking_the_loop():
     task.cancel()
     with pytest.raises(TimeoutError):
         await demos.await_until(lambda: False, timeout=0.05)
+
+
+DEPOSIT_LUA = """
+if redis.call('ZADD', KEYS[3], 'NX', 0, ARGV[3]) == 1 then
+  redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[5])
+end
+return redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+"""
+
+
+def test_scripted_consumer_runs_the_given_script_and_survives_a_kill(broker, client):
+    """demos.scripted: lesson 03's effect+mark+XACK script, killed mid-run, counts each once."""
+    stream = streams.stream_key("scripted")
+    _deposits(client, stream)
+    proc = processes.spawn(
+        "eventlab.demos:scripted", args=[broker.url, stream, "g", "c1", DEPOSIT_LUA, "0.2"]
+    )
+    proc.wait_ready()
+    demos.wait_until(lambda: _balance(client, stream) >= 100)
+    proc.kill()
+    assert streams.pending_summary(client, stream, "g").count > 0
+    proc = processes.spawn(
+        "eventlab.demos:scripted", args=[broker.url, stream, "g", "c1", DEPOSIT_LUA]
+    )
+    proc.wait_ready()
+    demos.wait_until(lambda: demos.drained(client, stream, "g"))
+    proc.terminate()
+    assert _balance(client, stream) == 500
+    assert client.zcard(demos.seen_key(stream)) == 10

@@ -10,6 +10,8 @@ money that was never deposited.
 * :func:`naive` applies the effect, then acknowledges: a kill between the two
   leaves an applied effect whose entry is still pending, and the restart
   applies it again (lesson 03's duplicate).
+* :func:`scripted` runs a Lua script the notebook wrote for each entry: effect,
+  dedupe mark and XACK in one call, so a kill lands before it or after it.
 * :func:`reliable` is the same service on :class:`eventlab.consumer.Reliable`:
   effect, dedupe mark and XACK in one atomic call. With ``die_after`` it kills
   itself right after that many commit commands were answered
@@ -32,7 +34,16 @@ from eventlab.consumer import Effects, Reliable
 from eventlab.envelope import Event
 from eventlab.processes import signal_ready
 
-__all__ = ["await_until", "balance_key", "drained", "naive", "reliable", "wait_until"]
+__all__ = [
+    "await_until",
+    "balance_key",
+    "drained",
+    "naive",
+    "reliable",
+    "scripted",
+    "seen_key",
+    "wait_until",
+]
 
 
 def wait_until(condition: Callable[[], Any], *, timeout: float = 10.0, every: float = 0.01) -> Any:
@@ -76,6 +87,11 @@ def balance_key(stream: str) -> str:
     return f"{stream}:balance"
 
 
+def seen_key(stream: str) -> str:
+    """Return the set of event ids :func:`scripted`'s script has applied for ``stream``."""
+    return f"{stream}:seen"
+
+
 def naive(url: str, stream: str, group: str, consumer: str, pause: str = "0") -> None:
     """Apply each deposit, wait ``pause`` seconds, then XACK it; run until killed.
 
@@ -96,6 +112,37 @@ def naive(url: str, stream: str, group: str, consumer: str, pause: str = "0") ->
             client.hincrby(balance_key(stream), str(event.subject), int(event.data["amount"]))
             time.sleep(float(pause))  # work after the effect: a crash here duplicates it
             client.xack(stream, group, entry_id)
+
+
+def scripted(  # noqa: PLR0917 - spawn passes arguments by position
+    url: str, stream: str, group: str, consumer: str, lua: str, pause: str = "0"
+) -> None:
+    """Handle each deposit with one call of the Lua script ``lua``; run until killed.
+
+    For every entry it waits ``pause`` seconds (the work before the write: a kill
+    here leaves nothing applied and the entry pending), then calls the script with
+    ``KEYS = [stream, balance_key(stream), seen_key(stream)]`` and
+    ``ARGV = [group, entry id, event id, account, amount]``. Lesson 03 writes the
+    script: effect, dedupe mark and XACK in one atomic step. Like :func:`naive` it
+    re-reads its own pending entries first on start.
+    """
+    client = redis.Redis.from_url(url, decode_responses=True)
+    streams.create_group(client, stream, group, start="0")
+    script = client.register_script(lua)
+    keys = [stream, balance_key(stream), seen_key(stream)]
+    signal_ready()
+    cursor = "0"
+    while True:
+        reply: Any = client.xreadgroup(group, consumer, {stream: cursor}, count=10, block=100)
+        entries: list[tuple[str, dict[str, str]]] = reply[0][1] if reply else []
+        if cursor == "0" and not entries:
+            cursor = ">"
+        for entry_id, fields in entries:
+            event = Event.from_fields(fields)
+            time.sleep(float(pause))  # a crash here: nothing applied, the entry still pending
+            amount = int(event.data["amount"])
+            args: list[str | int] = [group, entry_id, event.id, str(event.subject), amount]
+            script(keys=keys, args=args)
 
 
 async def reliable(  # noqa: PLR0917 - spawn passes arguments by position
