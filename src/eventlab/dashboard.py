@@ -551,9 +551,9 @@ def show(
             the cell does not stack polling tasks.
         **fault_options: Passed to :func:`fault_actions`: ``broker``, ``stream``
             (where poison and duplicates go; default the one stream watched,
-            if only one), ``consumers`` (processes a kill
-            may pick), ``proxy``, ``pause_seconds``, ``latency_seconds``,
-            ``burst``, ``seed``, ``history``.
+            if only one), ``consumers`` (processes a kill may pick; a list
+            you extend later is seen), ``proxy``, ``pause_seconds``,
+            ``latency_seconds``, ``burst``, ``seed``, ``history``.
 
     Returns:
         The running :class:`Dashboard`; call ``.close()`` to stop it.
@@ -617,7 +617,12 @@ class _Faults:
     ) -> None:
         self.broker = broker
         self.stream = stream
-        self.consumers = list(consumers.values() if isinstance(consumers, Mapping) else consumers)
+        # A list is kept, not copied: a consumer the notebook starts later can be killed too.
+        self.consumers: list[Any] = (
+            consumers
+            if isinstance(consumers, list)
+            else list(consumers.values() if isinstance(consumers, Mapping) else consumers)
+        )
         self.proxy = proxy
         self.pause_seconds = pause_seconds
         self.latency_seconds = latency_seconds
