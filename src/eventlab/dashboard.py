@@ -308,7 +308,9 @@ class Dashboard:
         self.table = widgets.HTML(_STYLE + '<div class="el-dash">waiting for the first poll…</div>')
         self.status = widgets.HTML("")
         self.message = widgets.HTML("")
+        self.message.add_class("el-message")
         self.faults = widgets.HTML("")
+        self.faults.add_class("el-faults-line")
         self._describe = describe
         self.failures: list[str] = []
         self.buttons: dict[str, widgets.Button] = {}
@@ -494,10 +496,23 @@ class Dashboard:
         return re.sub(r"<[^>]+>", "", self.message.value)
 
     def shown(self) -> str:
-        """The text the panel shows, without the clock: the table, the faults line, any error."""
-        text = re.sub(r"<style>.*?</style>|<[^>]+>", " ", self.table.value + self.faults.value)
-        error = self.last.error if self.last is not None else None
-        return " ".join((text + " " + (error or "")).split())
+        """The numbers and lines the panel shows, without what moves by itself.
+
+        Per row: stream, group, length, lag, pending, dead letters; then the
+        line of what the buttons act on, and the error if the last poll failed.
+        The clock, idle times and rates are left out, so two calls differ only
+        when something happened.
+        """
+        snap = self.last
+        rows = [
+            f"{_short(row.stream)}/{row.group or '-'}: length {row.length} lag {row.lag} "
+            f"pending {row.pending} dead {row.dead_letters}"
+            for row in (snap.groups if snap is not None else ())
+        ]
+        rows.append(re.sub(r"<[^>]+>", "", self.faults.value))
+        if snap is not None and snap.error:
+            rows.append(snap.error)
+        return " | ".join(rows)
 
     def close(self) -> None:
         """Stop polling, close the widgets and the client. Safe to call twice."""
