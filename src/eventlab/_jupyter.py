@@ -35,6 +35,7 @@ __all__ = [
     "DASHBOARD_GONE",
     "KERNELSPEC",
     "LANDING",
+    "WIDGET_MIME",
     "command",
     "configure",
     "course_root",
@@ -57,6 +58,7 @@ DASHBOARD_GONE = "re-run this cell to get the live dashboard back"
 """What a saved live dashboard shows once its kernel-side widget is gone."""
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+"""The output type of a live ipywidget (its model lives only in the running kernel)."""
 
 
 def course_root(start: str | Path = ".") -> Path:
