@@ -10,6 +10,7 @@ chart that needed a CDN would fail here. Screenshots go to ``test-artifacts/``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -523,10 +524,8 @@ def _reload_shows_rerun_line(page, visit: walk.Visit) -> None:
         )
     except sync_api.TimeoutError:
         visit.problems.append(f"after a reload no output says {_jupyter.DASHBOARD_GONE!r}")
-    try:  # for the screenshot only: the check above read the notebook model
+    with contextlib.suppress(sync_api.TimeoutError):  # for the screenshot only
         page.get_by_text(_jupyter.DASHBOARD_GONE).last.scroll_into_view_if_needed(timeout=5_000)
-    except sync_api.TimeoutError:
-        pass
     page.screenshot(path=str(ARTIFACTS / f"walk-{Path(visit.path).stem}-reloaded.png"))
     walk.check_page_text(page, visit)
 
