@@ -484,7 +484,11 @@ def _open_from_map(page, path: str) -> None:
     link = page.locator(
         f".jp-NotebookPanel:not(.lm-mod-hidden) .jp-RenderedMarkdown a[href*='/files/{path}?']"
     ).first
-    link.click()
+    link.evaluate("a => a.scrollIntoView({block: 'center'})")
+    try:
+        link.click(timeout=10_000)
+    except sync_api.TimeoutError:  # a restored map may keep the cell hidden: click it anyway
+        link.dispatch_event("click")
     page.wait_for_function(f"() => ({_CURRENT_PATH_JS}) === '{path}'", timeout=60_000)
 
 
