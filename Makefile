@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP_VERSION := 26.3
 
-.PHONY: help install lab test lint system-deps lock down clean mutate
+.PHONY: help install git-filter lab test lint system-deps lock down clean mutate
 
 help:
 	@echo "make lab    install, start the broker, open the course in JupyterLab"
@@ -22,9 +22,28 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "pip==$(PIP_VERSION)"
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	@$(MAKE) --no-print-directory git-filter
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# .gitattributes sends notebooks through the "nbstripout" filter; this defines it
+# for this clone, so outputs of a lesson run never show in `git status` or a
+# commit (the files on disk keep them). --keep-id: cell ids are part of the
+# stored lessons. Skipped outside git, and in a linked worktree, whose config is
+# shared with the main checkout's.
+NBSTRIPOUT := "$(abspath $(BIN))/python" -m nbstripout --keep-id
+git-filter:
+	@if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  echo "git-filter: not a git checkout; nothing to set"; \
+	elif [ "$$(git rev-parse --git-dir)" != "$$(git rev-parse --git-common-dir)" ]; then \
+	  echo "git-filter: linked worktree; set the nbstripout filter in the main checkout"; \
+	else \
+	  git config filter.nbstripout.clean '$(NBSTRIPOUT)' && \
+	  git config filter.nbstripout.smudge cat && \
+	  git config diff.ipynb.textconv '$(NBSTRIPOUT) -t' && \
+	  echo "git-filter: notebooks go through nbstripout in git (outputs stay on disk)"; \
+	fi
 
 system-deps:
 	@bash scripts/system-deps.sh

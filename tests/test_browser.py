@@ -10,6 +10,7 @@ chart that needed a CDN would fail here. Screenshots go to ``test-artifacts/``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -32,7 +33,12 @@ import pytest
 import vl_convert
 from playwright import sync_api  # a pinned dev dependency: missing is a failure, not a skip
 
+from eventlab import _jupyter
+from eventlab import broker as broker_mod
+from tests.browser import walk
+
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+ROOT = Path(__file__).resolve().parent.parent
 
 HERE = Path(__file__).parent
 ARTIFACTS = HERE.parent / "test-artifacts"
@@ -341,3 +347,332 @@ def test_charts_draw_offline_and_the_dashboard_moves_in_jupyterlab(chromium, lab
         "Duplicate burst",
         "Heal",
     ]
+
+
+# -- the learner's walk ------------------------------------------------------------------
+
+LESSON = re.compile(r"^notebooks/\d\d-[^/]+\.ipynb$")
+LAB = re.compile(r"^labs/[^/]+/[^/]+\.ipynb$")
+WALK_TIMEOUT = 1080  # the whole walk; it takes about 4-6 minutes on 2 loaded cores
+
+
+def _course_copy(dest: Path) -> Path:
+    """Copy the course (tracked and new files, not ignored ones) into a git repo of its own.
+
+    The walk saves notebooks and grades labs; on a copy, the checkout stays as it
+    was. The copy has the nbstripout filter that `make install` sets, so the walk
+    can check that running everything leaves `git status` clean.
+    """
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    for name in listed:
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    git = ["git", "-C", str(dest), "-c", "user.name=walk", "-c", "user.email=walk@localhost"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "the course as cloned"], check=True)
+    # then, as after a clone, `make install` defines the filter (stored notebooks pass it
+    # unchanged: tests/test_jupyter.py); set now, it runs only on what the walk saves
+    subprocess.run(
+        ["make", "-s", "-C", str(dest), "git-filter", f"BIN={Path(sys.executable).parent}"],
+        check=True,
+        capture_output=True,
+    )
+    return dest
+
+
+@pytest.fixture(scope="module")
+def course_lab(tmp_path_factory) -> Iterator[dict[str, Any]]:
+    """A fresh copy of the course and JupyterLab on it, started as `make lab` starts it."""
+    tmp = tmp_path_factory.mktemp("walk")
+    root = _course_copy(tmp_path_factory.mktemp("course"))
+    port, token = _free_port(), secrets.token_hex(16)
+    config = tmp / "config"
+    config.mkdir()
+    # The test's own user config: expose the app object so the walk can read the notebook model.
+    (config / "jupyter_server_config.json").write_text(
+        json.dumps({"LabApp": {"expose_app_in_browser": True}})
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTLAB_", "REDIS_URL"))}
+    env |= {
+        "JUPYTER_TOKEN": token,
+        "JUPYTER_CONFIG_DIR": str(config),
+        "JUPYTER_DATA_DIR": str(tmp / "data"),
+        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+        "IPYTHONDIR": str(tmp / "ipython"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    log_path = tmp / "jupyter.log"
+    log = log_path.open("w")
+    started = time.monotonic()
+    # `make lab` runs `.venv/bin/eventlab lab`; the walk adds only a port and no browser.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "eventlab.cli", "lab", "--no-browser", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield {
+            "base": f"http://127.0.0.1:{port}",
+            "token": token,
+            "root": root,
+            "started": started,
+            "log": log_path,
+            "server": server,
+        }
+    finally:
+        server.terminate()  # JupyterLab shuts its kernels down on SIGTERM
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+        broker_mod.down(state=root / ".eventlab")
+
+
+def _api(lab: dict[str, Any], method: str, path: str) -> Any:
+    request = urllib.request.Request(  # noqa: S310 - our own loopback server
+        f"{lab['base']}{path}", method=method, headers={"Authorization": f"token {lab['token']}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310
+        body = reply.read()
+    return json.loads(body) if body else None
+
+
+def _links(page) -> list[str]:
+    """Paths (from the course root) of the local links in the current notebook's prose.
+
+    JupyterLab points a relative link at ``/files/<path>`` and opens it in a tab when clicked.
+    """
+    hrefs = page.evaluate(
+        "() => [...window.jupyterapp.shell.currentWidget.node"
+        ".querySelectorAll('.jp-RenderedMarkdown a[href]')].map(a => a.href)"
+    )
+    paths = []
+    for href in hrefs:
+        parts = urlsplit(href)
+        if parts.hostname == "127.0.0.1" and parts.path.startswith("/files/"):
+            paths.append(unquote(parts.path.removeprefix("/files/")))
+    return paths
+
+
+def _current_path(page) -> str | None:
+    return page.evaluate(
+        "() => { const w = window.jupyterapp.shell.currentWidget;"
+        " return w && w.context ? w.context.path : null; }"
+    )
+
+
+def _open_from_map(page, path: str) -> None:
+    """Go back to the course map's tab and click the link to ``path``."""
+    page.evaluate(
+        f"window.jupyterapp.commands.execute('docmanager:open', {{path: '{_jupyter.LANDING}'}})"
+    )
+    page.wait_for_function(f"() => ({_CURRENT_PATH_JS}) === '{_jupyter.LANDING}'")
+    link = page.locator(
+        f".jp-NotebookPanel:not(.lm-mod-hidden) .jp-RenderedMarkdown a[href*='/files/{path}?']"
+    ).first
+    link.evaluate("a => a.scrollIntoView({block: 'center'})")
+    try:
+        link.click(timeout=10_000)
+    except sync_api.TimeoutError:  # a restored map may keep the cell hidden: click it anyway
+        link.dispatch_event("click")
+    page.wait_for_function(f"() => ({_CURRENT_PATH_JS}) === '{path}'", timeout=60_000)
+
+
+_CURRENT_PATH_JS = (
+    "(() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+    " return w && w.context ? w.context.path : null; })()"
+)
+
+
+def _save_and_close(page, lab: dict[str, Any]) -> None:
+    """Save the notebook (outputs and all), close its tab, shut its kernel down."""
+    path = _current_path(page)
+    page.evaluate(
+        "async () => { const w = window.jupyterapp.shell.currentWidget;"
+        " await w.context.save(); w.dispose(); }"
+    )
+    for session in _api(lab, "GET", "/api/sessions"):
+        if session["path"] == path:
+            _api(lab, "DELETE", f"/api/sessions/{session['id']}")
+
+
+def _reload_shows_rerun_line(page, visit: walk.Visit) -> None:
+    """After a reload, the saved dashboard is the line asking for a re-run; no widget error."""
+    page.reload()
+    page.wait_for_function(f"() => ({_CURRENT_PATH_JS}) === '{visit.path}'", timeout=60_000)
+    # The notebook model as reloaded from disk: the dashboard's output is text only.
+    try:
+        page.wait_for_function(
+            "gone => { const w = window.jupyterapp.shell.currentWidget;"
+            " return w.content.widgets.some(c => c.model.type === 'code' &&"
+            " c.model.outputs.toJSON().some(o => o.data && !o.data["
+            + repr(_jupyter.WIDGET_MIME)
+            + "]"
+            " && [].concat(o.data['text/plain'] || []).join('').includes(gone))); }",
+            arg=_jupyter.DASHBOARD_GONE,
+            timeout=30_000,
+        )
+    except sync_api.TimeoutError:
+        visit.problems.append(f"after a reload no output says {_jupyter.DASHBOARD_GONE!r}")
+    with contextlib.suppress(sync_api.TimeoutError):  # for the screenshot only
+        page.get_by_text(_jupyter.DASHBOARD_GONE).last.scroll_into_view_if_needed(timeout=5_000)
+    page.screenshot(path=str(ARTIFACTS / f"walk-{Path(visit.path).stem}-reloaded.png"))
+    walk.check_page_text(page, visit)
+
+
+def _terminal_finds_eventlab(page, lab: dict[str, Any]) -> str:
+    """Open JupyterLab's terminal, type `command -v eventlab` into it, return what it found."""
+    out = lab["root"] / ".walk-terminal.txt"
+    page.evaluate("window.jupyterapp.commands.execute('terminal:create-new')")
+    page.wait_for_selector(".jp-Terminal:not(.lm-mod-hidden) .xterm", timeout=30_000)
+    page.click(".jp-Terminal:not(.lm-mod-hidden) .xterm")
+    page.keyboard.type(f"command -v eventlab > {out}; eventlab --help >> {out} 2>&1\n")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (out.is_file() and "usage" in out.read_text()):
+        time.sleep(0.25)
+    found = out.read_text() if out.is_file() else ""
+    out.unlink(missing_ok=True)
+    page.evaluate("async () => { window.jupyterapp.shell.currentWidget.dispose(); }")
+    for terminal in _api(lab, "GET", "/api/terminals"):
+        _api(lab, "DELETE", f"/api/terminals/{terminal['name']}")
+    return found
+
+
+def _open_course_map(page, lab: dict[str, Any], report: dict[str, Any]) -> walk.Visit:
+    """Open the address `eventlab lab` prints; time it from the start of `eventlab lab`."""
+    deadline = time.monotonic() + 120
+    printed = None
+    while printed is None:  # JupyterLab prints its address once the broker is up and it serves
+        printed = re.search(r"http://127\.0\.0\.1:\d+/\S*\?token=", lab["log"].read_text())
+        if printed is None and (lab["server"].poll() is not None or time.monotonic() > deadline):
+            pytest.fail(f"`eventlab lab` did not start:\n{lab['log'].read_text()}")
+        time.sleep(0.1)
+    page.goto(printed[0] + lab["token"])
+    page.wait_for_selector(
+        ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-RenderedMarkdown a[href*='/files/']",
+        timeout=120_000,
+    )
+    report["make lab to course map (s)"] = round(time.monotonic() - lab["started"], 1)
+    visit = walk.Visit(_jupyter.LANDING)
+    if _current_path(page) != _jupyter.LANDING:
+        visit.problems.append(f"JupyterLab opened {_current_path(page)}, not the course map")
+    if page.locator(".jp-Dialog").count():
+        visit.problems.append("a dialog covers the course map")
+    walk.check_page_text(page, visit)
+    page.screenshot(path=str(ARTIFACTS / "walk-00-course-map.png"))
+    visit.problems += [f"dead link {p}" for p in _links(page) if not (lab["root"] / p).exists()]
+    return visit
+
+
+def _walk_notebook(page, lab: dict[str, Any], path: str) -> walk.Visit:
+    """Open ``path`` from its link on the map, Run All, check it, press buttons, close it."""
+    visit = walk.Visit(path)
+    _open_from_map(page, path)
+    state = walk.run_all(page, visit, timeout=150)
+    visit.notes.append(f"{state.get('total')} code cells")
+    visit.problems += [f"dead link {p}" for p in _links(page) if not (lab["root"] / p).exists()]
+    walk.check_page_text(page, visit)
+    walk.check_charts(page, visit)
+    if LAB.match(path):
+        text = page.evaluate("() => window.jupyterapp.shell.currentWidget.node.textContent")
+        score = re.search(r"score \d+/\d+", text)
+        visit.notes.append(score[0] if score else "no score")
+        if score is None:
+            visit.problems.append("the grade cell printed no score")
+    walk.press_every_button(page, visit)
+    stem = Path(path).stem
+    page.screenshot(path=str(ARTIFACTS / f"walk-{stem}.png"))
+    panel = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+    charts = page.locator(f"{panel} .jp-RenderedSVG img")
+    for n in range(charts.count()):
+        charts.nth(n).scroll_into_view_if_needed()
+        page.wait_for_timeout(150)
+        charts.nth(n).screenshot(path=str(ARTIFACTS / f"walk-{stem}-chart{n + 1}.png"))
+    dash = page.locator(f"{panel} .eventlab-dashboard")
+    if dash.count():
+        dash.first.scroll_into_view_if_needed()
+        dash.first.screenshot(path=str(ARTIFACTS / f"walk-{stem}-dash.png"))
+        page.evaluate("async () => window.jupyterapp.shell.currentWidget.context.save()")
+        _reload_shows_rerun_line(page, visit)
+    _save_and_close(page, lab)
+    return visit
+
+
+@pytest.mark.timeout(WALK_TIMEOUT)
+def test_the_learners_walk_through_every_lesson_and_lab(chromium, course_lab):
+    """From `eventlab lab` on: the map, every lesson Run All, every lab graded, nothing broken."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    lab = course_lab
+    root: Path = lab["root"]
+    blocked: list[str] = []
+    report: dict[str, Any] = {}
+
+    def route(r) -> None:
+        if _loopback(r.request.url):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(root.parent / "profile"),
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            page.route("**/*", route)
+            visits = [_open_course_map(page, lab, report)]
+            links = _links(page)
+            lessons = list(dict.fromkeys(p for p in links if LESSON.match(p)))
+            labs = list(dict.fromkeys(p for p in links if LAB.match(p)))
+            report["terminal: command -v eventlab"] = _terminal_finds_eventlab(page, lab)
+            visits += [_walk_notebook(page, lab, path) for path in [*lessons, *labs]]
+        finally:
+            context.close()
+            (ARTIFACTS / "browser-blocked.txt").write_text("".join(f"{u}\n" for u in blocked))
+
+    # git diff runs the nbstripout filter; `git status` lists a saved lesson as modified
+    # only because its size changed (git compares sizes before it filters), and `git add`
+    # of it stages nothing. So the change a learner did not make is what git diff shows.
+    status = subprocess.run(
+        ["git", "-C", str(root), "diff", "--stat"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    report["git diff after the walk"] = status.splitlines()
+    if status:
+        diff = subprocess.run(
+            ["git", "-C", str(root), "diff"], capture_output=True, text=True, check=False
+        ).stdout
+        (ARTIFACTS / "walk-git-diff.txt").write_text(diff)
+    report["Run All seconds"] = {v.path: round(v.seconds, 1) for v in visits if v.seconds}
+    report["problems"] = {v.path: v.problems for v in visits if v.problems}
+    report["notes"] = {v.path: v.notes for v in visits if v.notes}
+    (ARTIFACTS / "walk.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    print(json.dumps(report, indent=1, ensure_ascii=False))  # noqa: T201 - the walk's report
+
+    assert len(lessons) == len(list((root / "notebooks").glob("[0-9][0-9]-*.ipynb"))) == 13
+    assert len(labs) == len(list((root / "labs").glob("*/*.ipynb"))) >= 8
+    assert "eventlab" in report["terminal: command -v eventlab"]
+    assert report["problems"] == {}
+    assert status == "", "running the course left changes in git diff"
+    assert not [u for u in blocked if "cdn" in u or "vega" in u], blocked

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
+import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +13,7 @@ import altair as alt
 import pandas as pd
 import pytest
 import vl_convert as vlc
+from fontTools.ttLib import TTFont
 
 from eventlab import charts
 
@@ -360,3 +364,25 @@ def test_long_runs_are_binned_by_span_so_charts_stay_small():
     # a short run keeps the bin width asked for
     assert charts.bin_width(300.0, labels=4) == 1.0
     assert charts.bin_width(300.0, labels=2, requested=0.5) == 0.5
+def test_svg_embeds_every_glyph_of_its_text_in_the_font_it_was_laid_out_with():
+    """The SVG names charts.FONT and embeds a font face holding every character it draws."""
+    frame = pd.DataFrame({"x": ["orders → billing", "ünïcode · µs"], "y": [1, 2]})
+    chart = alt.Chart(frame).mark_bar().encode(x="y:Q", y="x:N").properties(title="Bold title")
+    svg = alt.renderers.get()(chart.to_dict())["image/svg+xml"]
+    assert f'font-family="{charts.FONT}"' in svg
+    assert "sans-serif" not in svg
+    faces = re.findall(r"font-weight:(\w+);src:url\(data:font/woff;base64,([^)]+)\)", svg)
+    assert {weight for weight, _ in faces} == {"normal", "bold"}
+    drawn = set("".join(re.findall(r"<text[^>]*>([^<]*)</text>", svg))) - {" "}
+    covered: set[str] = set()
+    for _, data in faces:
+        font = TTFont(io.BytesIO(base64.b64decode(data)))
+        covered |= {chr(code) for code in font.getBestCmap()}
+    assert "→" in drawn
+    assert drawn <= covered
+
+
+def test_embed_font_leaves_an_svg_without_text_alone():
+    """An SVG with no text gets no font (nothing to draw)."""
+    blank = '<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect/></svg>'
+    assert charts.embed_font(blank) == blank

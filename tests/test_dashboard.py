@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import time
 from collections.abc import Callable
@@ -310,3 +311,56 @@ def test_a_running_dashboard_lets_the_kernel_shut_down_cleanly(broker, tmp_path)
     text = (tmp_path / "kernel.log").read_text()
     assert "Traceback" not in text
     assert "Task was destroyed" not in text
+
+
+async def test_press_shows_what_each_button_changed_and_raises_on_failure(broker, client):
+    """press(): poison moves the length, latency and heal move the faults line; failures raise."""
+    from eventlab import processes  # noqa: PLC0415
+
+    streams.create_group(client, STREAM, "billing", start="0")
+    proxy = faults.start(broker, record=False)
+    consumers = [processes.spawn("time:sleep", args=["30"], name="billing-1")]
+    try:
+        state = dashboard._Faults(**{**dashboard._FAULT_DEFAULTS, "broker": broker})
+        state.stream, state.proxy, state.consumers = STREAM, proxy, consumers
+        dash = dashboard.Dashboard(
+            broker.async_client(),
+            streams=[STREAM],
+            actions=state.actions(),
+            describe=state.describe,
+        )
+        await dash.refresh()
+        assert "consumer processes alive: 1 of 1 · proxy: no faults" in dash.shown()
+        seen = [dash.shown()]
+        for label in ("Poison event", "Add latency", "Heal"):
+            await dash.press(label)
+            seen.append(dash.shown())
+        assert "length 1 " in seen[1]
+        assert "proxy: +200 ms downstream" in seen[2]
+        assert seen[3].endswith("proxy: no faults")
+        assert all(a != b for a, b in itertools.pairwise(seen))
+        await dash.press("Kill a consumer")
+        assert "alive: 0 of 1" in dash.shown()
+        with pytest.raises(RuntimeError, match="no live consumer process"):
+            await dash.press("Kill a consumer")
+        consumers.append(
+            processes.spawn("eventlab._consumer_demo:counter", args=[broker.url, STREAM, "g", "d"])
+        )
+        await dash.refresh()
+        assert "alive: 1 of 2" in dash.shown()  # a list the notebook extends is seen
+        dash.close()
+    finally:
+        for p in consumers:
+            p.kill()
+        proxy.close()
+
+
+def test_a_saved_dashboard_reads_as_a_request_to_rerun(broker):
+    """show()'s output keeps the live widget for the page, and text asking for a re-run."""
+    from eventlab._jupyter import DASHBOARD_GONE, WIDGET_MIME  # noqa: PLC0415
+
+    dash = dashboard.Dashboard(broker.async_client())
+    bundle = dashboard._Saved(dash.widget)._repr_mimebundle_()
+    assert bundle["text/plain"] == DASHBOARD_GONE
+    assert bundle[WIDGET_MIME]["model_id"] == dash.widget.model_id
+    dash.close()

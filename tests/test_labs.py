@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -119,10 +120,15 @@ def test_stale_sees_edits_and_strays(tmp_path):
         dest / "01-demo" / "exercise.py",
         dest / "01-demo" / "stray.py",
     ]
-    labs.build(source=source, dest=dest)
+    with pytest.raises(labs.LabsError, match="overwrite your work"):
+        labs.build(source=source, dest=dest)  # outside git, a differing file is the learner's
+    assert (dest / "01-demo" / "exercise.py").read_text() == "edited by hand\n"
+    labs.build(source=source, dest=dest, force=True)
     assert not (dest / "01-demo" / "stray.py").exists()
     assert (dest / "01-demo" / "score.json").exists()
     assert "NotImplementedError" in (dest / "01-demo" / "exercise.py").read_text()
+    assert (dest / "01-demo" / "exercise.py.orig").read_text() == "edited by hand\n"
+    assert labs.stale(source=source, dest=dest) == []
 
 
 def test_repository_labs_are_up_to_date():
@@ -183,3 +189,38 @@ def test_lab_notebook_runs_and_grades(variant, expected, broker, tmp_path, monke
     )
     assert expected in printed
     assert (folder / "score.json").is_file()
+
+
+def _git(folder, *args):
+    subprocess.run(
+        ["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@localhost", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_build_in_git_replaces_generated_files_and_keeps_the_learners_work(tmp_path, capsys):
+    """In git: a committed lab file is rebuilt; one the learner edited stops the build (exit 2)."""
+    source = _solution_tree(tmp_path)
+    dest = tmp_path / "labs"
+    labs.build(source=source, dest=dest)
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-qm", "course")
+    # a maintainer changes a solution and rebuilds (twice): the generated copy follows
+    (source / "01-demo" / "checks.py").write_text("SEED = 2\n")
+    assert labs.build(source=source, dest=dest) == [dest / "01-demo" / "checks.py"]
+    (source / "01-demo" / "checks.py").write_text("SEED = 3\n")
+    assert labs.build(source=source, dest=dest) == [dest / "01-demo" / "checks.py"]
+    # a learner's edit, and a pulled solution change to the same file: the build refuses
+    (dest / "01-demo" / "exercise.py").write_text("my answer\n")
+    (source / "01-demo" / "exercise.py").write_text("def handle():\n    return 2\n")
+    _git(tmp_path, "add", "solutions")
+    _git(tmp_path, "commit", "-qm", "upstream")
+    assert labs.learner_edits(source=source, dest=dest) == [dest / "01-demo" / "exercise.py"]
+    args = ["labs", "build", "--source", str(source), "--dest", str(dest)]
+    assert cli.main(args) == 2
+    assert "exercise.py" in capsys.readouterr().err
+    assert (dest / "01-demo" / "exercise.py").read_text() == "my answer\n"
+    assert cli.main([*args, "--force"]) == 0
+    assert (dest / "01-demo" / "exercise.py.orig").read_text() == "my answer\n"

@@ -22,8 +22,14 @@ Introduced in lesson 02 (lag), used through lesson 11 (convergence after heal).
 
 from __future__ import annotations
 
+import base64
+import functools
 import importlib.util
+import io
+import re
 from collections.abc import Collection, Sequence
+from html import unescape
+from pathlib import Path
 from typing import Any
 
 import altair as alt
@@ -34,11 +40,13 @@ from eventlab.metrics import EVENT_COLUMNS, LAG_COLUMNS
 
 __all__ = [
     "FAULT_COLUMNS",
+    "FONT",
     "LAG_COLUMNS",
     "METRICS_COLUMNS",
     "RENDERER",
     "bin_width",
     "convergence",
+    "embed_font",
     "enable",
     "lag",
     "latency",
@@ -50,6 +58,17 @@ __all__ = [
 
 RENDERER = "svg"
 """The Altair renderer eventlab selects: static SVG drawn in the kernel, no network."""
+
+FONT = "DejaVu Sans"
+"""The one font every chart is laid out with and drawn with (shipped in ``eventlab/_fonts``).
+
+vl-convert measures each label with it to place it, and the SVG embeds the
+glyphs it uses (an ``@font-face`` subset), so a browser draws the same widths:
+no label is clipped because the browser picked a wider font than the layout.
+"""
+
+_FONT_DIR = Path(__file__).parent / "_fonts"
+_FONT_FILES = {"normal": "DejaVuSans.ttf", "bold": "DejaVuSans-Bold.ttf"}
 
 METRICS_COLUMNS = tuple(c for c in EVENT_COLUMNS if c != "causationid")
 """Columns of ``metrics.frame()`` the charts read (one row per handled delivery)."""
@@ -82,7 +101,70 @@ def enable() -> None:
             "eventlab.charts draws charts offline with vl-convert-python: "
             "pip install 'vl-convert-python>=1.9'"
         )
+    alt.renderers.register(RENDERER, _svg_renderer)
     alt.renderers.enable(RENDERER)
+
+
+@functools.cache
+def _register_fonts() -> None:
+    import vl_convert  # noqa: PLC0415 - checked by enable()
+
+    vl_convert.register_font_directory(str(_FONT_DIR))
+
+
+@functools.cache
+def _font_face(weight: str, chars: str) -> str:
+    """An ``@font-face`` rule with the glyphs of ``chars`` from the shipped font, as WOFF."""
+    from fontTools import subset  # noqa: PLC0415 - only when a chart is drawn
+    from fontTools.ttLib import TTFont  # noqa: PLC0415
+
+    font = TTFont(_FONT_DIR / _FONT_FILES[weight])
+    options = subset.Options()
+    options.layout_features = ["*"]  # kerning as vl-convert measured it
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(text=chars)
+    subsetter.subset(font)
+    font.flavor = "woff"  # zlib-compressed: about half the size of the TrueType subset
+    out = io.BytesIO()
+    font.save(out)
+    data = base64.b64encode(out.getvalue()).decode()
+    return (
+        f"@font-face{{font-family:'{FONT}';font-weight:{weight};"
+        f"src:url(data:font/woff;base64,{data}) format('woff')}}"
+    )
+
+
+_TEXT = re.compile(r"<text\b([^>]*)>(.*?)</text>", re.DOTALL)
+
+
+def embed_font(svg: str) -> str:
+    """Return ``svg`` with the glyphs its text uses embedded as ``@font-face`` rules.
+
+    An SVG shown as an image cannot load fonts from outside itself; embedding
+    makes every browser draw the font the layout was measured with.
+    """
+    used: dict[str, set[str]] = {"normal": set(), "bold": set()}
+    for attributes, body in _TEXT.findall(svg):
+        weight = "bold" if re.search(r'font-weight="(bold|[6-9]00)"', attributes) else "normal"
+        used[weight].update(unescape(re.sub(r"<[^>]+>", "", body)))
+    rules = "".join(
+        _font_face(weight, "".join(sorted(chars))) for weight, chars in used.items() if chars
+    )
+    if not rules:
+        return svg
+    head = svg.index(">", svg.index("<svg")) + 1
+    return f"{svg[:head]}<defs><style>{rules}</style></defs>{svg[head:]}"
+
+
+def _svg_renderer(spec: dict[str, Any], **metadata: Any) -> dict[str, str]:
+    """Altair's ``svg`` renderer, laid out and drawn with :data:`FONT` (embedded)."""
+    from altair.vegalite.v6.display import svg_renderer  # noqa: PLC0415 - Altair's own
+
+    _register_fonts()
+    config = {**spec.get("config", {}), "font": FONT}
+    bundle: dict[str, str] = svg_renderer({**spec, "config": config}, **metadata)
+    bundle["image/svg+xml"] = embed_font(bundle["image/svg+xml"])
+    return bundle
 
 
 def _require(frame: pd.DataFrame, columns: Collection[str], what: str) -> None:

@@ -11,7 +11,6 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from eventlab import broker, doctor, streams
 from eventlab._errors import EventlabError
@@ -112,6 +111,9 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
+    from eventlab import _jupyter  # noqa: PLC0415 - only this command needs it
+
+    root = _jupyter.course_root(args.root)
     handle = broker.up(state=args.state)
     print(f"broker up: {broker.redact(handle.url)} (version {handle.version})")
     if importlib.util.find_spec("jupyterlab") is None:
@@ -119,21 +121,12 @@ def _cmd_lab(args: argparse.Namespace) -> int:
             "JupyterLab is not installed in this environment",
             fix="run `make lab`, or pip install -c constraints.txt -e .",
         )
-    notebooks = Path(args.notebooks).resolve()
-    # The interpreter running eventlab runs JupyterLab: no PATH lookup, same venv.
-    command = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={notebooks}"]
-    command.append("--ServerApp.ip=127.0.0.1")
-    if args.port:
-        command.append(f"--ServerApp.port={args.port}")
-    if args.no_browser:
-        command.append("--no-browser")
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        command.append("--allow-root")
-    start = notebooks / "index.ipynb"  # the rendered course map learners see first
-    if start.is_file():
-        command.append(f"--LabApp.default_url=/lab/tree/{start.name}")
+    command = _jupyter.command(root, port=args.port, open_browser=not args.no_browser)
+    print(f"JupyterLab on {root}, opening {_jupyter.LANDING}")
     sys.stdout.flush()
-    os.execv(sys.executable, command)  # noqa: S606 - replace this process with JupyterLab
+    os.chdir(root)  # kernels and terminals start here: `eventlab grade labs/...` works as typed
+    # Replace this process with JupyterLab, in an environment where `eventlab` is on PATH.
+    os.execve(sys.executable, command, _jupyter.environment())  # noqa: S606
 
 
 _CORE = frozenset({"up", "down", "status", "doctor", "lab"})
@@ -190,7 +183,11 @@ def _parser(*, core_only: bool = False, only: str | None = None) -> argparse.Arg
     doc.set_defaults(handler=_cmd_doctor)
 
     lab = sub.add_parser("lab", help="start the broker, then JupyterLab on the course")
-    lab.add_argument("--notebooks", default="notebooks", help="folder to open")
+    lab.add_argument(
+        "--root",
+        default=".",
+        help="a folder in the course (default: here); JupyterLab opens its root",
+    )
     lab.add_argument("--port", type=int, default=None, help="JupyterLab port")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
     lab.set_defaults(handler=_cmd_lab)

@@ -12,7 +12,14 @@ is appended to the cell's output, so a dashboard left running for an hour does
 not flood the notebook (field-notes.md: ``clear_output()`` from a task races).
 Polling uses the asyncio client with a timeout, so a paused broker shows as
 "not answering" instead of freezing the kernel. The task stops on
-:meth:`Dashboard.close`, when the kernel stops, and when ``show()`` runs again.
+:meth:`Dashboard.close`, when the kernel stops, and when ``show()`` runs again;
+until then the panel stays live after the lesson's last cell, for the learner
+to play with. Saved in a notebook, it reads "re-run this cell to get the live
+dashboard back" (see ``eventlab._jupyter``), never a widget whose model is gone.
+
+Under the table a line says what the buttons act on: the consumer processes
+still alive and the faults on the proxy. :meth:`Dashboard.press` clicks a
+button from code (the lessons do, and assert the panel changed).
 
 Introduced in lesson 05 (watching lag); lesson 10 uses the fault buttons.
 """
@@ -25,6 +32,7 @@ import contextlib
 import html
 import inspect
 import random
+import re
 import time
 import weakref
 from collections import deque
@@ -265,6 +273,7 @@ class Dashboard:
         window: int = 40,
         actions: Mapping[str, Action] | None = None,
         title: str = "eventlab — streams and groups",
+        describe: Callable[[], str] | None = None,
     ) -> None:
         """Create the widgets; nothing runs until :meth:`start` or :meth:`refresh`.
 
@@ -277,6 +286,8 @@ class Dashboard:
             window: Throughput samples kept per group for the sparkline.
             actions: Button label → action; see :func:`show` for the default buttons.
             title: Heading shown above the table.
+            describe: Returns the line shown under the table on every poll (what the
+                buttons act on: processes alive, proxy faults); called off the loop.
         """
         if interval <= 0 or timeout <= 0:
             raise ValueError("interval and timeout must be positive seconds")
@@ -297,8 +308,14 @@ class Dashboard:
         self.table = widgets.HTML(_STYLE + '<div class="el-dash">waiting for the first poll…</div>')
         self.status = widgets.HTML("")
         self.message = widgets.HTML("")
+        self.message.add_class("el-message")
+        self.faults = widgets.HTML("")
+        self.faults.add_class("el-faults-line")
+        self._describe = describe
+        self.failures: list[str] = []
         self.buttons: dict[str, widgets.Button] = {}
-        for label, action in (actions or {}).items():
+        self._actions = dict(actions or {})
+        for label, action in self._actions.items():
             button = widgets.Button(description=label, layout=widgets.Layout(width="auto"))
             button.on_click(lambda _b, a=action, n=label: self._on_click(n, a))
             self.buttons[label] = button
@@ -306,6 +323,7 @@ class Dashboard:
             [
                 self.title,
                 self.table,
+                self.faults,
                 widgets.HBox(
                     list(self.buttons.values()), layout=widgets.Layout(flex_flow="row wrap")
                 ),
@@ -348,6 +366,9 @@ class Dashboard:
             )
         else:
             self._update_rates(snap)
+        if self._describe is not None:
+            line = await asyncio.to_thread(self._describe)
+            self.faults.value = f'<span class="el-faults">{html.escape(line)}</span>'
         self.ticks += 1
         self.last = snap
         self._render(snap)
@@ -453,10 +474,45 @@ class Dashboard:
                     result = await result
         except Exception as exc:  # noqa: BLE001 - a failed fault must not stop the dashboard
             text = f"{label}: failed — {type(exc).__name__}: {exc}"
+            self.failures.append(text)
             self.message.value = f'<span style="color:#b00">{html.escape(text)}</span>'
             return
         done = f"{label}: done" + ("" if result is None else f" — {result}")
         self.message.value = html.escape(done)
+
+    async def press(self, label: str) -> str:
+        """Click the button ``label`` from code, then poll once; return what it reported.
+
+        Raises:
+            KeyError: No such button.
+            RuntimeError: The button's fault failed (the message says why).
+        """
+        action = self._actions[label]
+        failed = len(self.failures)
+        await self._act(label, action)
+        await self.refresh()
+        if len(self.failures) > failed:
+            raise RuntimeError(self.failures[-1])
+        return re.sub(r"<[^>]+>", "", self.message.value)
+
+    def shown(self) -> str:
+        """The numbers and lines the panel shows, without what moves by itself.
+
+        Per row: stream, group, length, lag, pending, dead letters; then the
+        line of what the buttons act on, and the error if the last poll failed.
+        The clock, idle times and rates are left out, so two calls differ only
+        when something happened.
+        """
+        snap = self.last
+        rows = [
+            f"{_short(row.stream)}/{row.group or '-'}: length {row.length} lag {row.lag} "
+            f"pending {row.pending} dead {row.dead_letters}"
+            for row in (snap.groups if snap is not None else ())
+        ]
+        rows.append(re.sub(r"<[^>]+>", "", self.faults.value))
+        if snap is not None and snap.error:
+            rows.append(snap.error)
+        return " | ".join(rows)
 
     def close(self) -> None:
         """Stop polling, close the widgets and the client. Safe to call twice."""
@@ -471,7 +527,8 @@ class Dashboard:
             closing = loop.create_task(self.client.aclose())
             self._busy.add(closing)
         self.widget.close()
-        for child in (self.title, self.table, self.status, self.message, *self.buttons.values()):
+        children = (self.title, self.table, self.faults, self.status, self.message)
+        for child in (*children, *self.buttons.values()):
             child.close()
 
 
@@ -509,9 +566,9 @@ def show(
             the cell does not stack polling tasks.
         **fault_options: Passed to :func:`fault_actions`: ``broker``, ``stream``
             (where poison and duplicates go; default the one stream watched,
-            if only one), ``consumers`` (processes a kill
-            may pick), ``proxy``, ``pause_seconds``, ``latency_seconds``,
-            ``burst``, ``seed``, ``history``.
+            if only one), ``consumers`` (processes a kill may pick; a list
+            you extend later is seen), ``proxy``, ``pause_seconds``,
+            ``latency_seconds``, ``burst``, ``seed``, ``history``.
 
     Returns:
         The running :class:`Dashboard`; call ``.close()`` to stop it.
@@ -531,13 +588,30 @@ def show(
         # One watched stream: the obvious target of poison events and duplicates.
         fault_options.setdefault("stream", streams[0])
     buttons: dict[str, Action] = {}
+    describe = None
     if faults:
-        buttons.update(fault_actions(**fault_options))
+        state = _Faults(**{**_FAULT_DEFAULTS, **fault_options})
+        buttons.update(state.actions())
+        describe = state.describe
     buttons.update(actions or {})
-    dash = Dashboard(client, streams=streams, interval=interval, actions=buttons)
-    display(dash.widget)  # type: ignore[no-untyped-call]
+    dash = Dashboard(client, streams=streams, interval=interval, actions=buttons, describe=describe)
+    display(_Saved(dash.widget))  # type: ignore[no-untyped-call]
     dash.start()
     return dash
+
+
+class _Saved:
+    """Displays a widget whose saved text asks for a re-run (a reload cannot bring it back)."""
+
+    def __init__(self, widget: widgets.Widget) -> None:
+        self.widget = widget
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        from eventlab._jupyter import DASHBOARD_GONE  # noqa: PLC0415
+
+        bundle: dict[str, Any] = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = DASHBOARD_GONE
+        return bundle
 
 
 class _Faults:
@@ -558,7 +632,12 @@ class _Faults:
     ) -> None:
         self.broker = broker
         self.stream = stream
-        self.consumers = list(consumers.values() if isinstance(consumers, Mapping) else consumers)
+        # A list is kept, not copied: a consumer the notebook starts later can be killed too.
+        self.consumers: list[Any] = (
+            consumers
+            if isinstance(consumers, list)
+            else list(consumers.values() if isinstance(consumers, Mapping) else consumers)
+        )
         self.proxy = proxy
         self.pause_seconds = pause_seconds
         self.latency_seconds = latency_seconds
@@ -643,6 +722,50 @@ class _Faults:
             self.history.nemesis("duplicate-burst", "stop")
         return f"{len(again)} events re-published with their ids on {_short(stream)}"
 
+    def _current_proxy(self) -> Any:
+        from eventlab import faults  # noqa: PLC0415
+
+        if self.proxy is not None:
+            return self.proxy
+        try:
+            return faults.current()
+        except faults.FaultError:
+            return None
+
+    def describe(self) -> str:
+        """What the buttons act on now: consumer processes alive, faults on the proxy."""
+        parts = []
+        if self.consumers:
+            alive = sum(1 for proc in self.consumers if proc.alive)
+            parts.append(f"consumer processes alive: {alive} of {len(self.consumers)}")
+        proxy = self._current_proxy()
+        if proxy is not None:
+            try:
+                directions = proxy.status()["directions"]
+            except Exception as exc:  # noqa: BLE001 - a closed proxy is shown, not raised
+                parts.append(f"proxy: {exc}")
+            else:
+                on = []
+                for name, fault in sorted(directions.items()):
+                    if fault.get("latency"):
+                        on.append(f"+{fault['latency'] * 1000:.0f} ms {name}")
+                    if fault.get("partition"):
+                        on.append(f"partitioned {name}")
+                parts.append("proxy: " + (", ".join(on) or "no faults"))
+        return " · ".join(parts) or "no consumer processes or fault proxy given"
+
+    def actions(self) -> dict[str, Action]:
+        """Button label → action."""
+        return {
+            f"Pause broker {self.pause_seconds:g} s": self.pause,
+            "Kill a consumer": self.kill,
+            "Add latency": self.latency,
+            "Partition": self.partition,
+            "Poison event": self.poison,
+            "Duplicate burst": self.duplicate,
+            "Heal": self.heal,
+        }
+
     def heal(self) -> str:
         from eventlab import faults  # noqa: PLC0415
 
@@ -688,7 +811,7 @@ def fault_actions(
         seed: Seeds the choice of consumer to kill, so a demo repeats.
         history: A ``History`` that records each fault (for shaded charts).
     """
-    state = _Faults(
+    return _Faults(
         broker=broker,
         stream=stream,
         consumers=consumers,
@@ -698,13 +821,17 @@ def fault_actions(
         burst=burst,
         seed=seed,
         history=history,
-    )
-    return {
-        f"Pause broker {pause_seconds:g} s": state.pause,
-        "Kill a consumer": state.kill,
-        "Add latency": state.latency,
-        "Partition": state.partition,
-        "Poison event": state.poison,
-        "Duplicate burst": state.duplicate,
-        "Heal": state.heal,
-    }
+    ).actions()
+
+
+_FAULT_DEFAULTS: dict[str, Any] = {
+    "broker": None,
+    "stream": None,
+    "consumers": (),
+    "proxy": None,
+    "pause_seconds": 3.0,
+    "latency_seconds": 0.2,
+    "burst": 10,
+    "seed": 0,
+    "history": None,
+}

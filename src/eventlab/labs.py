@@ -9,6 +9,15 @@ caches) are left out. :func:`stale` lists what a build would change, so a test
 fails when ``labs/`` is out of date (nbgrader's ``generate_assignment``,
 nbdev's "export and fail if out of sync").
 
+A learner works in ``labs/``, so a build never overwrites or deletes their work
+silently. In a git checkout, a file of ``labs/`` that git sees as changed (or
+new) is the learner's, unless its solution is changed too (a maintainer
+rebuilding); outside git every file that differs from the build is. Such files
+make :func:`build` stop with the list; ``force=True`` (``--force``) first keeps
+each as ``NAME.orig`` beside it. ``git pull`` is safe the same way: git refuses
+to overwrite a changed ``exercise.py`` and keeps it when upstream did not touch
+it; ``score.json``/``score.md`` are ignored by git and kept by the build.
+
 ``eventlab labs build`` runs it; introduced with the first graded lab (L03).
 """
 
@@ -33,6 +42,7 @@ __all__ = [
     "clear_outputs",
     "lab_dirs",
     "pack",
+    "learner_edits",
     "register_cli",
     "render",
     "stale",
@@ -45,7 +55,9 @@ BEGIN = "# BEGIN SOLUTION"
 END = "# END SOLUTION"
 """Marker closing a solution block."""
 
-_SKIP = re.compile(r"^(partial.*\.py|score\.(json|md)|__pycache__|\.ipynb_checkpoints|.*\.pyc)$")
+_SKIP = re.compile(
+    r"^(partial.*\.py|score\.(json|md)|__pycache__|\.ipynb_checkpoints|.*\.pyc|.*\.orig)$"
+)
 _LAB_DIR = re.compile(r"^\d\d[a-z]?-[a-z0-9-]+$")
 
 
@@ -155,13 +167,83 @@ def stale(*, source: str | Path = "solutions", dest: str | Path = "labs") -> lis
     return sorted(changed) + extra
 
 
-def build(*, source: str | Path = "solutions", dest: str | Path = "labs") -> list[Path]:
+def _git_changed(folder: Path, paths: list[Path]) -> set[Path] | None:
+    """Which of ``paths`` git sees as modified or untracked; ``None`` outside a git work tree."""
+    try:
+        top = subprocess.run(  # noqa: S603 - git with our own paths
+            ["git", "-C", str(folder), "rev-parse", "--show-toplevel"],  # noqa: S607 - git on PATH
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        status = ["git", "-C", top, "status", "--porcelain=v1", "-z", "--untracked-files=all"]
+        listed = subprocess.run(  # noqa: S603 - git with our own paths
+            [*status, "--", *(str(p.resolve()) for p in paths)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    entries = iter(listed.split("\0"))
+    changed = set()
+    for entry in entries:
+        if len(entry) < 4:  # noqa: PLR2004 - "XY path"
+            continue
+        changed.add((Path(top) / entry[3:]).resolve())
+        if entry[0] in "RC":
+            next(entries, None)  # a rename's second path
+    return changed
+
+
+def learner_edits(*, source: str | Path = "solutions", dest: str | Path = "labs") -> list[Path]:
+    """Return the files under ``dest`` that a build would replace or delete but are the learner's.
+
+    In a git checkout: changed or untracked in git while their solution file is
+    not changed. Outside git: every existing file the build would change.
+    """
+    source, dest = Path(source), Path(dest)
+    existing = [p for p in stale(source=source, dest=dest) if p.is_file()]
+    if not existing:
+        return []
+    solutions = [source / p.relative_to(dest) for p in existing]
+    changed = _git_changed(dest, existing + [p for p in solutions if p.exists()])
+    if changed is None:
+        return existing
+    return [
+        path
+        for path, solution in zip(existing, solutions, strict=True)
+        if path.resolve() in changed and solution.resolve() not in changed
+    ]
+
+
+def build(
+    *, source: str | Path = "solutions", dest: str | Path = "labs", force: bool = False
+) -> list[Path]:
     """Write ``dest/NN-topic/`` for every ``source/NN-topic/``; return the files changed.
 
     Files in a lab folder of ``dest`` that no solution produces are deleted
     (a learner's ``score.json`` and caches are kept).
+
+    Args:
+        source: The solutions folder.
+        dest: The learner's labs folder.
+        force: Replace the learner's work too, keeping each such file as ``NAME.orig``.
+
+    Raises:
+        LabsError: The build would replace or delete the learner's work (see
+            :func:`learner_edits`) and ``force`` is not set; nothing was written.
     """
     source, dest = Path(source), Path(dest)
+    mine = learner_edits(source=source, dest=dest)
+    if mine and not force:
+        names = ", ".join(str(p) for p in mine)
+        raise LabsError(
+            f"labs build would overwrite your work: {names}",
+            fix="commit or move it, or run `eventlab labs build --force` (keeps NAME.orig)",
+        )
+    for path in mine:
+        shutil.copy2(path, path.with_name(path.name + ".orig"))
     changed = stale(source=source, dest=dest)
     planned = _planned(source, dest)
     for path in changed:
@@ -255,7 +337,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         for path in out_of_date:
             print(f"out of date: {path}")  # noqa: T201 - the command's output
         return 1 if out_of_date else 0
-    changed = build(source=args.source, dest=args.dest)
+    changed = build(source=args.source, dest=args.dest, force=args.force)
     print(f"{len(changed)} file(s) written under {args.dest}/")  # noqa: T201
     return 0
 
@@ -269,6 +351,11 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     build_cmd.add_argument("--dest", default="labs", help="learner labs folder")
     build_cmd.add_argument(
         "--check", action="store_true", help="only list out-of-date files; exit 1 if any"
+    )
+    build_cmd.add_argument(
+        "--force",
+        action="store_true",
+        help="also replace files you changed in labs/ (each is kept as NAME.orig)",
     )
     build_cmd.set_defaults(handler=_cmd_build)
     pack_cmd = inner.add_parser("pack", help="the learners' bundle: the course without solutions/")
