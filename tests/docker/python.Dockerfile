@@ -26,7 +26,10 @@ RUN if [ "$PYTHON_FROM" = apt ]; then python=/usr/bin/python3.11; else \
         python=/opt/python/bin/python3.11; \
     fi \
     && "$python" -m venv /usr/local/py \
-    && /usr/local/py/bin/python -c "import ssl, sqlite3, ctypes, lzma, bz2, readline, uuid"
+    && /usr/local/py/bin/python -c "import ssl, sqlite3, ctypes, lzma, bz2, readline, uuid" \
+    && echo 'PATH="/usr/local/py/bin:$PATH"' > /etc/profile.d/eventlab-python.sh
+# Login shells (a JupyterLab terminal) reset PATH from /etc/profile; the official
+# image's Python lives in /usr/local/bin, which that PATH has, so add ours too.
 ENV PATH=/usr/local/py/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # No package index here (a port nothing listens on): the lab image must build from
 # the wheelhouse alone, which is what this stand-in proves.
