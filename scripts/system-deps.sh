@@ -2,7 +2,7 @@
 # System packages the tests use beyond pip: Debian's redis-server (so every
 # broker test also runs on Redis 7.0, not only the embedded Valkey 8.1) and
 # chromium (the browser tests), and Docker for tests/test_docker.py: Debian's
-# docker.io (dockerd, which the test starts and stops itself), docker-compose
+# Docker engine package (dockerd, which the test starts and stops itself), docker-compose
 # (Compose v1.29) and debootstrap (the local base images). Installed only where
 # we are root with apt-get; elsewhere the tests that need them skip with a reason.
 set -u
