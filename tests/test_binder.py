@@ -134,7 +134,7 @@ def test_postbuild_installs_the_kit_at_the_pinned_versions():
 
 
 def test_binder_environment_has_python_pip_and_redis_server():
-    """Conda-forge's redis-server 7.4+ and a Python that pyproject accepts; no local paths."""
+    """Conda-forge's redis-server pinned to an exact 7.4+ patch; a Python pyproject accepts."""
     env = yaml.safe_load((BINDER / "environment.yml").read_text())
     assert env["channels"] == ["conda-forge"]
     deps = env["dependencies"]
@@ -143,7 +143,9 @@ def test_binder_environment_has_python_pip_and_redis_server():
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert python.removeprefix("python=") in SpecifierSet(requires)
     [server] = [d for d in deps if d.startswith("redis-server")]
-    assert SpecifierSet(server.removeprefix("redis-server")).contains("7.4.0")
+    match = re.fullmatch(r"redis-server==(\d+)\.(\d+)\.(\d+)", server)
+    assert match, f"pin an exact patch release (redis-server==X.Y.Z), not {server!r}"
+    assert (int(match[1]), int(match[2])) >= (7, 4)
     assert "pip" in deps
 
 
