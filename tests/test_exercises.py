@@ -164,3 +164,11 @@ def test_unknown_exercise_names_the_known_ones(lesson):
     """A misspelt exercise id is an author's error that lists the ids that exist."""
     with pytest.raises(exercises.ExerciseError, match=re.escape("00-first-event")):
         exercises.check("00-nope", None, lesson=lesson)
+
+
+async def test_checks_run_inside_a_running_event_loop(lesson):
+    """As in a notebook kernel (a loop already running), a check that starts Reliable works."""
+    [(path, section)] = [(p, s) for p, s in SECTIONS if s.id == "04-classify"]
+    answer = _answer(path, section.source, section.name)
+    feedback = exercises.judge(section.id, answer, lesson=lesson)
+    assert feedback.passed, str(feedback)

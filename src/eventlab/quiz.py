@@ -105,7 +105,9 @@ class Prediction:
             )
         else:
             hint = f"a number, in {unit}" if unit else "a number"
-            self.input = widgets.Text(placeholder=hint, description="Your answer:")
+            self.input = widgets.Text(
+                placeholder=hint, description="Your answer:", style={"description_width": "initial"}
+            )
         label = widgets.HTML(f"<b>Predict</b> ({html.escape(key)}): {html.escape(question)}")
         self.widget = widgets.VBox([label, self.input], layout=widgets.Layout(margin="4px 0"))
         self.widget.add_class("eventlab-prediction")
