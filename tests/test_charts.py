@@ -364,6 +364,8 @@ def test_long_runs_are_binned_by_span_so_charts_stay_small():
     # a short run keeps the bin width asked for
     assert charts.bin_width(300.0, labels=4) == 1.0
     assert charts.bin_width(300.0, labels=2, requested=0.5) == 0.5
+
+
 def test_svg_embeds_every_glyph_of_its_text_in_the_font_it_was_laid_out_with():
     """The SVG names charts.FONT and embeds a font face holding every character it draws."""
     frame = pd.DataFrame({"x": ["orders → billing", "ünïcode · µs"], "y": [1, 2]})
