@@ -72,7 +72,8 @@ def test_course_data_matches_the_map():
     assert [lab.name for lab in course.LABS] == [p.name for p in labs.lab_dirs(ROOT / "solutions")]
     table = (NOTEBOOKS / "README.md").read_text()
     for lab in course.LABS:
-        assert f"| `labs/{lab.name}` | {lab.after} |" in table
+        link = f"[labs/{lab.name}](../labs/{lab.name}/{lab.name}.ipynb)"
+        assert f"| {link} | {lab.after} |" in table
 
 
 def _detected_needs(path: Path) -> set[str]:
