@@ -213,6 +213,45 @@ def test_score_files_and_table(broker, tmp_path, capsys):
     _no_keys_left(broker, score)
 
 
+STRETCH_CHECK = '''
+
+@check(points=3, hint="add 10 000 pairs in under a second", stretch=True)
+def adds_fast(ctx):
+    """add() is fast (stretch)."""
+    assert ctx.exercise.add(1, 1) == 3, "too slow"
+
+
+@check(points=2, hint="add zero", stretch=True)
+def adds_zero(ctx):
+    """add(0, 0) (stretch)."""
+    assert ctx.exercise.add(0, 0) == 0
+'''
+
+
+def test_stretch_checks_reported_apart_from_the_score(broker, tmp_path):
+    """Stretch checks show in the table, score.json and score.md, never in score/max."""
+    folder = _lab(tmp_path, GOOD)
+    (folder / "checks.py").write_text(ROBUST_CHECKS + STRETCH_CHECK)
+    score = _grade(folder, broker)
+    assert (score.score, score.max) == (3, 3)
+    assert (score.stretch, score.stretch_max) == (2, 5)
+    flags = {c.name: (c.stretch, c.passed) for c in score.checks}
+    assert flags == {
+        "adds": (False, True),
+        "remembers": (False, True),
+        "adds_fast": (True, False),
+        "adds_zero": (True, True),
+    }
+    table = score.table()
+    assert "adds_fast (stretch)" in table
+    assert "score 3/3" in table
+    assert "stretch 2/5  (not counted in the score)" in table
+    saved = json.loads((folder / "out" / "score.json").read_text())
+    assert (saved["score"], saved["max"], saved["stretch"], saved["stretch_max"]) == (3, 3, 2, 5)
+    assert [c["stretch"] for c in saved["checks"]] == [False, False, True, True]
+    assert "Stretch goals: 2/5" in (folder / "out" / "score.md").read_text()
+
+
 def test_cli_grade_json(broker, tmp_path):
     """`eventlab grade LAB --json` prints one JSON object with score, max and checks."""
     folder = _lab(tmp_path, GOOD)

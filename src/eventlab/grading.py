@@ -110,6 +110,7 @@ class Check:
         timeout: Seconds it may run.
         file: The checks file that declares it.
         function: The function name inside that file.
+        stretch: A stretch goal: reported, never counted in the score.
     """
 
     name: str
@@ -119,6 +120,7 @@ class Check:
     timeout: float
     file: str
     function: str
+    stretch: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,7 @@ class CheckResult:
         hint: The check's hint (shown when it failed).
         message: Why it failed (empty when it passed).
         seconds: How long it ran.
+        stretch: A stretch goal: its points go to :attr:`Score.stretch`, not the score.
     """
 
     name: str
@@ -144,6 +147,7 @@ class CheckResult:
     hint: str
     message: str
     seconds: float
+    stretch: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,12 +156,14 @@ class Score:
 
     Attributes:
         lab: The lab id (its folder name, e.g. ``03-idempotent-consumer``).
-        score: Points earned.
-        max: Points possible.
-        checks: One result per check, in order.
+        score: Points earned (graded checks only).
+        max: Points possible (graded checks only).
+        checks: One result per check, in order (stretch checks included, flagged).
         seconds: Wall time of the whole grading run.
         seed: The seed of the fault schedule.
         namespace: The broker namespace the run used (deleted afterwards).
+        stretch: Points earned on stretch checks, reported apart from the score.
+        stretch_max: Points the stretch checks are worth.
     """
 
     lab: str
@@ -167,6 +173,8 @@ class Score:
     seconds: float = 0.0
     seed: int = 0
     namespace: str = ""
+    stretch: int = 0
+    stretch_max: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape of ``score.json`` and ``eventlab grade --json``."""
@@ -175,11 +183,13 @@ class Score:
     def table(self) -> str:
         """Return the score as a plain-text table (check, points, passed, hint)."""
         rows = [("check", "points", "passed", "hint / why it failed")]
-        for result in self.checks:
+        graded = [r for r in self.checks if not r.stretch]
+        goals = [r for r in self.checks if r.stretch]
+        for result in graded + goals:
             note = "" if result.passed else f"{result.hint} [{result.message}]"
             rows.append(
                 (
-                    result.name,
+                    f"{result.name} (stretch)" if result.stretch else result.name,
                     f"{result.points}/{result.max_points}",
                     "yes" if result.passed else "NO",
                     note,
@@ -192,6 +202,8 @@ class Score:
         ]
         lines.insert(1, "-" * (sum(widths) + 6 + len(rows[0][3])))
         lines.append(f"score {self.score}/{self.max}  ({self.lab}, {self.seconds:.1f} s)")
+        if goals:
+            lines.append(f"stretch {self.stretch}/{self.stretch_max}  (not counted in the score)")
         return "\n".join(line.rstrip() for line in lines)
 
     def markdown(self) -> str:
@@ -205,10 +217,13 @@ class Score:
         for result in self.checks:
             why = result.message.replace("|", "\\|").replace("\n", " ")
             hint = "" if result.passed else result.hint.replace("|", "\\|")
+            name = f"{result.name} (stretch)" if result.stretch else result.name
             lines.append(
-                f"| {result.name} | {result.points}/{result.max_points} | "
+                f"| {name} | {result.points}/{result.max_points} | "
                 f"{'yes' if result.passed else 'no'} | {hint} | {why} |"
             )
+        if self.stretch_max:
+            lines += ["", f"Stretch goals: {self.stretch}/{self.stretch_max} (not in the score)."]
         lines += ["", f"Graded in {self.seconds:.1f} s with seed {self.seed}."]
         return "\n".join(lines) + "\n"
 
@@ -265,7 +280,9 @@ class CheckContext:
                 made.close()
 
 
-def check(*, points: int, hint: str, timeout: float = DEFAULT_TIMEOUT) -> Callable[[F], F]:
+def check(
+    *, points: int, hint: str, timeout: float = DEFAULT_TIMEOUT, stretch: bool = False
+) -> Callable[[F], F]:
     """Declare a graded check in a lab's ``checks.py``.
 
     The function takes a :class:`CheckContext` and passes when it returns;
@@ -275,6 +292,9 @@ def check(*, points: int, hint: str, timeout: float = DEFAULT_TIMEOUT) -> Callab
         points: Points it is worth when it passes.
         hint: What the learner should look at when it fails.
         timeout: Seconds it may run before it is stopped (and scores zero).
+        stretch: A stretch goal (a throughput target, a bounded store…): shown
+            in the report and in ``score.json`` as ``stretch``/``stretch_max``,
+            never counted in ``score``/``max``.
     """
     if points <= 0:
         raise ValueError("points must be positive")
@@ -284,6 +304,7 @@ def check(*, points: int, hint: str, timeout: float = DEFAULT_TIMEOUT) -> Callab
             "points": points,
             "hint": hint,
             "timeout": float(timeout),
+            "stretch": bool(stretch),
         }
         return function
 
@@ -344,6 +365,7 @@ def collect(files: Sequence[Path], *, prefix_first: bool = False) -> list[Check]
                     timeout=float(meta["timeout"]),
                     file=str(path),
                     function=name,
+                    stretch=bool(meta.get("stretch", False)),
                 )
             )
     return found
@@ -675,6 +697,7 @@ def _result(spec: Check, record: dict[str, Any]) -> CheckResult:
         hint=spec.hint,
         message="" if passed else str(record.get("message", "failed")),
         seconds=round(float(record.get("seconds", 0.0)), 3),
+        stretch=spec.stretch,
     )
 
 
@@ -688,6 +711,7 @@ def _failed(spec: Check, message: str, seconds: float) -> CheckResult:
         hint=spec.hint,
         message=message,
         seconds=round(seconds, 3),
+        stretch=spec.stretch,
     )
 
 
@@ -809,14 +833,18 @@ def _grade_on(
             )
         finally:
             _delete_keys(client, prefix + "-")
+        graded = [r for r in results if not r.stretch]
+        goals = [r for r in results if r.stretch]
         score = Score(
             lab=folder.name,
-            score=sum(r.points for r in results),
-            max=sum(r.max_points for r in results),
+            score=sum(r.points for r in graded),
+            max=sum(r.max_points for r in graded),
             checks=results,
             seconds=round(time.monotonic() - began, 2),
             seed=run_seed,
             namespace=prefix,
+            stretch=sum(r.points for r in goals),
+            stretch_max=sum(r.max_points for r in goals),
         )
         destination = Path(out) if out is not None else folder
         destination.mkdir(parents=True, exist_ok=True)
@@ -845,7 +873,7 @@ def _record(client: redis.Redis, *, learner: str, score: Score) -> None:
         lab=score.lab,
         score=score.score,
         max_score=score.max,
-        failed=[check.name for check in score.checks if not check.passed],
+        failed=[check.name for check in score.checks if not check.passed and not check.stretch],
     )
 
 
