@@ -581,6 +581,115 @@ def test_learner_cannot_forge_results_or_see_hidden_checks(broker, tmp_path):
     assert not leaks.exists(), leaks.read_text()
 
 
+HOSTILE = """
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+
+import redis
+
+LEAKS = {leaks!r}
+WORDS = ("grading", "grader", "labkit", "_crash", "faultproxy", "_eventlab", "doom")
+
+
+def balances_key(stream):
+    return f"{{stream}}:balances"
+
+
+def processed_key(stream, group):
+    return f"{{stream}}:processed:{{group}}"
+
+
+def fingerprint(client):
+    connection = client.connection_pool.connection_class
+    argv = " ".join(sys.argv) + " " + " ".join(getattr(sys, "orig_argv", []))
+    argv += " " + Path("/proc/self/cmdline").read_bytes().decode(errors="replace")
+    parent = Path(f"/proc/{{os.getppid()}}/cmdline").read_bytes().decode(errors="replace")
+    return {{
+        "client": f"{{type(client).__module__}}.{{type(client).__name__}}",
+        "connection": f"{{connection.__module__}}.{{connection.__name__}}",
+        "module": __name__,
+        "env": sorted(os.environ),
+        "argv": [w for w in WORDS + ("eventlab",) if w in argv.lower()],
+        "parent": [w for w in WORDS + ("eventlab",) if w in parent.lower()],
+        "modules": sorted(m for m in sys.modules if any(w in m.lower() for w in WORDS)),
+        "threads": threading.active_count(),
+    }}
+
+
+def _graded(seen):
+    return (
+        seen["client"] != "redis.client.Redis"
+        or seen["connection"] != "redis.connection.Connection"
+        or seen["module"] != "exercise"
+        or seen["argv"] or seen["parent"] or seen["modules"] or seen["threads"] > 1
+        or any("GRADE" in k for k in seen["env"])
+    )
+
+
+def handle(client, stream, group, entry_id, event):
+    seen = fingerprint(client)
+    with open(LEAKS, "a") as out:
+        out.write(json.dumps(seen) + "\\n")
+    if _graded(seen):  # behave while graded: one atomic script
+        client.eval(
+            "if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then "
+            "redis.call('HINCRBY', KEYS[2], ARGV[2], ARGV[3]) end "
+            "return redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])",
+            3, processed_key(stream, group), balances_key(stream), stream,
+            event.id, event.data["account"], int(event.data["amount"]), group, entry_id,
+        )
+        return
+    # otherwise three separate commands, on a connection of its own
+    own = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
+    if own.sadd(processed_key(stream, group), event.id):
+        own.hincrby(balances_key(stream), event.data["account"], int(event.data["amount"]))
+    own.xack(stream, group, entry_id)
+    own.close()
+"""
+
+
+def test_hostile_answer_finds_no_tell_and_is_caught(broker, tmp_path):
+    """An answer atomic only when it detects grading (classes, env, argv, modules) sees no tell."""
+    seen = tmp_path / "seen"
+    folder = _copy("03-idempotent-consumer", tmp_path, "solution")
+    (folder / "exercise.py").write_text(HOSTILE.format(leaks=str(seen)))
+    score = _grade(folder, broker)
+    graded = [json.loads(line) for line in seen.read_text().splitlines()]
+    seen.unlink()
+    normal_run = (
+        "import json, redis, exercise; "
+        f"print(json.dumps(exercise.fingerprint(redis.Redis.from_url({broker.url!r}))))"
+    )
+    env = {**os.environ, "REDIS_URL": broker.url}
+    proc = subprocess.run(  # noqa: S603 - the learner's module, run as a learner would
+        [sys.executable, "-c", normal_run], cwd=folder, env=env, capture_output=True,
+        text=True, check=True, timeout=60,
+    )  # fmt: skip
+    normal = json.loads(proc.stdout)
+    normal["env"] = sorted(set(normal["env"]) | {"EVENTLAB_NAMESPACE"})  # documented: isolation
+    normal["parent"] = []  # here pytest; graded, a parent that names nothing of the grader
+    different = {k: v for row in graded for k, v in row.items() if normal[k] != v}
+    assert not different, (different, normal)
+    by_name = {c.name: c for c in score.checks}
+    assert not by_name["crash_anywhere_loses_nothing"].passed
+    assert "too little (effects lost)" in by_name["crash_anywhere_loses_nothing"].message
+    assert score.score < score.max
+
+
+def test_own_connection_non_atomic_handler_is_crashed(broker, tmp_path):
+    """L03: a handler that opens its own connection is crashed between its commands all the same."""
+    folder = _copy("03-idempotent-consumer", tmp_path, "solution")
+    shutil.copy(folder / "partial_ownconn.py", folder / "exercise.py")
+    score = _grade(folder, broker)
+    by_name = {c.name: c for c in score.checks}
+    assert not by_name["crash_anywhere_loses_nothing"].passed
+    assert by_name["duplicates_have_no_second_effect"].passed
+    assert score.score == score.max - 2
+
+
 def test_handler_that_never_acks(broker, tmp_path):
     """A handler that applies effects but never acks loses the pending-list points, no hang."""
     folder = _copy("03-idempotent-consumer", tmp_path, "solution")

@@ -35,6 +35,7 @@ import inspect
 import itertools
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -44,11 +45,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from eventlab import _labkit
 from eventlab.grading import CheckContext
 
 _PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 _REAP_BUDGET = 5.0  # seconds the supervisor spends killing descendants
 _MESSAGE_LIMIT = 1_500  # characters of a report; keeps every line under PIPE_BUF (atomic)
+_CONTROL_WAIT = 10.0  # seconds a check waits for the grader to answer a control request
+# Modules a learner could look for to tell a graded run from a normal one: kept
+# loaded (the checks hold them) but out of sys.modules and the package's namespace.
+_GRADER_MODULES = (
+    "eventlab._crash",
+    "eventlab._faultproxy",
+    "eventlab._grader_child",
+    "eventlab._labkit",
+    "eventlab.grading",
+)
+_KEPT: dict[str, Any] = {}  # the modules taken out of sys.modules, kept alive
 
 
 class _Stop(Exception):  # noqa: N818 - a signal, not an error
@@ -161,8 +174,83 @@ def _load(source: str, name: str) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__file__ = f"<checks {name}>"
     sys.modules[name] = module
-    exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - the instructor's checks, sent by the grader
+    try:
+        exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - the instructor's checks, sent by the grader
+    finally:
+        sys.modules.pop(name, None)  # defined; no longer listed where learner code looks
     return module
+
+
+def _scrub() -> None:
+    """Take the grader's modules out of ``sys.modules`` (and ``eventlab.*``): no tell left there."""
+    package = sys.modules.get("eventlab")
+    for name in _GRADER_MODULES:
+        module = sys.modules.pop(name, None)
+        if module is not None:
+            _KEPT[name] = module
+        if package is not None:
+            with contextlib.suppress(AttributeError):
+                delattr(package, name.rsplit(".", 1)[1])
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__file__", None):
+        _KEPT["__main__"] = main
+        plain = types.ModuleType("__main__")
+        plain.__dict__["__builtins__"] = main.__dict__.get("__builtins__")
+        sys.modules["__main__"] = plain
+
+
+def _unscrub() -> None:
+    """Put the grader's modules back while the checks are compiled (they import them)."""
+    package = sys.modules.get("eventlab")
+    for name, module in _KEPT.items():
+        if name == "__main__":
+            continue
+        sys.modules[name] = module
+        if package is not None:
+            setattr(package, name.rsplit(".", 1)[1], module)
+
+
+def _plain_process() -> None:
+    """Look like a plain ``python``: argv and ``/proc/self/cmdline`` name no grader module."""
+    sys.argv[:] = [""]
+    with contextlib.suppress(AttributeError, TypeError):
+        sys.orig_argv[:] = [sys.executable]  # type: ignore[attr-defined,unused-ignore]
+    sys.dont_write_bytecode = True  # leave no __pycache__ in the learner's folder
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (stat fields 48, 49)
+        name = Path(sys.executable).name.encode()[: max(end - start - 1, 0)]
+        with Path("/proc/self/mem").open("r+b", buffering=0) as memory:
+            memory.seek(start)
+            memory.write(name + b"\0" * (end - start - len(name)))
+    except (OSError, ValueError, IndexError):
+        pass  # not Linux, or /proc/self/mem not writable: argv still shows the module
+
+
+def _controller(send: Callable[[dict[str, Any]], None], fd: int) -> Callable[..., Any]:
+    """Return ``request(op, **fields) -> reply``: ask the grader's fault proxy, wait for it."""
+    pending = bytearray()
+
+    def request(op: str, **fields: Any) -> dict[str, Any]:
+        send({"event": "control", "op": op, **fields})
+        deadline = time.monotonic() + _CONTROL_WAIT
+        while b"\n" not in pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return {"ok": False}
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return {"ok": False}
+            pending.extend(chunk)
+        line, _, rest = bytes(pending).partition(b"\n")
+        pending[:] = rest
+        reply = json.loads(line)
+        return reply if isinstance(reply, dict) else {"ok": False}
+
+    return request
 
 
 def _worker(fd: int) -> int:
@@ -186,6 +274,7 @@ def _worker(fd: int) -> int:
             timeout=float(spec["timeout"]),
         )  # fmt: skip
         try:
+            _scrub()
             ctx.exercise  # noqa: B018 - import now so import errors are reported as such
         except BaseException as exc:  # noqa: BLE001 - any failure of learner code is a report line
             message = f"exercise.py does not import: {_describe(exc)}"[:_MESSAGE_LIMIT]
@@ -197,14 +286,20 @@ def _worker(fd: int) -> int:
                 # Only now, after the learner's module ran its import-time code,
                 # does the grader send the checks' source.
                 sources = json.loads(stdin.readline())
+                # The grader's answers to control requests come on the same pipe,
+                # on a private descriptor (not inherited); stdin becomes /dev/null.
+                control = os.dup(0)
+                _labkit._CONTROL = _controller(send, control)  # noqa: SLF001 - the kit's hook
                 with contextlib.suppress(OSError):
                     devnull = os.open(os.devnull, os.O_RDONLY)
                     os.dup2(devnull, 0)
                     os.close(devnull)
+                _unscrub()
                 modules = [
                     _load(text, f"_eventlab_checks_{number}") for number, text in enumerate(sources)
                 ]
                 del sources
+                _scrub()
             function = getattr(modules[int(spec["module"])], spec["function"])
             outcome = function(ctx)
             if inspect.isawaitable(outcome):
@@ -227,6 +322,7 @@ async def _awaited(outcome: Any) -> None:
 def main(argv: list[str]) -> int:
     """Fork the worker under a subreaping supervisor; return the worker's exit status."""
     fd = int(argv[0])
+    _plain_process()
     _make_subreaper()
     # SIGTERM waits (blocked) until the supervisor is ready to kill descendants.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})

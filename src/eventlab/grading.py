@@ -38,6 +38,7 @@ import redis
 
 from eventlab import broker as broker_mod
 from eventlab._errors import EventlabError
+from eventlab._faultproxy import FaultProxy
 from eventlab.streams import namespace as current_namespace
 
 __all__ = [
@@ -259,7 +260,8 @@ class CheckContext:
     def exercise(self) -> Any:
         """The learner's ``exercise.py``, imported fresh for this check."""
         if self._exercise is None:
-            self._exercise = _import_file(self.lab / "exercise.py", f"exercise_{id(self)}")
+            # Named as a normal `import exercise` names it: nothing tells a graded run.
+            self._exercise = _import_file(self.lab / "exercise.py", "exercise")
         return self._exercise
 
     def client(self, **options: Any) -> redis.Redis:
@@ -465,10 +467,16 @@ class _Channel:
     (forged by learner code, or torn by its writes) are counted and dropped.
     """
 
-    def __init__(self, fd: int, token: bytes) -> None:
+    def __init__(
+        self,
+        fd: int,
+        token: bytes,
+        on_control: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.records: list[dict[str, Any]] = []
         self.forged = 0
         self._fd, self._token, self._next = fd, token, 0
+        self._on_control = on_control
         self._thread = threading.Thread(target=self._drain, daemon=True)
         self._thread.start()
 
@@ -502,6 +510,10 @@ class _Channel:
             self.forged += 1
             return
         self._next += 1
+        if record.get("event") == "control":
+            if self._on_control is not None:
+                self._on_control(record)  # answered at once: the check waits for it
+            return
         self.records.append(record)
 
     def finish(self, timeout: float) -> None:
@@ -533,10 +545,17 @@ def _run_checks(
     # The checks travel as source text, sent only after exercise.py was imported:
     # no plan file, and no path to an instructor's hidden checks, ever exists.
     sources = [Path(file).read_text() for file in files]
-    start = 0
-    while start < len(checks):
-        child = _Child(lab, checks, limits, results, url=url, prefix=prefix)
-        start = child.run(plan, sources, start)
+    # Every connection of the graded process goes through the fault proxy: the
+    # crashes a check schedules land below the learner's code, on any connection.
+    proxy = FaultProxy(url) if FaultProxy.supports(url) else None
+    try:
+        start = 0
+        while start < len(checks):
+            child = _Child(lab, checks, limits, results, url=url, prefix=prefix, proxy=proxy)
+            start = child.run(plan, sources, start)
+    finally:
+        if proxy is not None:
+            proxy.close()
     return [results[i] for i in range(len(checks))]
 
 
@@ -552,9 +571,11 @@ class _Child:
         *,
         url: str,
         prefix: str,
+        proxy: FaultProxy | None = None,
     ) -> None:
         self.lab, self.checks, self.limits, self.results = lab, checks, limits, results
-        self.url, self.prefix = url, prefix
+        self.url, self.prefix, self.proxy = url, prefix, proxy
+        self._stdin_lock = threading.Lock()
         self.imported = False
         self.seen = 0
         self.current = 0
@@ -566,12 +587,12 @@ class _Child:
     def run(self, plan: dict[str, Any], sources: list[str], start: int) -> int:
         """Run checks from ``start`` on; return the index to continue from."""
         env = dict(os.environ)
+        # Nothing here that a normal run lacks (no grader-only variable): the
+        # child turns off bytecode writing and buffering itself.
         env.update(
             {
-                "REDIS_URL": self.url,
+                "REDIS_URL": self.proxy.url if self.proxy is not None else self.url,
                 "EVENTLAB_NAMESPACE": f"{self.prefix}-boot",
-                "PYTHONUNBUFFERED": "1",
-                "PYTHONDONTWRITEBYTECODE": "1",  # leave no __pycache__ in the learner's folder
             }
         )
         token = secrets.token_bytes(32)
@@ -592,7 +613,7 @@ class _Child:
         finally:
             os.close(write_fd)
         self._proc = proc
-        channel = _Channel(read_fd, token)
+        channel = _Channel(read_fd, token, self._control)
         output = _Output(proc.stdout)
         self._send(json.dumps(first).encode() + b"\n")
         self.current = start
@@ -620,9 +641,27 @@ class _Child:
         stdin = self._proc.stdin if self._proc is not None else None
         if stdin is None:
             return
-        with contextlib.suppress(OSError, ValueError):
+        with self._stdin_lock, contextlib.suppress(OSError, ValueError):
             stdin.write(data)
             stdin.flush()
+
+    def _control(self, record: dict[str, Any]) -> None:
+        """Answer a check's request to the fault proxy (doom a process, read its count)."""
+        reply: dict[str, Any] = {"ok": False}
+        if self.proxy is not None:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                pid = int(record["pid"])
+                if record.get("op") == "doom":
+                    self.proxy.doom(
+                        pid,
+                        before=int(record["before"]),
+                        only=record.get("only"),
+                        ignore_scripts=record.get("ignore_scripts") or (),
+                    )
+                    reply = {"ok": True}
+                elif record.get("op") == "counted":
+                    reply = {"ok": True, "counted": self.proxy.counted(pid)}
+        self._send(json.dumps(reply).encode() + b"\n")
 
     def _read(self, channel: _Channel) -> int | None:
         """Take in new reports; return where to continue when this child is done."""
@@ -778,7 +817,7 @@ def grade(
     learner: str | None = current_namespace()
     if learner == "lab":
         learner = None
-    base = learner or "grade"
+    base = learner or "lab"  # the solo namespace: the run prefix names no grader
     prefix = run_namespace(base)
     run_seed = _lab_seed(files[0]) if seed is None else seed
     # A broker this call starts, it also stops; one already up (the learner's
