@@ -664,7 +664,7 @@ def test_hostile_answer_finds_no_tell_and_is_caught(broker, tmp_path):
         f"print(json.dumps(exercise.fingerprint(redis.Redis.from_url({broker.url!r}))))"
     )
     env = {**os.environ, "REDIS_URL": broker.url}
-    proc = subprocess.run(  # noqa: S603 - the learner's module, run as a learner would
+    proc = subprocess.run(
         [sys.executable, "-c", normal_run], cwd=folder, env=env, capture_output=True,
         text=True, check=True, timeout=60,
     )  # fmt: skip
