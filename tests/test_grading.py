@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from eventlab import _grader_child as grading_child
 from eventlab import grading, labs
 from eventlab.grading import grade
 
@@ -460,6 +461,46 @@ def test_no_processes_left_behind(broker, tmp_path):
     started = [int(line) for line in pids.read_text().split()]
     assert started
     assert not any(_alive(pid) for pid in started)
+
+
+RESOURCE_HOGS = {
+    "memory": ("x = bytearray(4 << 30)\n    return a + b", "MemoryError: used more than"),
+    "processes": (
+        "import os, time\n"
+        "    for _ in range(200):\n"
+        "        if os.fork() == 0:\n"
+        "            open(PIDS, 'a').write(f'{os.getpid()}\\n')\n"
+        "            time.sleep(300)\n"
+        "            os._exit(0)\n"
+        "    time.sleep(300)",
+        "started more than 64 processes",
+    ),
+    "output": (
+        "import sys\n    sys.stdout.write('x' * (50 << 20))\n    return a + b",
+        "printed more than",
+    ),  # fmt: skip
+    "cpu": ("while True:\n        pass", "timed out after"),
+}
+
+
+@pytest.mark.parametrize("hog", sorted(RESOURCE_HOGS))
+def test_resource_hogs_fail_one_check_and_leave_nothing(hog, broker, tmp_path):
+    """4 GB, 200 forks, 50 MB of output, a busy loop: one failing check each, no process left."""
+    code, reason = RESOURCE_HOGS[hog]
+    pids = tmp_path / "pids"
+    pids.touch()
+    folder = _lab(tmp_path, f"PIDS = {str(pids)!r}\n" + GOOD.replace("return a + b", code))
+    before = set(grading_child._children(os.getpid()))  # noqa: SLF001 - the test's own children
+    score = _grade(folder, broker, timeout=8.0)
+    adds, remembers = score.checks
+    assert not adds.passed
+    assert reason in adds.message, adds.message
+    assert remembers.passed, remembers.message
+    assert score.seconds < 30
+    started = [int(line) for line in pids.read_text().split()]
+    assert [pid for pid in started if _alive(pid)] == []
+    assert set(grading_child._children(os.getpid())) <= before  # noqa: SLF001
+    _no_keys_left(broker, score)
 
 
 ESCAPING_SLEEPERS = """

@@ -35,6 +35,7 @@ import inspect
 import itertools
 import json
 import os
+import resource
 import select
 import signal
 import sys
@@ -46,11 +47,14 @@ from pathlib import Path
 from typing import Any
 
 from eventlab import _labkit
-from eventlab.grading import CheckContext
+from eventlab.grading import _TOO_MANY_PROCESSES as TOO_MANY_PROCESSES  # noqa: PLC2701 - shared status
+from eventlab.grading import MEMORY_LIMIT, PROCESS_LIMIT, CheckContext
 
 _PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 _REAP_BUDGET = 5.0  # seconds the supervisor spends killing descendants
 _MESSAGE_LIMIT = 1_500  # characters of a report; keeps every line under PIPE_BUF (atomic)
+_IMPORT_CPU = 10.0  # CPU seconds for the first import of the learner's module and the checks
+_WATCH_EVERY = 0.1  # seconds between two counts of the worker's descendants
 _CONTROL_WAIT = 10.0  # seconds a check waits for the grader to answer a control request
 # Modules a learner could look for to tell a graded run from a normal one: kept
 # loaded (the checks hold them) but out of sys.modules and the package's namespace.
@@ -79,9 +83,9 @@ def _make_subreaper() -> bool:
         return False
 
 
-def _children(parent: int) -> list[int]:
-    """Pids whose parent is ``parent`` (read from /proc)."""
-    found = []
+def _parents() -> dict[int, int]:
+    """Every process's parent, read from /proc: ``{pid: ppid}``."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -89,10 +93,26 @@ def _children(parent: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue  # it ended while we looked
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == parent:
-            found.append(int(entry.name))
+        found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
     return found
+
+
+def _children(parent: int) -> list[int]:
+    """Pids whose parent is ``parent`` (read from /proc)."""
+    return [pid for pid, ppid in _parents().items() if ppid == parent]
+
+
+def _descendants(root: int) -> int:
+    """How many processes descend from ``root`` (orphans come back to it: it is a subreaper)."""
+    below: dict[int, list[int]] = {}
+    for pid, ppid in _parents().items():
+        below.setdefault(ppid, []).append(pid)
+    count, todo = 0, list(below.get(root, []))
+    while todo:
+        pid = todo.pop()
+        count += 1
+        todo.extend(below.get(pid, []))
+    return count
 
 
 def _kill_descendants() -> None:
@@ -117,15 +137,30 @@ def _on_term(_signum: int, _frame: Any) -> None:
 
 
 def _supervise(worker: int) -> int:
-    """Wait for the worker, then kill every descendant; return the exit status to use."""
+    """Wait for the worker, then kill every descendant; return the exit status to use.
+
+    Meanwhile it counts the worker's descendants: more than PROCESS_LIMIT (a
+    fork loop; RLIMIT_NPROC does not bind root) kills them all at once, and the
+    status says so (:data:`TOO_MANY_PROCESSES`).
+    """
     status = 1
+    me = os.getpid()
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a pending stop lands here
+        next_count = time.monotonic() + _WATCH_EVERY
         while True:
-            pid, raw = os.waitpid(-1, 0)
+            pid, raw = os.waitpid(-1, os.WNOHANG)
             if pid == worker:
                 status = os.waitstatus_to_exitcode(raw)
                 break
+            if pid:
+                continue  # an orphan re-parented to us: reaped
+            if time.monotonic() >= next_count:
+                next_count = time.monotonic() + _WATCH_EVERY
+                if _descendants(me) > PROCESS_LIMIT:
+                    status = TOO_MANY_PROCESSES
+                    break
+            time.sleep(0.005)
     except (_Stop, ChildProcessError):
         pass
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -155,6 +190,10 @@ def _describe(exc: BaseException) -> str:
         return f"not implemented yet ({where}): replace `raise NotImplementedError` with your code"
     if isinstance(exc, AssertionError) and str(exc):
         return str(exc).splitlines()[0][:400]
+    if isinstance(exc, MemoryError):
+        where = _learner_frame(exc)
+        suffix = f" (at {where})" if where else ""
+        return f"MemoryError: used more than the {MEMORY_LIMIT >> 20} MB memory limit{suffix}"
     where = _learner_frame(exc)
     text = str(exc).splitlines()[0][:300] if str(exc) else ""
     suffix = f" (at {where})" if where else ""
@@ -253,8 +292,30 @@ def _controller(send: Callable[[dict[str, Any]], None], fd: int) -> Callable[...
     return request
 
 
+def _limit_resources() -> None:
+    """Memory (address space) for the worker and all it starts; no core files."""
+    for kind, value in ((resource.RLIMIT_AS, MEMORY_LIMIT), (resource.RLIMIT_CORE, 0)):
+        with contextlib.suppress(ValueError, OSError):
+            _, hard = resource.getrlimit(kind)
+            soft = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(kind, (soft, hard))
+
+
+def _limit_cpu(seconds: float) -> None:
+    """Allow ``seconds`` more CPU time from now (SIGXCPU past it: the grader names the cause)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = usage.ru_utime + usage.ru_stime
+    with contextlib.suppress(ValueError, OSError):
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        soft = int(used + seconds) + 1
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
 def _worker(fd: int) -> int:
     """Run the checks the grader sends on stdin, reporting each over ``fd``."""
+    _limit_resources()
     stdin = sys.stdin.buffer
     first = json.loads(stdin.readline())
     send = _channel(fd, bytes.fromhex(first.pop("token")))
@@ -268,6 +329,7 @@ def _worker(fd: int) -> int:
         namespace = f"{first['prefix']}-c{index}"
         os.environ["EVENTLAB_NAMESPACE"] = namespace
         send({"event": "start", "index": index})
+        _limit_cpu(float(spec["timeout"]) + (_IMPORT_CPU if modules is None else 0.0))
         began = time.monotonic()
         ctx = CheckContext(
             lab=lab, url=url, namespace=namespace, seed=int(first["seed"]),

@@ -43,7 +43,9 @@ from eventlab.streams import namespace as current_namespace
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "MEMORY_LIMIT",
     "OUTPUT_LIMIT",
+    "PROCESS_LIMIT",
     "Check",
     "CheckContext",
     "CheckResult",
@@ -62,6 +64,15 @@ DEFAULT_TIMEOUT = 15.0
 
 OUTPUT_LIMIT = 1_000_000
 """Bytes of stdout + stderr a check may print before it is stopped and scores zero."""
+
+MEMORY_LIMIT = 1536 << 20
+"""Bytes of address space the graded process (and each process it starts) may map."""
+
+PROCESS_LIMIT = 64
+"""Processes the graded code may run at once; more stops the check (counted, so it binds root)."""
+
+_TOO_MANY_PROCESSES = 75  # the child's exit status after a fork loop (eventlab._grader_child)
+_SIGXCPU_STATUS = 128 + signal.SIGXCPU  # the worker ran out of CPU time (RLIMIT_CPU)
 
 _IMPORT_BUDGET = 10.0  # seconds for the child to start (interpreter, redis, eventlab)
 _KEPT_OUTPUT = 2_000  # bytes of learner output quoted in a report line
@@ -701,10 +712,7 @@ class _Child:
             channel.finish(2.0)  # reports sent just before it exited: read them first
             if len(channel.records) > self.seen:
                 return None
-            why = (
-                f"the grading process died (exit status {status}) — does "
-                f"exercise.py call sys.exit or os._exit? its output began: {output.first_line()!r}"
-            )
+            why = _death(status, self.limits[self.current], output.first_line())
         elif time.monotonic() > self.deadline:
             limit = self.limits[self.current]
             if not self.imported:
@@ -723,6 +731,21 @@ class _Child:
             return None
         self.results[self.current] = _failed(self.checks[self.current], why, elapsed)
         return self.current + 1
+
+
+def _death(status: int, limit: float, output: str) -> str:
+    """One line saying why the graded process died, from its exit status."""
+    if status == _TOO_MANY_PROCESSES:
+        return (
+            f"stopped: started more than {PROCESS_LIMIT} processes at once (a fork loop?) — "
+            "every one was killed"
+        )
+    if status in {_SIGXCPU_STATUS, -signal.SIGXCPU}:
+        return f"stopped: used more than {limit:.0f} s of CPU time (a busy loop?)"
+    return (
+        f"the grading process died (exit status {status}) — does "
+        f"exercise.py call sys.exit or os._exit? its output began: {output!r}"
+    )
 
 
 def _result(spec: Check, record: dict[str, Any]) -> CheckResult:
