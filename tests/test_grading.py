@@ -466,19 +466,21 @@ def test_no_processes_left_behind(broker, tmp_path):
 RESOURCE_HOGS = {
     "memory": ("x = bytearray(4 << 30)\n    return a + b", "MemoryError: used more than"),
     "processes": (
-        "import os, time\n"
-        "    for _ in range(200):\n"
-        "        if os.fork() == 0:\n"
-        "            open(PIDS, 'a').write(f'{os.getpid()}\\n')\n"
-        "            time.sleep(300)\n"
-        "            os._exit(0)\n"
-        "    time.sleep(300)",
+        (
+            "import os, time\n"
+            "    for _ in range(200):\n"
+            "        if os.fork() == 0:\n"
+            "            open(PIDS, 'a').write(f'{os.getpid()}\\n')\n"
+            "            time.sleep(300)\n"
+            "            os._exit(0)\n"
+            "    time.sleep(300)"
+        ),
         "started more than 64 processes",
     ),
     "output": (
         "import sys\n    sys.stdout.write('x' * (50 << 20))\n    return a + b",
         "printed more than",
-    ),  # fmt: skip
+    ),
     "cpu": ("while True:\n        pass", "timed out after"),
 }
 
@@ -490,7 +492,7 @@ def test_resource_hogs_fail_one_check_and_leave_nothing(hog, broker, tmp_path):
     pids = tmp_path / "pids"
     pids.touch()
     folder = _lab(tmp_path, f"PIDS = {str(pids)!r}\n" + GOOD.replace("return a + b", code))
-    before = set(grading_child._children(os.getpid()))  # noqa: SLF001 - the test's own children
+    before = set(grading_child._children(os.getpid()))
     score = _grade(folder, broker, timeout=8.0)
     adds, remembers = score.checks
     assert not adds.passed
@@ -499,7 +501,7 @@ def test_resource_hogs_fail_one_check_and_leave_nothing(hog, broker, tmp_path):
     assert score.seconds < 30
     started = [int(line) for line in pids.read_text().split()]
     assert [pid for pid in started if _alive(pid)] == []
-    assert set(grading_child._children(os.getpid())) <= before  # noqa: SLF001
+    assert set(grading_child._children(os.getpid())) <= before
     _no_keys_left(broker, score)
 
 

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from eventlab import _labkit
-from eventlab.grading import _TOO_MANY_PROCESSES as TOO_MANY_PROCESSES  # noqa: PLC2701 - shared status
+from eventlab.grading import _TOO_MANY_PROCESSES as TOO_MANY_PROCESSES
 from eventlab.grading import MEMORY_LIMIT, PROCESS_LIMIT, CheckContext
 
 _PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
