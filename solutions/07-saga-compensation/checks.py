@@ -44,6 +44,8 @@ class _Saga:
         self.in_stock = {o: ctx.rng.random() > 0.15 for o in self.orders}
         self.pays = {o: ctx.rng.random() > 0.3 for o in self.orders}
         self.transitions: list[tuple[str, str]] = []
+        # Per order, what happened in order: events the saga took in, commands it sent.
+        self.log: dict[str, list[str]] = {o: [] for o in self.orders}
         placed = [
             Event(type="OrderPlaced", source="orders", subject=o, data={"order": o})
             for o in self.orders
@@ -69,6 +71,8 @@ class _Saga:
             order = event.data["order"]
             state = self.client.hget(self.state_key, order)
             new_state, commands = self.decide(state, event)
+            self.log[order].append(event.type)
+            self.log[order].extend(kind for kind, _ in commands)
             pipe = self.client.pipeline(transaction=True)
             if new_state != state and new_state is not None:
                 pipe.hset(self.state_key, order, new_state)
@@ -151,6 +155,15 @@ def failed_payment_compensated(ctx: CheckContext) -> None:
     assert not wrong, f"{len(wrong)} declined orders kept their stock or were not cancelled"
     leaked = [o for o in saga.orders if not saga.in_stock[o] and ledger[f"{o}:release"]]
     assert not leaked, f"{len(leaked)} orders released stock that was never reserved"
+    early = [
+        o for o in saga.orders
+        if saga.in_stock[o] and not saga.pays[o]
+        and kit.out_of_order(saga.log[o], first="StockReleased", then="CancelOrder")
+    ]  # fmt: skip
+    assert not early, (
+        f"{len(early)} declined orders cancelled before the stock release was confirmed "
+        f"(CancelOrder sent before StockReleased arrived), e.g. {early[0]}: {saga.log[early[0]]}"
+    )
 
 
 @check(points=1, hint="StockReserved -> ChargePayment; PaymentCharged -> ConfirmOrder")

@@ -5,6 +5,9 @@ shipped or cancelled), interleaved in one stream. The live projection is fed
 the events at least once and out of order (``eventlab.faults.duplicate_burst``
 and ``out_of_order``); the truth is the fold of the log in order, and
 ``eventlab.checker`` compares views and verifies versions never regress.
+Fault: rebuilds killed before their 1st, 2nd, … command (the grader's fault
+proxy, on any connection): after each, the stored view must be the old one or
+the complete new one, never half-built.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 from typing import Any
 
 import pandas as pd
+import redis
 
 from eventlab import _labkit as kit
 from eventlab import checker, faults
@@ -21,6 +25,7 @@ from eventlab.grading import CheckContext, check
 
 SEED = 909
 ORDERS = 40
+CRASH_POSITIONS = 4  # rebuilds killed before their 1st … 4th command
 
 
 def _history(ctx: CheckContext) -> tuple[list[Event], dict[str, dict[str, Any]]]:
@@ -99,6 +104,11 @@ def redelivery_never_regresses(ctx: CheckContext) -> None:
     assert not why, why
 
 
+def _rebuild_in_child(rebuild: Any, url: str, stream: str, key: str) -> None:
+    """The learner's rebuild in a forked process (killed where the sweep says)."""
+    rebuild(redis.Redis.from_url(url, decode_responses=True), stream, key)
+
+
 def _stored(client: Any, key: str) -> dict[str, Any]:
     return {k: json.loads(v) for k, v in client.hgetall(key).items()}
 
@@ -109,6 +119,19 @@ def rebuild_equals_truth(ctx: CheckContext) -> None:
     client, stream, events, truth = _published(ctx)
     key = stream + ":view"
     client.hset(key, mapping={"order-0": json.dumps({"status": "lost"}), "ghost": "{}"})
+    stale = _stored(client, key)
+
+    def old_or_new(position: int) -> None:
+        stored = _stored(client, key)
+        assert stored == stale or not checker.diff(stored, truth), (
+            f"a rebuild killed before its command {position} left a half-built view "
+            f"({len(stored)} rows, neither the old view nor the new): swap it in in one step"
+        )
+
+    kit.sweep(
+        _rebuild_in_child, ctx.exercise.rebuild, ctx.url, stream, key,
+        positions=range(1, CRASH_POSITIONS + 1), timeout=5.0, after_each=old_or_new,
+    )  # fmt: skip
     folded = ctx.exercise.rebuild(client, stream, key)
     assert folded == len(events), f"rebuild folded {folded} events, the log has {len(events)}"
     why = _mismatch(_stored(client, key), truth)

@@ -37,6 +37,7 @@ __all__ = [
     "crashing_client",
     "entries_in",
     "fork",
+    "out_of_order",
     "pending_count",
     "publish_all",
     "read_new",
@@ -252,13 +253,16 @@ def sweep(
     after_each: Callable[[int], None] | None = None,
     only: Collection[str] | None = None,
     ignore_scripts: Collection[str] = (_lua.RECLAIM,),
+    commands: list[list[str]] | None = None,
 ) -> list[int]:
     """Run ``target(*args)`` once per position ``n``, killed before its ``n``-th command.
 
     Runs go one after another (each in a new forked process, so a consumer
     that dies leaves its entries for the next); ``after_each(n)`` checks an
     invariant after each run. Returns the positions at which a run was killed
-    (a run that finished first sent fewer commands).
+    (a run that finished first sent fewer commands). ``commands``, when given,
+    receives each run's counted commands in order (the command log, for
+    order checks such as :func:`out_of_order`).
 
     Raises:
         AssertionError: A run did not end within ``timeout`` seconds.
@@ -271,6 +275,8 @@ def sweep(
             raise AssertionError(f"a run did not finish within {timeout:.0f} s (an endless loop?)")
         if worker.exitcode == -signal.SIGKILL:
             killed.append(position)
+        if commands is not None:
+            commands.append(worker.counted())
         if after_each is not None:
             after_each(position)
     return killed
@@ -318,6 +324,22 @@ def entries_in(client: redis.Redis, stream: str) -> list[Entry]:
     """Return every entry of ``stream`` (XRANGE)."""
     reply: Any = client.xrange(stream)
     return [(str(i), dict(f)) for i, f in reply]
+
+
+def out_of_order(log: Iterable[str], *, first: str, then: str) -> bool:
+    """Whether ``then`` occurs in ``log`` before any ``first`` (a step done out of order).
+
+    ``log`` is a sequence of labels in the order they happened: the commands a
+    process sent (:meth:`Worker.counted`, from the fault proxy), or a lab
+    runtime's record of events and commands (L07: a cancel before the release
+    was confirmed).
+    """
+    for label in log:
+        if label == first:
+            return False
+        if label == then:
+            return True
+    return False
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.01) -> bool:
