@@ -1,4 +1,11 @@
-"""Contracts (moved to eventlab.shop.contracts; this keeps the old import path)."""
+"""Contracts: the shop's AsyncAPI document vs the schema registry (lesson 08).
 
-from eventlab.shop.contracts import *  # noqa: F403
-from eventlab.shop.contracts import __all__ as __all__
+The code lives in :mod:`eventlab.shop.contracts`, next to the shop it describes;
+this module keeps ``from eventlab import contracts`` working for lesson 08.
+"""
+
+from __future__ import annotations
+
+from eventlab.shop.contracts import Finding, apps, check, declare, document, payloads
+
+__all__ = ["Finding", "apps", "check", "declare", "document", "payloads"]

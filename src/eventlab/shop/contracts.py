@@ -10,95 +10,30 @@ deploy-time gate: a schema the code sends that the registry does not hold, or
 that breaks the type's compatibility mode, fails the check with the reasons.
 
 ``eventlab contracts gen`` prints the document; ``eventlab contracts check``
-exits 1 when document and registry disagree.
+exits 1 when document and registry disagree (:mod:`eventlab.cli.contracts`).
 
 Introduced in lesson 08.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import unquote
 
 from faststream import FastStream
-from faststream.redis import RedisBroker, StreamSub
+from faststream.redis import RedisBroker
 from faststream.specification import AsyncAPI
-from pydantic import WithJsonSchema
 
-from eventlab import broker as broker_mod
 from eventlab import schema
-from eventlab.shop import events
+from eventlab.shop._asyncapi import STOREFRONT_EMITS, declare
+from eventlab.shop.app import DEFAULT_SERVICES, build
 
-__all__ = ["Finding", "apps", "check", "declare", "document", "register_cli"]
+__all__ = ["Finding", "apps", "check", "declare", "document", "payloads"]
 
 _STOREFRONT = "storefront"
-
-
-def _payload(event_type: str) -> Any:
-    """A type whose JSON Schema is the registry schema of ``event_type`` (faststream reads it)."""
-    return Annotated[dict[str, Any], WithJsonSchema(dict(events.SCHEMAS[event_type]))]
-
-
-def _emits(name: str) -> tuple[str, ...]:
-    if name == _STOREFRONT:
-        return ("OrderPlaced",)
-    from eventlab.shop.app import SERVICE_CLASSES  # noqa: PLC0415 - the app imports contracts
-
-    return SERVICE_CLASSES[name].emits if name in SERVICE_CLASSES else ()
-
-
-def _handles(name: str) -> list[str]:
-    from eventlab.shop.app import SERVICE_CLASSES  # noqa: PLC0415
-
-    return sorted(SERVICE_CLASSES[name].handles) if name in SERVICE_CLASSES else []
-
-
-async def _described_only(*args: Any, **kwargs: Any) -> None:
-    """Start nothing: the service's :class:`eventlab.consumer.Reliable` consumes the stream."""
-
-
-def declare(broker: RedisBroker, name: str) -> None:
-    """Declare on ``broker`` what service ``name`` emits and consumes, for the AsyncAPI document.
-
-    A publisher per event type it emits, and a subscriber per event type it
-    handles (in its consumer group), each with the type's JSON Schema. The
-    subscribers describe and never read: the running service consumes through one
-    reliable subscription (at-least-once, reclaim, dead letters) that faststream's
-    own subscribers do not provide, so their ``start`` does nothing — a faststream
-    subscriber reading the same group would steal entries from it.
-    :func:`eventlab.shop.app.build` calls this on every service's broker.
-    """
-    for event_type in _emits(name):
-        broker.publisher(
-            stream=events.stream(),
-            title=f"{name}:{event_type}",
-            description=f"{name} emits {event_type} (dataschema {event_type}/v<N>)",
-            schema=_payload(event_type),
-        )
-    for event_type in _handles(name):
-        sub = broker.subscriber(
-            stream=StreamSub(events.stream(), group=name, consumer=name),
-            title=f"{name}:on:{event_type}",
-        )
-        sub(_subscriber_for(event_type))
-        sub.start = _described_only  # type: ignore[method-assign]
-
-
-def _subscriber_for(event_type: str) -> Callable[..., Any]:
-    payload = _payload(event_type)
-
-    async def receive(body: dict[str, Any]) -> None:
-        """Documentation only: never called (see :func:`declare`)."""
-
-    # postponed annotations are strings; faststream must see the real payload type
-    receive.__annotations__["body"] = payload
-    return receive
 
 
 def apps(url: str = "redis://localhost:6379") -> dict[str, FastStream]:
@@ -110,10 +45,8 @@ def apps(url: str = "redis://localhost:6379") -> dict[str, FastStream]:
     :func:`eventlab.shop.place_order`); its app only declares that it sends
     ``OrderPlaced``. Building needs no broker: nothing connects until an app runs.
     """
-    from eventlab.shop.app import DEFAULT_SERVICES, build  # noqa: PLC0415 - the app imports us
-
     storefront = RedisBroker(url, logger=None)  # type: ignore[arg-type]
-    declare(storefront, _STOREFRONT)
+    declare(storefront, _STOREFRONT, emits=STOREFRONT_EMITS, handles=())
     out: dict[str, FastStream] = {_STOREFRONT: FastStream(storefront, logger=None)}
     for name in DEFAULT_SERVICES:
         out[name] = build(name, url).app
@@ -171,7 +104,8 @@ def _resolve(doc: Mapping[str, Any], ref: str) -> Any:
     return node
 
 
-def _payloads(doc: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+def payloads(doc: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Return ``(channel, event type, payload schema)`` per message in ``doc``, refs resolved."""
     found: list[tuple[str, str, dict[str, Any]]] = []
     for channel_name, channel in sorted(doc.get("channels", {}).items()):
         event_type = channel_name.rpartition(":")[2]
@@ -188,7 +122,7 @@ def _payloads(doc: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 def check(doc: Mapping[str, Any], registry: schema.Registry) -> list[Finding]:
     """Compare every message schema in ``doc`` with the registry; one finding per channel."""
     findings: list[Finding] = []
-    for channel, event_type, payload in _payloads(doc):
+    for channel, event_type, payload in payloads(doc):
         versions = registry.schemas(event_type)
         same = [v for v, s in versions.items() if s == payload]
         if same:
@@ -205,59 +139,3 @@ def check(doc: Mapping[str, Any], registry: schema.Registry) -> list[Finding]:
                 problem = f"a new {event_type} schema, compatible but not registered yet"
         findings.append(Finding(channel, event_type, ok=False, version=None, problem=problem))
     return findings
-
-
-# -- the eventlab command --------------------------------------------------------------
-
-
-def _cmd_gen(args: argparse.Namespace) -> int:
-    text = json.dumps(document(), indent=2, sort_keys=True)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-        print(f"wrote {args.out}")  # noqa: T201 - a command prints
-    else:
-        print(text)  # noqa: T201
-    return 0
-
-
-def _cmd_check(args: argparse.Namespace) -> int:
-    handle = broker_mod.up(state=args.state)
-    doc = json.loads(Path(args.doc).read_text()) if args.doc else document(url=handle.url)
-    client = handle.client()
-    try:
-        registry = schema.Registry(client)
-        if args.register:
-            for _, event_type, payload in _payloads(doc):
-                with contextlib.suppress(schema.SchemaError):  # reported below as a finding
-                    registry.register(event_type, payload)
-        findings = check(doc, registry)
-    finally:
-        client.close()
-    bad = [f for f in findings if not f.ok]
-    for finding in findings:
-        if args.verbose or not finding.ok:
-            mark = "[OK]  " if finding.ok else "[FAIL]"
-            detail = f"v{finding.version}" if finding.ok else finding.problem
-            print(f"{mark} {finding.channel}: {detail}")  # noqa: T201
-    print(  # noqa: T201
-        f"contracts: {len(findings) - len(bad)} of {len(findings)} messages agree with the registry"
-    )
-    return 1 if bad else 0
-
-
-def register_cli(sub: Any) -> None:
-    """Add ``eventlab contracts gen|check`` (called by :mod:`eventlab.cli`)."""
-    contracts = sub.add_parser(
-        "contracts", help="AsyncAPI document of the shop; check it against the registry"
-    )
-    inner = contracts.add_subparsers(dest="contracts_command", required=True, metavar="ACTION")
-    gen = inner.add_parser("gen", help="print (or write) the AsyncAPI 3.0 document")
-    gen.add_argument("--out", default=None, help="write to this file")
-    gen.set_defaults(handler=_cmd_gen)
-    chk = inner.add_parser("check", help="exit 1 if the document and the registry disagree")
-    chk.add_argument("--doc", default=None, help="an AsyncAPI JSON file (default: generate it)")
-    chk.add_argument(
-        "--register", action="store_true", help="register compatible new schemas first"
-    )
-    chk.add_argument("-v", "--verbose", action="store_true", help="list agreeing messages too")
-    chk.set_defaults(handler=_cmd_check)
