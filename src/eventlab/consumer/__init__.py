@@ -45,7 +45,8 @@ What each failure does (docs/runtime.md has the whole table):
 
 Introduced in lesson 03 (idempotent consumer) and lesson 04 (retries, dead letters).
 
-The package, by job: ``_types`` (records, errors, :class:`Effects`), ``_engine``
+The package, by job: ``_types`` (records, errors, :class:`Effects`), ``_options``
+(:class:`SubscriptionOptions`, every option of a subscriber, once), ``_engine``
 (:class:`Subscription`, the read/handle/commit loop), ``_reliable``
 (:class:`Reliable`), ``_dead_letters`` (:func:`dead_letters`, :func:`redrive`).
 Import from ``eventlab.consumer``; the submodules are private. The ``eventlab dlq``
@@ -56,6 +57,7 @@ from __future__ import annotations
 
 from eventlab.consumer._dead_letters import aredrive, dead_letters, dead_letters_frame, redrive
 from eventlab.consumer._engine import Subscription
+from eventlab.consumer._options import SubscriptionOptions
 from eventlab.consumer._reliable import Reliable
 from eventlab.consumer._types import (
     DEDUPE_MAX,
@@ -84,6 +86,7 @@ __all__ = [
     "PermanentError",
     "Reliable",
     "Subscription",
+    "SubscriptionOptions",
     "aredrive",
     "dead_letters",
     "dead_letters_frame",
