@@ -28,9 +28,11 @@ from eventlab.envelope import Event
 __all__ = [
     "GROUP_COLUMNS",
     "PendingSummary",
+    "StreamError",
     "acreate_group",
     "apublish",
     "apublish_many",
+    "check_start",
     "create_group",
     "dlq_key",
     "entries",
@@ -254,17 +256,35 @@ def replay(
     ]
 
 
-def _group_start(start: str) -> str:
-    if start not in {"0", "$"} and not re.match(r"^\d+-\d+$", start):
-        raise ValueError(
-            f"start={start!r}: use '0' (read the whole history), '$' (only new events) "
-            "or an entry id"
-        )
-    return start
+class StreamError(EventlabError, ValueError):
+    """A stream or group option is wrong (a start that is not a group position)."""
+
+
+def check_start(start: str) -> str:
+    """Return ``start`` if it is a group position: ``"0"``, ``"$"`` or an entry id.
+
+    The one check of a group's start position (:func:`create_group` and
+    :class:`eventlab.consumer.Reliable` use it). Introduced in lesson 02.
+
+    Raises:
+        StreamError: Anything else (faststream's implied ``$`` is never assumed).
+    """
+    if start in {"0", "$"} or re.fullmatch(r"\d+-\d+", start):
+        return start
+    raise StreamError(
+        f"start={start!r} is not a group position",
+        fix="use '0' (read the whole history), '$' (only new events) or an entry id",
+    )
 
 
 def create_group(
-    client: redis.Redis, stream: str, group: str, *, start: str, mkstream: bool = True
+    client: redis.Redis,
+    stream: str,
+    group: str,
+    *,
+    start: str,
+    mkstream: bool = True,
+    entries_read: int | None = None,
 ) -> bool:
     """Create consumer group ``group`` on ``stream`` reading from ``start``.
 
@@ -275,12 +295,16 @@ def create_group(
         start: ``"0"`` reads the whole history; ``"$"`` only events added from now
             on. Always explicit: faststream's implied ``$`` skips earlier events.
         mkstream: Create an empty stream if it does not exist.
+        entries_read: The group's ``ENTRIESREAD`` (how many entries ``start``
+            stands after), so its lag is exact from the first read.
 
     Returns:
         ``True`` if created, ``False`` if it already existed (its position is kept).
     """
     try:
-        client.xgroup_create(stream, group, id=_group_start(start), mkstream=mkstream)
+        client.xgroup_create(
+            stream, group, id=check_start(start), mkstream=mkstream, entries_read=entries_read
+        )
     except redis.ResponseError as exc:
         if "BUSYGROUP" in str(exc):
             return False
@@ -289,11 +313,19 @@ def create_group(
 
 
 async def acreate_group(
-    client: redis.asyncio.Redis, stream: str, group: str, *, start: str, mkstream: bool = True
+    client: redis.asyncio.Redis,
+    stream: str,
+    group: str,
+    *,
+    start: str,
+    mkstream: bool = True,
+    entries_read: int | None = None,
 ) -> bool:
     """Asyncio :func:`create_group`."""
     try:
-        await client.xgroup_create(stream, group, id=_group_start(start), mkstream=mkstream)
+        await client.xgroup_create(
+            stream, group, id=check_start(start), mkstream=mkstream, entries_read=entries_read
+        )
     except redis.ResponseError as exc:
         if "BUSYGROUP" in str(exc):
             return False

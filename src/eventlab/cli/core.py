@@ -138,7 +138,7 @@ def register(sub: Subcommands[argparse.ArgumentParser]) -> None:
     up.add_argument("--port", type=int, default=None, help="port for a new managed broker")
     up.add_argument(
         "--persistence",
-        choices=["none", "aof-everysec", "aof-always", "rdb"],
+        choices=broker.PERSISTENCE_MODES,
         default="aof-everysec",
         help="persistence mode of a new managed broker",
     )

@@ -43,7 +43,7 @@ from eventlab.consumer._types import (
 )
 from eventlab.envelope import EnvelopeError, Event
 from eventlab.metrics import EventRow, Metrics, Outcome
-from eventlab.streams import dlq_key
+from eventlab.streams import acreate_group, dlq_key
 
 logger = logging.getLogger("eventlab.consumer")
 
@@ -219,18 +219,19 @@ class Subscription:
         assert self._client is not None
         position, entries_read = await self._group_position()
         try:
-            await self._client.xgroup_create(
-                self.stream, self.group, id=position, mkstream=True, entries_read=entries_read
+            created = await acreate_group(
+                self._client, self.stream, self.group, start=position, entries_read=entries_read
             )
         except redis.ResponseError as exc:
-            if _is_oom(exc):  # refused before the server looked: does the group exist?
-                with contextlib.suppress(redis.ResponseError):
-                    groups: Any = await self._client.xinfo_groups(self.stream)
-                    if any(g["name"] == self.group for g in groups):
-                        return False
-                raise _out_of_memory(exc, f"create consumer group {self.group!r}") from None
-            if "BUSYGROUP" not in str(exc):
+            if not _is_oom(exc):
                 raise
+            # refused before the server looked: does the group exist?
+            with contextlib.suppress(redis.ResponseError):
+                groups: Any = await self._client.xinfo_groups(self.stream)
+                if any(g["name"] == self.group for g in groups):
+                    return False
+            raise _out_of_memory(exc, f"create consumer group {self.group!r}") from None
+        if not created:
             return False
         if not create:
             logger.error(

@@ -13,6 +13,7 @@ from typing import Any
 
 from eventlab.consumer._types import DEDUPE_MAX, DLQ_MAXLEN, Backoff, ConsumerError
 from eventlab.envelope import Event
+from eventlab.streams import StreamError, check_start
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +89,10 @@ class SubscriptionOptions:
 
     def __post_init__(self) -> None:
         """Refuse a start that is not a group position and counts or seconds that are not > 0."""
-        if self.start not in {"0", "$"} and "-" not in self.start:
-            raise ConsumerError(
-                f"start={self.start!r} is not a group position",
-                fix="use start='0' (whole history) or start='$' (only new events)",
-            )
+        try:
+            check_start(self.start)
+        except StreamError as exc:
+            raise ConsumerError(exc.args[0], fix=exc.fix) from None
         positive = {
             "batch": self.batch,
             "block": self.block,
