@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import logging
 import os
@@ -61,6 +62,7 @@ __all__ = [
     "connect",
     "current",
     "down",
+    "exposed_without_password",
     "find_server",
     "redact",
     "state_dir",
@@ -191,6 +193,24 @@ def check_url(url: str, *, name: str = "REDIS_URL") -> str:
             fix=fix,
         )
     return url
+
+
+def exposed_without_password(url: str) -> str | None:
+    """Return the host of ``url`` if other machines can reach it and the URL has no password.
+
+    The one test of "a remote broker without a password" (:mod:`eventlab.doctor`
+    warns, :mod:`eventlab.workshop` refuses). A unix socket or a loopback host
+    is not exposed; a host that does not resolve counts as exposed (the safe side).
+    """
+    parts = urlsplit(url)
+    if parts.password or parts.scheme == "unix":
+        return None
+    host = parts.hostname or "127.0.0.1"
+    try:
+        loopback = ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        loopback = False
+    return None if loopback else host
 
 
 _PROJECT_MARKERS = ("pyproject.toml", ".git")

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 import sys
 from dataclasses import dataclass
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import redis
 
@@ -98,15 +96,8 @@ _AUTH_FIX = "set requirepass on the server and put it in REDIS_URL (redis://:PAS
 
 def _exposed_without_auth(url: str) -> Check | None:
     """Warn when a broker without a password is reachable on a non-loopback address."""
-    parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    if parts.password:
-        return None
-    try:
-        address = ipaddress.ip_address(socket.gethostbyname(host))
-    except (OSError, ValueError):
-        return None
-    if address.is_loopback:
+    host = broker.exposed_without_password(url)
+    if host is None:
         return None
     return Check(
         "broker auth",

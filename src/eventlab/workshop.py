@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import os
 import re
 import secrets
-import socket
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -414,13 +412,6 @@ def learner() -> str | None:
 # -- security ---------------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
-    except (OSError, ValueError):
-        return False  # unresolvable: treat as remote, the safe side
-
-
 def check_room_url(url: str) -> None:
     """Refuse a broker that other machines can reach unless ``url`` carries a password.
 
@@ -428,9 +419,7 @@ def check_room_url(url: str) -> None:
         WorkshopError: ``url`` names a non-loopback host and has no password.
     """
     broker.check_url(url, name=WORKSHOP_URL_ENV)  # malformed: one line naming the fix
-    parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    if parts.password or _is_loopback(host):
+    if broker.exposed_without_password(url) is None:
         return
     raise WorkshopError(
         f"the workshop broker {broker.redact(url)} is on another machine and "
