@@ -45,6 +45,7 @@ import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from eventlab import _env
 from eventlab._errors import EventlabError
 
 if TYPE_CHECKING:
@@ -229,7 +230,7 @@ def state_dir(path: str | os.PathLike[str] | None = None) -> Path:
     """
     if path is not None:
         return Path(path).resolve()
-    env = os.environ.get("EVENTLAB_STATE")
+    env = _env.get(_env.STATE)
     if env:
         return Path(env).resolve()
     cwd = Path.cwd().resolve()
@@ -268,7 +269,7 @@ def find_server(*, binary: str | None = None) -> ServerBinary:
     Raises:
         BrokerError: No server executable exists anywhere.
     """
-    explicit = binary or os.environ.get("EVENTLAB_SERVER")
+    explicit = binary or _env.get(_env.SERVER)
     if explicit:
         found = shutil.which(explicit)
         if found is None:
@@ -903,7 +904,7 @@ def up(
         BrokerError: ``REDIS_URL`` is malformed, unreachable or too old; the port
             asked for is taken; or no server can start.
     """
-    url = os.environ.get("REDIS_URL")
+    url = _env.get(_env.REDIS_URL)
     if url:
         return _external(url)
     folder = state_dir(state)
@@ -938,7 +939,7 @@ def current(*, state: str | os.PathLike[str] | None = None) -> Broker | None:
     Raises:
         BrokerError: ``REDIS_URL`` is set but unreachable or too old.
     """
-    url = os.environ.get("REDIS_URL")
+    url = _env.get(_env.REDIS_URL)
     if url:
         return _external(url, wait=False)
     folder = state_dir(state)

@@ -6,7 +6,6 @@ Used by ``eventlab doctor`` and by lesson 00.
 from __future__ import annotations
 
 import ipaddress
-import os
 import sys
 from dataclasses import dataclass
 from importlib import import_module
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from eventlab import broker, workshop
+from eventlab import _env, broker, workshop
 from eventlab._errors import EventlabError
 
 if TYPE_CHECKING:
@@ -82,7 +81,7 @@ def _python() -> Check:
 
 
 def _server() -> Check:
-    if os.environ.get("REDIS_URL"):
+    if _env.get(_env.REDIS_URL):
         return Check("server binary", ok=True, detail="not needed (REDIS_URL is set)")
     try:
         found = broker.find_server()
@@ -188,7 +187,7 @@ def _room(state: str | _os.PathLike[str] | None) -> Check | None:
         return Check("workshop name", ok=False, detail=str(exc.args[0]), fix=exc.fix)
     url = workshop.room_url(state=state)
     if url is None:
-        if name is None or os.environ.get("REDIS_URL"):
+        if name is None or _env.get(_env.REDIS_URL):
             return None  # solo, or setup B: progress goes to the REDIS_URL broker itself
         return Check(
             "workshop room",

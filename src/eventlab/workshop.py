@@ -44,7 +44,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from eventlab import broker, streams
+from eventlab import _env, broker, streams
 from eventlab._errors import EventlabError
 from eventlab.envelope import EnvelopeError, Event
 
@@ -91,7 +91,7 @@ Deliberately outside every learner namespace, so resetting a learner's keys
 keeps their progress.
 """
 
-WORKSHOP_URL_ENV = "EVENTLAB_WORKSHOP_URL"
+WORKSHOP_URL_ENV = _env.WORKSHOP_URL
 """Optional: the room broker that holds the progress streams (wins over ``join --room``)."""
 
 NAMESPACE_FILE = "namespace"
@@ -368,7 +368,7 @@ def joined(*, state: str | os.PathLike[str] | None = None) -> str | None:
 
 def room_url(*, state: str | os.PathLike[str] | None = None) -> str | None:
     """Return the room broker's URL: ``EVENTLAB_WORKSHOP_URL``, else the one saved by ``join``."""
-    env = os.environ.get(WORKSHOP_URL_ENV)
+    env = _env.get(_env.WORKSHOP_URL)
     if env:
         return env
     try:
@@ -438,7 +438,7 @@ def check_learner_url() -> None:
         WorkshopError: A workshop namespace is active and ``REDIS_URL`` names a
             non-loopback host without a password.
     """
-    url = os.environ.get("REDIS_URL")
+    url = _env.get(_env.REDIS_URL)
     if url and learner() is not None:
         check_room_url(url)
 
@@ -831,7 +831,7 @@ def join_room(
     What ``eventlab workshop join NAME [--room URL]`` does.
     """
     name = _check_name(name, joining=True)
-    room_or_env = room or os.environ.get(WORKSHOP_URL_ENV)
+    room_or_env = room or _env.get(_env.WORKSHOP_URL)
     seat = _seat(state)
     if room_or_env:
         info = check_room(room_or_env)
@@ -846,7 +846,7 @@ def join_room(
             streams.publish(client, progress_key(name), event, maxlen=_MAXLEN)
         where = f"the room {info.url} ({info.server} {info.version})"
     else:
-        url = os.environ.get("REDIS_URL")
+        url = _env.get(_env.REDIS_URL)
         if url:
             check_room_url(url)
         handle = broker.up(state=state)
