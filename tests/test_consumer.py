@@ -15,7 +15,6 @@ from faststream import FastStream
 from faststream.redis import RedisBroker, StreamSub
 
 from eventlab import processes, streams
-from eventlab._consumer_demo import effects_key
 from eventlab._errors import EventlabError
 from eventlab.consumer import (
     Backoff,
@@ -32,6 +31,7 @@ from eventlab.consumer import (
 )
 from eventlab.envelope import Event
 from eventlab.metrics import Metrics
+from tests._consumer_demo import effects_key
 
 STREAM = "lab:{orders}"
 COUNTS = "lab:{orders}:counts"
@@ -561,7 +561,7 @@ async def test_aredrive_and_selection(broker, client):
 
 def _spawn_counter(url: str, consumer: str, *, delay: float, min_idle: float = 1.0):
     proc = processes.spawn(
-        "eventlab._consumer_demo:counter",
+        "tests._consumer_demo:counter",
         args=[url, STREAM, "billing", consumer, str(min_idle), str(delay), "10"],
         name=f"counter-{consumer}",
     )
