@@ -1,6 +1,6 @@
 """Find or start the Redis-compatible broker that lessons, labs and tests use.
 
-Precedence (architecture.md, "The broker"):
+Precedence (docs/architecture.md, "The broker"):
 
 1. ``REDIS_URL`` when set: used as is. Faults on the server (``kill``,
    ``pause``, ``restart``) are refused there: the kit did not start that broker,

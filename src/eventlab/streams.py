@@ -1,8 +1,9 @@
 """Publish, replay, and inspect streams and consumer groups (sync and asyncio).
 
-Names follow architecture.md: a stream is ``<namespace>:{<name>}`` (the braces
-are a Redis Cluster hash tag, so the stream, its dead letters and its dedupe
-keys share one slot); dead letters live in ``<stream>:dlq``.
+Names (docs/architecture.md, "One event, from publish to chart"): a stream is
+``<namespace>:{<name>}`` (the braces are a Redis Cluster hash tag, so the
+stream, its dead letters and its dedupe keys share one slot); dead letters
+live in ``<stream>:dlq``.
 
 Introduced in lessons 01 (publish, replay) and 02 (groups, pending, lag).
 """
