@@ -617,6 +617,7 @@ def test_sigterm_finishes_in_flight_batch(broker, client):
     _assert_exactly_once(client, handled)
 
 
+@pytest.mark.slow  # ~5-10 s of chaos: `make test` runs it, `make check` does not
 def test_broker_killed_and_restarted_consumers_resume_without_second_effect(fresh_broker):
     """Broker SIGKILLed (AOF everysec) mid-stream: consumers reconnect, no event has two effects."""
     server = fresh_broker(persistence="aof-everysec")
@@ -935,6 +936,7 @@ async def test_validation_failure_dead_letters_at_once_and_valid_events_are_repl
     assert letter.attempts == 1
 
 
+@pytest.mark.slow  # ~5-10 s of chaos: `make test` runs it, `make check` does not
 async def test_broker_paused_longer_than_socket_timeout_then_resumes(fresh_broker):
     """A broker frozen (SIGSTOP) past the client timeout: the consumer recovers, effects once."""
     server = fresh_broker()
