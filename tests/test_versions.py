@@ -1,4 +1,4 @@
-"""Version ranges: a consumer upcasts what its range holds, dead-letters the rest; a gate refuses."""
+"""Version ranges: a consumer upcasts what its range holds, dead-letters the rest; gates refuse."""
 
 import pytest
 
