@@ -525,3 +525,21 @@ async def test_concurrent_inventory_consumers_never_oversell(ashop, broker):
     assert emitted.count("StockReserved") == 5
     assert emitted.count("StockRejected") == 4
     assert shop.levels(client)["pear"] == 0
+
+
+async def test_one_writer_per_event_type_and_a_second_writer_fails_lesson_06s_check(ashop):
+    """On the shop's traffic every type has one source, its owner; a second writer is flagged."""
+    client, _, registry = ashop
+    place(client, registry, "choreography")
+    writers = shop.writers_frame(client)
+    assert set(writers["type"]) == {"StockAdded", "OrderPlaced"}
+    assert writers["type"].is_unique
+    assert (writers["source"] == writers["owner"]).all()
+    data = {"order_id": "o-1", "customer": "ann", "total": 100}
+    for source in ("billing", "orders"):  # orders writes billing's event type too
+        streams.publish(
+            client, shop.stream(), Event(type="PaymentCaptured", source=source, data=data)
+        )
+    writers = shop.writers_frame(client)
+    assert not writers["type"].is_unique
+    assert writers.loc[writers["source"] != writers["owner"], "source"].tolist() == ["orders"]
