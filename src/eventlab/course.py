@@ -188,7 +188,7 @@ LESSONS: tuple[LessonInfo, ...] = (
         "04",
         "04-failures-retries-dead-letters.ipynb",
         "Failures, retries, dead letters",
-        40,
+        45,
         frozenset({"kill-consumer"}),
         (
             (
@@ -197,6 +197,10 @@ LESSONS: tuple[LessonInfo, ...] = (
             ),
             "faststream's nack() does nothing on Redis: a failed entry stays pending for ever.",
             "A reclaimer takes over a crashed consumer's pending entries after min_idle.",
+            (
+                "In order, a poison event blocks everything behind it: give retries a budget "
+                "below the latency SLA (retry_timeout, then dead letter)."
+            ),
         ),
         (
             (
@@ -236,12 +240,17 @@ LESSONS: tuple[LessonInfo, ...] = (
         "06",
         "06-eventual-consistency-in-an-order-flow.ipynb",
         "Eventual consistency in an order flow",
-        25,
-        _PLAIN,
+        35,
+        frozenset({"kill-consumer"}),
         (
             "Accepted at once, confirmed later: the UI must say which one it shows.",
             "Optimistic views answer fast; authoritative views answer right.",
             "Measure the time to converge per order, not just the average.",
+            "One writer per event type on a shared log; keys by owner prefix.",
+            (
+                "A state change and its event as two writes can be cut in two by a crash: "
+                "write both at once (an outbox) and relay at least once to idempotent consumers."
+            ),
         ),
         (
             (
@@ -280,12 +289,16 @@ LESSONS: tuple[LessonInfo, ...] = (
         "08",
         "08-contracts-and-schema-evolution.ipynb",
         "Contracts and schema evolution",
-        30,
+        35,
         _PLAIN,
         (
             "The schema is the contract between teams; the registry checks it before it ships.",
             "BACKWARD: new readers read old events. FORWARD: old readers read new ones.",
             "Upcast old events on read instead of rewriting history.",
+            (
+                "Consumers declare the versions they accept; the deploy gate refuses a producer "
+                "outside a live consumer's range."
+            ),
         ),
         (
             (
@@ -300,12 +313,16 @@ LESSONS: tuple[LessonInfo, ...] = (
         "09",
         "09-event-sourcing-and-projections.ipynb",
         "Event sourcing and projections",
-        30,
+        35,
         _PLAIN,
         (
             "The log is the truth; every read model is a fold you can throw away and rebuild.",
             "A new projection is backfilled from old history: no migration script.",
             "Snapshots make rebuilds fast; they never replace the log.",
+            (
+                "Commands decide from the fold and append with an expected version, checked and "
+                "appended atomically: the loser of a race re-reads and decides again."
+            ),
         ),
         (
             (
