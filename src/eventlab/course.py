@@ -622,10 +622,12 @@ def _setup_b() -> str:
             "or watch that part on the projector |"
         )
     safe = [i.id for i in LESSONS if not i.needs & PRIVATE_BROKER_NEEDS]
+    killers = [i.id for i in LESSONS if "kill-consumer" in i.needs and i.id in safe]
     rows.append("")
     rows.append(
         f"Every other lesson ({', '.join(safe)}) touches only the learner's own keys and "
-        "processes (03 and 04 kill consumer processes the lesson itself started)."
+        f"processes ({', '.join(killers[:-1])} and {killers[-1]} kill processes the lesson "
+        "itself started)."
     )
     return "\n".join(rows)
 
