@@ -38,6 +38,7 @@ import redis
 from eventlab import broker as broker_mod
 from eventlab import workshop
 from eventlab._errors import EventlabError
+from eventlab._show import show
 from eventlab.streams import namespace as current_namespace
 from eventlab.streams import run_namespace, run_pattern
 
@@ -803,7 +804,7 @@ def _grade_on(
     finally:
         client.close()
     if not quiet:
-        print(score.table())  # noqa: T201 - the grader's report is its output
+        show(score.table())  # the grader's report is its output
     return score
 
 
