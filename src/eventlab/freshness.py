@@ -26,7 +26,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 import redis
@@ -36,7 +36,15 @@ from eventlab._errors import EventlabError
 from eventlab.history import History
 
 if TYPE_CHECKING:
-    from eventlab.shop.projections import Projection
+    from eventlab.envelope import Event
+
+
+class _Projection(Protocol):
+    """What :func:`staleness` needs of a read model (``shop.projections.Projection`` has it)."""
+
+    @property
+    def ops(self) -> Callable[[Event], Sequence[Any]]: ...
+
 
 __all__ = [
     "ORDER_EVENT_VERSIONS",
@@ -222,7 +230,7 @@ SHOP_REQUIREMENTS: dict[str, Requirement] = {
 
 
 def staleness(
-    handled: pd.DataFrame, client: redis.Redis, stream: str, projection: Projection
+    handled: pd.DataFrame, client: redis.Redis, stream: str, projection: _Projection
 ) -> pd.Series:
     """Seconds from emitted to applied, per event that changes ``projection`` (indexed by id).
 

@@ -14,7 +14,7 @@ import random
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pandas as pd
 import redis
@@ -30,9 +30,17 @@ from eventlab.shop.inventory import Inventory, restock
 from eventlab.shop.orders import Orders
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from redis.client import Pipeline
 
-    from eventlab.shop.outbox import Outbox
+
+class _Outbox(Protocol):
+    """What :func:`place_order` needs of an outbox (:class:`eventlab.shop.outbox.Outbox`)."""
+
+    def commit(self, event: Event, write: Callable[[Pipeline], Any] | None = None) -> None:
+        """Write the state change and the event in one ``MULTI``."""
+
 
 __all__ = [
     "CONVERGENCE_COLUMNS",
@@ -130,7 +138,7 @@ def place_order(
     zone: str = "central",
     saga: Saga = "choreography",
     order_id: str | None = None,
-    outbox: Outbox | None = None,
+    outbox: _Outbox | None = None,
 ) -> Event:
     """Publish ``OrderPlaced`` (validated against the registry); return the event.
 
@@ -163,7 +171,7 @@ def place_order(
     return event
 
 
-def submit_order(client: redis.Redis, event: Event, *, outbox: Outbox | None = None) -> None:
+def submit_order(client: redis.Redis, event: Event, *, outbox: _Outbox | None = None) -> None:
     """Send a built ``OrderPlaced``: straight to the stream, or through the storefront's outbox.
 
     Through ``outbox``: the storefront's record (:func:`record_order`) and the event in
