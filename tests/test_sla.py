@@ -33,3 +33,14 @@ async def test_a_budget_not_below_the_sla_is_refused(broker):
     """A budget that could not keep the SLA is bad input, with a fix."""
     with pytest.raises(EventlabError, match="budget < sla"):
         await sla.head_of_line(broker.url, streams.stream_key("t-hol-bad"), sla=0.5, budget=0.5)
+
+
+async def test_handling_time_adds_up_behind_the_poison(broker):
+    """Events behind the poison wait for its budget and for their own handling: 10 x 30 ms more."""
+    stream = streams.stream_key("t-hol-slow")
+    run = await sla.head_of_line(
+        broker.url, stream, sla=1.0, budget=0.2, behind=10, handle_seconds=0.03
+    )
+    assert run.latency["handled"].all()
+    assert run.worst >= 0.1 + 10 * 0.03  # the budget is spent up to its last whole backoff
+    assert run.worst <= run.sla

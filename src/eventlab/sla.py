@@ -77,6 +77,7 @@ async def head_of_line(
     behind: int = 10,
     window: float | None = None,
     sample_every: float = 0.05,
+    handle_seconds: float = 0.0,
 ) -> HeadOfLine:
     """Publish a poison event then ``behind`` events; consume in order; measure their latency.
 
@@ -89,6 +90,8 @@ async def head_of_line(
         behind: Events published right after the poison.
         window: Seconds to watch (default ``2 * sla``); the run ends earlier once drained.
         sample_every: Seconds between lag samples.
+        handle_seconds: Seconds the handler takes for each good event (in order, so the
+            last of ``behind`` waits for all of them too).
     """
     if sla <= 0 or (budget is not None and not 0 < budget < sla):
         raise EventlabError(
@@ -119,6 +122,8 @@ async def head_of_line(
     async def handle(event: Event, effects: Effects) -> None:  # noqa: ARG001 - no effect needed
         if event.data.get("poison"):
             raise ConnectionError("the provider rejects this one every time")
+        if handle_seconds:
+            await asyncio.sleep(handle_seconds)
 
     aclient = redis.asyncio.Redis.from_url(url, decode_responses=True)
     sampler = asyncio.create_task(metrics.sampler(aclient, [stream], every=sample_every))
