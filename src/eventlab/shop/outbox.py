@@ -13,7 +13,8 @@ event id.
 
 The shop's **storefront** publishes through an outbox for real:
 ``shop.place_order(..., outbox=Outbox(client, service="storefront"))`` records the
-order in the storefront's own hash and ``OrderPlaced`` in one ``MULTI``.
+order in the storefront's own hash and ``OrderPlaced`` in one ``MULTI``, and
+``ShopRuntime(url, relays=["storefront"])`` runs its relay beside the services.
 :func:`naive_writer`, :func:`outbox_writer` and :func:`relay_main` are process
 targets (``processes.spawn("eventlab.shop.outbox:naive_writer", args=[…])``) that
 place orders as the storefront and pause, ready to be SIGKILLed, right between
