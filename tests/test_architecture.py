@@ -144,6 +144,8 @@ LAYERS = (
             "backpressure",
             "schema",
             "_crash",
+            "eventstore",
+            "versions",
         },
     ),
     (
@@ -156,6 +158,7 @@ LAYERS = (
             "freshness",
             "reconcile",
             "reservations",
+            "sla",
             "scenarios",
             "_scenario_workers",
         },
