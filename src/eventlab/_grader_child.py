@@ -46,7 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eventlab import _labkit
+from eventlab import _env, _labkit
 from eventlab.grading import _TOO_MANY_PROCESSES as TOO_MANY_PROCESSES
 from eventlab.grading import MEMORY_LIMIT, PROCESS_LIMIT, CheckContext
 
@@ -321,13 +321,13 @@ def _worker(fd: int) -> int:
     send = _channel(fd, bytes.fromhex(first.pop("token")))
     lab = Path(first["lab"])
     sys.path.insert(0, str(lab))  # the learner's exercise may import its neighbours
-    url = os.environ["REDIS_URL"]
+    url = os.environ[_env.REDIS_URL]  # set by the grader (always)
     checks: list[dict[str, Any]] = first["checks"]
     modules: list[types.ModuleType] | None = None
     for index in range(int(first["start"]), len(checks)):
         spec = checks[index]
         namespace = f"{first['prefix']}-c{index}"
-        os.environ["EVENTLAB_NAMESPACE"] = namespace
+        os.environ[_env.NAMESPACE] = namespace
         send({"event": "start", "index": index})
         _limit_cpu(float(spec["timeout"]) + (_IMPORT_CPU if modules is None else 0.0))
         began = time.monotonic()

@@ -28,6 +28,7 @@ import redis
 from redis.connection import Connection
 
 from eventlab import _crash, _lua
+from eventlab._poll import poll as wait_until
 from eventlab.envelope import Event
 
 __all__ = [
@@ -340,13 +341,3 @@ def out_of_order(log: Iterable[str], *, first: str, then: str) -> bool:
         if label == then:
             return True
     return False
-
-
-def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.01) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` seconds pass; return whether it held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())

@@ -28,11 +28,12 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from eventlab import _env
 from eventlab._errors import EventlabError
 
 __all__ = ["Proc", "ProcessError", "signal_ready", "spawn"]
 
-_READY_ENV = "EVENTLAB_READY_FILE"
+_READY_ENV = _env.READY_FILE
 
 
 class ProcessError(EventlabError):
@@ -222,14 +223,14 @@ def _reveal(arg: str) -> str:
 
 def signal_ready() -> None:
     """Tell the parent (waiting in :meth:`Proc.wait_ready`) that this child is ready."""
-    path = os.environ.get(_READY_ENV)
+    path = _env.get(_env.READY_FILE)
     if path:
         Path(path).touch()
 
 
 def _main(argv: Sequence[str]) -> int:
     if not argv:
-        print("usage: python -m eventlab.processes module:function [args...]", file=sys.stderr)  # noqa: T201
+        sys.stderr.write("usage: python -m eventlab.processes module:function [args...]\n")
         return 2
     module, _, func = argv[0].partition(":")
     function = getattr(importlib.import_module(module), func)
