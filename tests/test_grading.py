@@ -83,6 +83,7 @@ def _alive(pid: int) -> bool:
 
 def _copy(lab: str, tmp_path: Path, variant: str) -> Path:
     source = (ROOT / "labs" / lab) if variant == "generated" else (SOLUTIONS / lab)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     folder = tmp_path / lab
     shutil.copytree(source, folder, ignore=shutil.ignore_patterns("score.*", "__pycache__"))
     if variant == "partial":
@@ -119,6 +120,56 @@ def test_partial_solution_scores_between(lab, broker, tmp_path):
     """A plausible but incomplete solution earns some points, not all."""
     score = _grade(_copy(lab, tmp_path, "partial"), broker)
     assert 0 < score.score < score.max, [(c.name, c.passed, c.message) for c in score.checks]
+
+
+# Which dishonest shapes each lab must catch (docs/grading.md, "Writing a lab"):
+# a non-atomic split of its atomic step (both orders), the same on a connection
+# the answer opens itself, and steps in the wrong order where the lab has one.
+# A lab not listed has no atomic step, no broker access by the learner or no order.
+HONESTY = {
+    "03-idempotent-consumer": {"partial_nonatomic", "partial_reversed", "partial_ownconn"},
+    "04a-retries-dead-letters": {"partial_nonatomic", "partial_reversed", "partial_ownconn"},
+    "05-backpressure": {"partial_ownconn"},
+    "07-saga-compensation": {"partial_wrong_order"},
+    "09-projection-rebuild": {"partial_nonatomic", "partial_reversed", "partial_ownconn"},
+}
+
+
+def _variants(lab: str) -> list[str]:
+    return sorted(p.stem for p in (SOLUTIONS / lab).glob("partial*.py"))
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_each_lab_has_the_partials_it_must_catch(lab):
+    """Every dishonest shape a lab must catch has its partial answer in solutions/<lab>/."""
+    assert HONESTY.get(lab, set()) <= set(_variants(lab))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("offset", [0, 1])
+@pytest.mark.parametrize("lab", LABS)
+def test_honesty_every_partial_strictly_between(lab, offset, each_broker, tmp_path):
+    """Solution full marks, generated copy 0, every partial strictly between: both servers, 2 seeds."""
+    seed = grading._lab_seed(SOLUTIONS / lab / "checks.py") + offset
+    scores = {}
+    for variant in ["solution", "generated", *_variants(lab)]:
+        folder = _copy(
+            lab, tmp_path / variant, "generated" if variant == "generated" else "solution"
+        )
+        if variant.startswith("partial"):
+            shutil.copy(folder / f"{variant}.py", folder / "exercise.py")
+        score = _grade(folder, each_broker, seed=seed)
+        scores[variant] = (score.score, score.max, score.seconds)
+        if variant == "solution":
+            assert score.score == score.max > 0, [(c.name, c.message) for c in score.checks]
+        elif variant == "generated":
+            assert score.score == 0, [(c.name, c.message) for c in score.checks]
+        else:
+            assert 0 < score.score < score.max, (
+                variant,
+                [(c.name, c.message) for c in score.checks],
+            )
+    print(lab, seed, scores)  # noqa: T201 - the honesty table, with -s
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 303])
