@@ -149,7 +149,7 @@ def test_each_lab_has_the_partials_it_must_catch(lab):
 @pytest.mark.parametrize("offset", [0, 1])
 @pytest.mark.parametrize("lab", LABS)
 def test_honesty_every_partial_strictly_between(lab, offset, each_broker, tmp_path):
-    """Solution full marks, generated copy 0, every partial strictly between: both servers, 2 seeds."""
+    """Solution full marks, generated copy 0, every partial strictly between; 2 servers, 2 seeds."""
     seed = grading._lab_seed(SOLUTIONS / lab / "checks.py") + offset
     scores = {}
     for variant in ["solution", "generated", *_variants(lab)]:
