@@ -1,0 +1,118 @@
+"""eventlab._faultproxy: crashes below learner code, on whatever connection sends the command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import redis
+
+from eventlab import _labkit as kit
+from eventlab._faultproxy import FaultProxy, parse_commands
+
+
+def test_parse_commands_splits_requests_and_keeps_a_partial_one():
+    """RESP requests are split at their ends; an incomplete one waits for more bytes."""
+    data = b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nSET"
+    found = parse_commands(data)
+    assert [args for args, _ in found] == [[b"GET", b"a"], [b"PING"]]
+    assert found[-1][1] == data.index(b"*2\r\n$3\r\nSET")
+
+
+@pytest.fixture
+def proxy(broker):
+    """A fault proxy in front of the session broker."""
+    made = FaultProxy(broker.url)
+    yield made
+    made.close()
+
+
+def _own_connections(url: str, key: str) -> None:
+    """Three writes, each on a connection of its own (as a learner might)."""
+    for n in range(3):
+        client = redis.Redis.from_url(url)
+        client.rpush(key, n)
+        client.close()
+
+
+def _transaction_then_write(url: str, key: str) -> None:
+    client = redis.Redis.from_url(url)
+    pipe = client.pipeline(transaction=True)
+    pipe.rpush(key, "a")
+    pipe.rpush(key, "b")
+    pipe.execute()
+    client.rpush(key, "c")
+
+
+def _doomed(proxy: FaultProxy, target, *args, before: int) -> int:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(write)
+        os.read(read, 1)
+        code = 0
+        try:
+            target(*args)
+        except BaseException:  # noqa: BLE001 - the child only reports its exit code
+            code = 1
+        os._exit(code)
+    os.close(read)
+    proxy.doom(pid, before=before)
+    os.write(write, b"1")
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.parametrize(("before", "applied"), [(1, 0), (2, 1), (3, 2), (4, 3)])
+def test_doomed_process_dies_before_its_nth_command_on_any_connection(
+    proxy, client, before, applied
+):
+    """before=N: commands 1…N-1 ran, N never reached the server, though each had its own socket."""
+    key = f"lab:{{proxy}}:{before}"
+    code = _doomed(proxy, _own_connections, proxy.url, key, before=before)
+    assert code == (-signal.SIGKILL if before <= 3 else 0)
+    assert client.llen(key) == applied
+
+
+def test_a_transaction_counts_once_and_is_never_cut(proxy, client):
+    """MULTI/EXEC is one step: killed before it, nothing; before the next, both pushes."""
+    key = "lab:{proxy}:tx"
+    assert _doomed(proxy, _transaction_then_write, proxy.url, key, before=1) == -signal.SIGKILL
+    assert client.llen(key) == 0
+    assert _doomed(proxy, _transaction_then_write, proxy.url, key, before=2) == -signal.SIGKILL
+    assert client.lrange(key, 0, -1) == ["a", "b"]
+
+
+def test_processes_not_doomed_pass_through(proxy, client):
+    """Connections of processes nobody doomed are forwarded untouched."""
+    other = redis.Redis.from_url(proxy.url, decode_responses=True)
+    assert other.ping()
+    other.set("lab:{proxy}:plain", "1")
+    assert client.get("lab:{proxy}:plain") == "1"
+    other.close()
+
+
+def test_out_of_order_reads_a_log():
+    """A `then` before any `first` is out of order; `first` first, or no `then`, is in order."""
+    assert kit.out_of_order(["XACK", "XADD"], first="XADD", then="XACK")
+    assert not kit.out_of_order(["XADD", "XACK"], first="XADD", then="XACK")
+    assert not kit.out_of_order(["EXEC"], first="XADD", then="XACK")
+
+
+def test_fork_without_the_grader_counts_in_process(broker, client):
+    """Outside the grader (no proxy), fork(die_before=N) kills after N-1 redis-py commands."""
+    key = "lab:{proxy}:fallback"
+
+    def three(url: str) -> None:
+        own = redis.Redis.from_url(url)
+        for n in range(3):
+            own.rpush(key, n)
+        time.sleep(0.01)
+
+    worker = kit.fork(three, broker.url, die_before=3)
+    assert worker.join(10.0)
+    assert worker.exitcode == -signal.SIGKILL
+    assert client.llen(key) == 2
