@@ -398,6 +398,7 @@ LABS: tuple[LabInfo, ...] = (
     LabInfo("07-saga-compensation", "07", 40),
     LabInfo("08-schema-evolution", "08", 30),
     LabInfo("09-projection-rebuild", "09", 35),
+    LabInfo("10-observability", "10", 40),
     LabInfo("11-reconciliation", "11", 40),
 )
 """Every graded lab, with the lesson it follows and its time."""
@@ -507,6 +508,7 @@ AGENDAS: dict[str, tuple[_Plan, ...]] = {
             "lab:09-projection-rebuild",
             "break:15",
             "L10",
+            "lab:10-observability",
             "L11",
             "lab:11-reconciliation",
             "L12",
