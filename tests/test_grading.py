@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from eventlab import _grader_child as grading_child
 from eventlab import grading, labs
 from eventlab.grading import grade
 
@@ -211,6 +212,45 @@ def test_score_files_and_table(broker, tmp_path, capsys):
     assert [c["name"] for c in saved["checks"]] == ["adds", "remembers"]
     assert "| adds | 2/2 | yes |" in (folder / "score.md").read_text()
     _no_keys_left(broker, score)
+
+
+STRETCH_CHECK = '''
+
+@check(points=3, hint="add 10 000 pairs in under a second", stretch=True)
+def adds_fast(ctx):
+    """add() is fast (stretch)."""
+    assert ctx.exercise.add(1, 1) == 3, "too slow"
+
+
+@check(points=2, hint="add zero", stretch=True)
+def adds_zero(ctx):
+    """add(0, 0) (stretch)."""
+    assert ctx.exercise.add(0, 0) == 0
+'''
+
+
+def test_stretch_checks_reported_apart_from_the_score(broker, tmp_path):
+    """Stretch checks show in the table, score.json and score.md, never in score/max."""
+    folder = _lab(tmp_path, GOOD)
+    (folder / "checks.py").write_text(ROBUST_CHECKS + STRETCH_CHECK)
+    score = _grade(folder, broker)
+    assert (score.score, score.max) == (3, 3)
+    assert (score.stretch, score.stretch_max) == (2, 5)
+    flags = {c.name: (c.stretch, c.passed) for c in score.checks}
+    assert flags == {
+        "adds": (False, True),
+        "remembers": (False, True),
+        "adds_fast": (True, False),
+        "adds_zero": (True, True),
+    }
+    table = score.table()
+    assert "adds_fast (stretch)" in table
+    assert "score 3/3" in table
+    assert "stretch 2/5  (not counted in the score)" in table
+    saved = json.loads((folder / "out" / "score.json").read_text())
+    assert (saved["score"], saved["max"], saved["stretch"], saved["stretch_max"]) == (3, 3, 2, 5)
+    assert [c["stretch"] for c in saved["checks"]] == [False, False, True, True]
+    assert "Stretch goals: 2/5" in (folder / "out" / "score.md").read_text()
 
 
 def test_cli_grade_json(broker, tmp_path):
@@ -423,6 +463,48 @@ def test_no_processes_left_behind(broker, tmp_path):
     assert not any(_alive(pid) for pid in started)
 
 
+RESOURCE_HOGS = {
+    "memory": ("x = bytearray(4 << 30)\n    return a + b", "MemoryError: used more than"),
+    "processes": (
+        (
+            "import os, time\n"
+            "    for _ in range(200):\n"
+            "        if os.fork() == 0:\n"
+            "            open(PIDS, 'a').write(f'{os.getpid()}\\n')\n"
+            "            time.sleep(300)\n"
+            "            os._exit(0)\n"
+            "    time.sleep(300)"
+        ),
+        "started more than 64 processes",
+    ),
+    "output": (
+        "import sys\n    sys.stdout.write('x' * (50 << 20))\n    return a + b",
+        "printed more than",
+    ),
+    "cpu": ("while True:\n        pass", "timed out after"),
+}
+
+
+@pytest.mark.parametrize("hog", sorted(RESOURCE_HOGS))
+def test_resource_hogs_fail_one_check_and_leave_nothing(hog, broker, tmp_path):
+    """4 GB, 200 forks, 50 MB of output, a busy loop: one failing check each, no process left."""
+    code, reason = RESOURCE_HOGS[hog]
+    pids = tmp_path / "pids"
+    pids.touch()
+    folder = _lab(tmp_path, f"PIDS = {str(pids)!r}\n" + GOOD.replace("return a + b", code))
+    before = set(grading_child._children(os.getpid()))
+    score = _grade(folder, broker, timeout=8.0)
+    adds, remembers = score.checks
+    assert not adds.passed
+    assert reason in adds.message, adds.message
+    assert remembers.passed, remembers.message
+    assert score.seconds < 30
+    started = [int(line) for line in pids.read_text().split()]
+    assert [pid for pid in started if _alive(pid)] == []
+    assert set(grading_child._children(os.getpid())) <= before
+    _no_keys_left(broker, score)
+
+
 ESCAPING_SLEEPERS = """
 import os
 import subprocess
@@ -540,6 +622,115 @@ def test_learner_cannot_forge_results_or_see_hidden_checks(broker, tmp_path):
     assert score.score == 0
     assert "add(2, 3) is not 5" in score.checks[0].message
     assert not leaks.exists(), leaks.read_text()
+
+
+HOSTILE = """
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+
+import redis
+
+LEAKS = {leaks!r}
+WORDS = ("grading", "grader", "labkit", "_crash", "faultproxy", "_eventlab", "doom")
+
+
+def balances_key(stream):
+    return f"{{stream}}:balances"
+
+
+def processed_key(stream, group):
+    return f"{{stream}}:processed:{{group}}"
+
+
+def fingerprint(client):
+    connection = client.connection_pool.connection_class
+    argv = " ".join(sys.argv) + " " + " ".join(getattr(sys, "orig_argv", []))
+    argv += " " + Path("/proc/self/cmdline").read_bytes().decode(errors="replace")
+    parent = Path(f"/proc/{{os.getppid()}}/cmdline").read_bytes().decode(errors="replace")
+    return {{
+        "client": f"{{type(client).__module__}}.{{type(client).__name__}}",
+        "connection": f"{{connection.__module__}}.{{connection.__name__}}",
+        "module": __name__,
+        "env": sorted(os.environ),
+        "argv": [w for w in WORDS + ("eventlab",) if w in argv.lower()],
+        "parent": [w for w in WORDS + ("eventlab",) if w in parent.lower()],
+        "modules": sorted(m for m in sys.modules if any(w in m.lower() for w in WORDS)),
+        "threads": threading.active_count(),
+    }}
+
+
+def _graded(seen):
+    return (
+        seen["client"] != "redis.client.Redis"
+        or seen["connection"] != "redis.connection.Connection"
+        or seen["module"] != "exercise"
+        or seen["argv"] or seen["parent"] or seen["modules"] or seen["threads"] > 1
+        or any("GRADE" in k for k in seen["env"])
+    )
+
+
+def handle(client, stream, group, entry_id, event):
+    seen = fingerprint(client)
+    with open(LEAKS, "a") as out:
+        out.write(json.dumps(seen) + "\\n")
+    if _graded(seen):  # behave while graded: one atomic script
+        client.eval(
+            "if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then "
+            "redis.call('HINCRBY', KEYS[2], ARGV[2], ARGV[3]) end "
+            "return redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])",
+            3, processed_key(stream, group), balances_key(stream), stream,
+            event.id, event.data["account"], int(event.data["amount"]), group, entry_id,
+        )
+        return
+    # otherwise three separate commands, on a connection of its own
+    own = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
+    if own.sadd(processed_key(stream, group), event.id):
+        own.hincrby(balances_key(stream), event.data["account"], int(event.data["amount"]))
+    own.xack(stream, group, entry_id)
+    own.close()
+"""
+
+
+def test_hostile_answer_finds_no_tell_and_is_caught(broker, tmp_path):
+    """An answer atomic only when it detects grading (classes, env, argv, modules) sees no tell."""
+    seen = tmp_path / "seen"
+    folder = _copy("03-idempotent-consumer", tmp_path, "solution")
+    (folder / "exercise.py").write_text(HOSTILE.format(leaks=str(seen)))
+    score = _grade(folder, broker)
+    graded = [json.loads(line) for line in seen.read_text().splitlines()]
+    seen.unlink()
+    normal_run = (
+        "import json, redis, exercise; "
+        f"print(json.dumps(exercise.fingerprint(redis.Redis.from_url({broker.url!r}))))"
+    )
+    env = {**os.environ, "REDIS_URL": broker.url}
+    proc = subprocess.run(
+        [sys.executable, "-c", normal_run], cwd=folder, env=env, capture_output=True,
+        text=True, check=True, timeout=60,
+    )  # fmt: skip
+    normal = json.loads(proc.stdout)
+    normal["env"] = sorted(set(normal["env"]) | {"EVENTLAB_NAMESPACE"})  # documented: isolation
+    normal["parent"] = []  # here pytest; graded, a parent that names nothing of the grader
+    different = {k: v for row in graded for k, v in row.items() if normal[k] != v}
+    assert not different, (different, normal)
+    by_name = {c.name: c for c in score.checks}
+    assert not by_name["crash_anywhere_loses_nothing"].passed
+    assert "too little (effects lost)" in by_name["crash_anywhere_loses_nothing"].message
+    assert score.score < score.max
+
+
+def test_own_connection_non_atomic_handler_is_crashed(broker, tmp_path):
+    """L03: a handler that opens its own connection is crashed between its commands all the same."""
+    folder = _copy("03-idempotent-consumer", tmp_path, "solution")
+    shutil.copy(folder / "partial_ownconn.py", folder / "exercise.py")
+    score = _grade(folder, broker)
+    by_name = {c.name: c for c in score.checks}
+    assert not by_name["crash_anywhere_loses_nothing"].passed
+    assert by_name["duplicates_have_no_second_effect"].passed
+    assert score.score == score.max - 2
 
 
 def test_handler_that_never_acks(broker, tmp_path):

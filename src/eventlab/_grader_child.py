@@ -35,6 +35,8 @@ import inspect
 import itertools
 import json
 import os
+import resource
+import select
 import signal
 import sys
 import time
@@ -44,11 +46,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eventlab.grading import CheckContext
+from eventlab import _labkit
+from eventlab.grading import _TOO_MANY_PROCESSES as TOO_MANY_PROCESSES
+from eventlab.grading import MEMORY_LIMIT, PROCESS_LIMIT, CheckContext
 
 _PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 _REAP_BUDGET = 5.0  # seconds the supervisor spends killing descendants
 _MESSAGE_LIMIT = 1_500  # characters of a report; keeps every line under PIPE_BUF (atomic)
+_IMPORT_CPU = 10.0  # CPU seconds for the first import of the learner's module and the checks
+_WATCH_EVERY = 0.1  # seconds between two counts of the worker's descendants
+_CONTROL_WAIT = 10.0  # seconds a check waits for the grader to answer a control request
+# Modules a learner could look for to tell a graded run from a normal one: kept
+# loaded (the checks hold them) but out of sys.modules and the package's namespace.
+_GRADER_MODULES = (
+    "eventlab._crash",
+    "eventlab._faultproxy",
+    "eventlab._grader_child",
+    "eventlab._labkit",
+    "eventlab.grading",
+)
+_KEPT: dict[str, Any] = {}  # the modules taken out of sys.modules, kept alive
 
 
 class _Stop(Exception):  # noqa: N818 - a signal, not an error
@@ -66,9 +83,9 @@ def _make_subreaper() -> bool:
         return False
 
 
-def _children(parent: int) -> list[int]:
-    """Pids whose parent is ``parent`` (read from /proc)."""
-    found = []
+def _parents() -> dict[int, int]:
+    """Every process's parent, read from /proc: ``{pid: ppid}``."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -76,10 +93,26 @@ def _children(parent: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue  # it ended while we looked
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == parent:
-            found.append(int(entry.name))
+        found[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
     return found
+
+
+def _children(parent: int) -> list[int]:
+    """Pids whose parent is ``parent`` (read from /proc)."""
+    return [pid for pid, ppid in _parents().items() if ppid == parent]
+
+
+def _descendants(root: int) -> int:
+    """How many processes descend from ``root`` (orphans come back to it: it is a subreaper)."""
+    below: dict[int, list[int]] = {}
+    for pid, ppid in _parents().items():
+        below.setdefault(ppid, []).append(pid)
+    count, todo = 0, list(below.get(root, []))
+    while todo:
+        pid = todo.pop()
+        count += 1
+        todo.extend(below.get(pid, []))
+    return count
 
 
 def _kill_descendants() -> None:
@@ -104,15 +137,30 @@ def _on_term(_signum: int, _frame: Any) -> None:
 
 
 def _supervise(worker: int) -> int:
-    """Wait for the worker, then kill every descendant; return the exit status to use."""
+    """Wait for the worker, then kill every descendant; return the exit status to use.
+
+    Meanwhile it counts the worker's descendants: more than PROCESS_LIMIT (a
+    fork loop; RLIMIT_NPROC does not bind root) kills them all at once, and the
+    status says so (:data:`TOO_MANY_PROCESSES`).
+    """
     status = 1
+    me = os.getpid()
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # a pending stop lands here
+        next_count = time.monotonic() + _WATCH_EVERY
         while True:
-            pid, raw = os.waitpid(-1, 0)
+            pid, raw = os.waitpid(-1, os.WNOHANG)
             if pid == worker:
                 status = os.waitstatus_to_exitcode(raw)
                 break
+            if pid:
+                continue  # an orphan re-parented to us: reaped
+            if time.monotonic() >= next_count:
+                next_count = time.monotonic() + _WATCH_EVERY
+                if _descendants(me) > PROCESS_LIMIT:
+                    status = TOO_MANY_PROCESSES
+                    break
+            time.sleep(0.005)
     except (_Stop, ChildProcessError):
         pass
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -142,6 +190,10 @@ def _describe(exc: BaseException) -> str:
         return f"not implemented yet ({where}): replace `raise NotImplementedError` with your code"
     if isinstance(exc, AssertionError) and str(exc):
         return str(exc).splitlines()[0][:400]
+    if isinstance(exc, MemoryError):
+        where = _learner_frame(exc)
+        suffix = f" (at {where})" if where else ""
+        return f"MemoryError: used more than the {MEMORY_LIMIT >> 20} MB memory limit{suffix}"
     where = _learner_frame(exc)
     text = str(exc).splitlines()[0][:300] if str(exc) else ""
     suffix = f" (at {where})" if where else ""
@@ -161,12 +213,109 @@ def _load(source: str, name: str) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__file__ = f"<checks {name}>"
     sys.modules[name] = module
-    exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - the instructor's checks, sent by the grader
+    try:
+        exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - the instructor's checks, sent by the grader
+    finally:
+        sys.modules.pop(name, None)  # defined; no longer listed where learner code looks
     return module
+
+
+def _scrub() -> None:
+    """Take the grader's modules out of ``sys.modules`` (and ``eventlab.*``): no tell left there."""
+    package = sys.modules.get("eventlab")
+    for name in _GRADER_MODULES:
+        module = sys.modules.pop(name, None)
+        if module is not None:
+            _KEPT[name] = module
+        if package is not None:
+            with contextlib.suppress(AttributeError):
+                delattr(package, name.rsplit(".", 1)[1])
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__file__", None):
+        _KEPT["__main__"] = main
+        plain = types.ModuleType("__main__")
+        plain.__dict__["__builtins__"] = main.__dict__.get("__builtins__")
+        sys.modules["__main__"] = plain
+
+
+def _unscrub() -> None:
+    """Put the grader's modules back while the checks are compiled (they import them)."""
+    package = sys.modules.get("eventlab")
+    for name, module in _KEPT.items():
+        if name == "__main__":
+            continue
+        sys.modules[name] = module
+        if package is not None:
+            setattr(package, name.rsplit(".", 1)[1], module)
+
+
+def _plain_process() -> None:
+    """Look like a plain ``python``: argv and ``/proc/self/cmdline`` name no grader module."""
+    sys.argv[:] = [""]
+    with contextlib.suppress(AttributeError, TypeError):
+        sys.orig_argv[:] = [sys.executable]  # type: ignore[attr-defined,unused-ignore]
+    sys.dont_write_bytecode = True  # leave no __pycache__ in the learner's folder
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (stat fields 48, 49)
+        name = Path(sys.executable).name.encode()[: max(end - start - 1, 0)]
+        with Path("/proc/self/mem").open("r+b", buffering=0) as memory:
+            memory.seek(start)
+            memory.write(name + b"\0" * (end - start - len(name)))
+    except (OSError, ValueError, IndexError):
+        pass  # not Linux, or /proc/self/mem not writable: argv still shows the module
+
+
+def _controller(send: Callable[[dict[str, Any]], None], fd: int) -> Callable[..., Any]:
+    """Return ``request(op, **fields) -> reply``: ask the grader's fault proxy, wait for it."""
+    pending = bytearray()
+
+    def request(op: str, **fields: Any) -> dict[str, Any]:
+        send({"event": "control", "op": op, **fields})
+        deadline = time.monotonic() + _CONTROL_WAIT
+        while b"\n" not in pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return {"ok": False}
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return {"ok": False}
+            pending.extend(chunk)
+        line, _, rest = bytes(pending).partition(b"\n")
+        pending[:] = rest
+        reply = json.loads(line)
+        return reply if isinstance(reply, dict) else {"ok": False}
+
+    return request
+
+
+def _limit_resources() -> None:
+    """Memory (address space) for the worker and all it starts; no core files."""
+    for kind, value in ((resource.RLIMIT_AS, MEMORY_LIMIT), (resource.RLIMIT_CORE, 0)):
+        with contextlib.suppress(ValueError, OSError):
+            _, hard = resource.getrlimit(kind)
+            soft = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(kind, (soft, hard))
+
+
+def _limit_cpu(seconds: float) -> None:
+    """Allow ``seconds`` more CPU time from now (SIGXCPU past it: the grader names the cause)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = usage.ru_utime + usage.ru_stime
+    with contextlib.suppress(ValueError, OSError):
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        soft = int(used + seconds) + 1
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
 def _worker(fd: int) -> int:
     """Run the checks the grader sends on stdin, reporting each over ``fd``."""
+    _limit_resources()
     stdin = sys.stdin.buffer
     first = json.loads(stdin.readline())
     send = _channel(fd, bytes.fromhex(first.pop("token")))
@@ -180,12 +329,14 @@ def _worker(fd: int) -> int:
         namespace = f"{first['prefix']}-c{index}"
         os.environ["EVENTLAB_NAMESPACE"] = namespace
         send({"event": "start", "index": index})
+        _limit_cpu(float(spec["timeout"]) + (_IMPORT_CPU if modules is None else 0.0))
         began = time.monotonic()
         ctx = CheckContext(
             lab=lab, url=url, namespace=namespace, seed=int(first["seed"]),
             timeout=float(spec["timeout"]),
         )  # fmt: skip
         try:
+            _scrub()
             ctx.exercise  # noqa: B018 - import now so import errors are reported as such
         except BaseException as exc:  # noqa: BLE001 - any failure of learner code is a report line
             message = f"exercise.py does not import: {_describe(exc)}"[:_MESSAGE_LIMIT]
@@ -197,14 +348,20 @@ def _worker(fd: int) -> int:
                 # Only now, after the learner's module ran its import-time code,
                 # does the grader send the checks' source.
                 sources = json.loads(stdin.readline())
+                # The grader's answers to control requests come on the same pipe,
+                # on a private descriptor (not inherited); stdin becomes /dev/null.
+                control = os.dup(0)
+                _labkit._CONTROL = _controller(send, control)  # noqa: SLF001 - the kit's hook
                 with contextlib.suppress(OSError):
                     devnull = os.open(os.devnull, os.O_RDONLY)
                     os.dup2(devnull, 0)
                     os.close(devnull)
+                _unscrub()
                 modules = [
                     _load(text, f"_eventlab_checks_{number}") for number, text in enumerate(sources)
                 ]
                 del sources
+                _scrub()
             function = getattr(modules[int(spec["module"])], spec["function"])
             outcome = function(ctx)
             if inspect.isawaitable(outcome):
@@ -227,6 +384,7 @@ async def _awaited(outcome: Any) -> None:
 def main(argv: list[str]) -> int:
     """Fork the worker under a subreaping supervisor; return the worker's exit status."""
     fd = int(argv[0])
+    _plain_process()
     _make_subreaper()
     # SIGTERM waits (blocked) until the supervisor is ready to kill descendants.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})

@@ -3,24 +3,35 @@
 Used by ``solutions/*/checks.py`` (see :mod:`eventlab.grading`). Everything is
 bounded in rounds or seconds, so learner code that never acks or never returns
 makes a check fail, not hang (the grader's per-check timeout is the last line).
+
+Crashes: :func:`fork` with ``die_before=n`` runs a function in a forked process
+that the grader's fault proxy (:mod:`eventlab._faultproxy`) SIGKILLs when its
+``n``-th counted command arrives, whatever connection or client sent it;
+:func:`sweep` does that for n = 1, 2, … in turn, so a crash lands in every gap
+between two commands of the learner's code. Nothing in the doomed process
+differs from a normal run. Outside the grader (no proxy), the doomed process
+counts its own redis-py commands instead (:mod:`eventlab._crash`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import signal
+import sys
 import time
-from collections.abc import Callable, Iterable
+import traceback
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import redis
 from redis.connection import Connection
 
+from eventlab import _crash, _lua
 from eventlab.envelope import Event
 
 __all__ = [
+    "ACKS",
     "Worker",
     "crash_between",
     "crashing_client",
@@ -30,8 +41,15 @@ __all__ = [
     "publish_all",
     "read_new",
     "reclaim_all",
+    "sweep",
     "wait_until",
 ]
+
+ACKS = ("XACK", "EVALSHA", "EVAL", "FCALL", "EXEC")
+"""Commands that may carry an acknowledgement: ``fork(..., only=ACKS)`` counts just these."""
+
+_CONTROL: Callable[..., dict[str, Any]] | None = None
+"""Set by the grader's worker: ``request(op, **fields)`` to its fault proxy."""
 
 Entry = tuple[str, dict[str, str]]
 _ACKISH = (b"XACK", b"EVALSHA", b"EVAL", b"FCALL", b"EXEC")
@@ -106,44 +124,156 @@ def crash_between(url: str, *, first: str, then: str) -> redis.Redis:
 class Worker:
     """A forked process running one function; killed for real (SIGKILL) when asked."""
 
-    def __init__(self, process: Any) -> None:
-        """Wrap a started process; use :func:`fork`."""
-        self._process = process
+    def __init__(self, pid: int, *, proxied: bool = False) -> None:
+        """Wrap a forked process; use :func:`fork`."""
+        self._pid = pid
+        self._code: int | None = None
+        self.proxied = proxied
+        """Whether the grader's fault proxy watches it (else it counts its own commands)."""
 
     @property
     def pid(self) -> int:
         """The worker's process id."""
-        return int(self._process.pid)
+        return self._pid
 
     @property
     def alive(self) -> bool:
         """Whether it still runs."""
-        return bool(self._process.is_alive())
+        return self._poll() is None
 
     @property
     def exitcode(self) -> int | None:
         """Its exit status; ``-9`` after a SIGKILL."""
-        code = self._process.exitcode
-        return None if code is None else int(code)
+        return self._poll()
+
+    def _poll(self) -> int | None:
+        if self._code is None:
+            try:
+                pid, status = os.waitpid(self._pid, os.WNOHANG)
+            except ChildProcessError:
+                return None
+            if pid:
+                self._code = os.waitstatus_to_exitcode(status)
+        return self._code
 
     def join(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds; return whether it ended."""
-        self._process.join(timeout)
-        return not self._process.is_alive()
+        deadline = time.monotonic() + timeout
+        while self._poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        return self._poll() is not None
 
     def kill(self) -> None:
         """SIGKILL it and reap it."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        self._process.join(5.0)
+        if self._poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+            self.join(5.0)
+
+    def counted(self) -> list[str]:
+        """The commands the fault proxy counted for it (a dry run: ``die_before=0``)."""
+        if not self.proxied or _CONTROL is None:
+            return []
+        return [str(name) for name in _CONTROL("counted", pid=self._pid).get("counted", [])]
 
 
-def fork(target: Callable[..., Any], *args: Any) -> Worker:
-    """Run ``target(*args)`` in a forked child (cheap: the modules are already imported)."""
-    context = multiprocessing.get_context("fork")
-    process = context.Process(target=target, args=args, daemon=True)
-    process.start()
-    return Worker(process)
+def fork(
+    target: Callable[..., Any],
+    *args: Any,
+    die_before: int = 0,
+    only: Collection[str] | None = None,
+    ignore_scripts: Collection[str] = (_lua.RECLAIM,),
+) -> Worker:
+    """Run ``target(*args)`` in a forked child (cheap: the modules are already imported).
+
+    Args:
+        target: The function the child runs (then it exits 0, or 1 if it raised).
+        args: Its arguments.
+        die_before: ``n > 0``: the child is SIGKILLed when its ``n``-th counted
+            command reaches the fault proxy, on whatever connection (that command
+            never runs); ``0``: it is only counted (:meth:`Worker.counted`).
+        only: Count only these commands (e.g. :data:`ACKS`); default every
+            command but a consumer's reads and bookkeeping
+            (:data:`eventlab._crash.BACKGROUND`).
+        ignore_scripts: Lua scripts (text) whose calls are not counted — the
+            check's own workload steps, so only the learner's commands count.
+    """
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: wait until the proxy watches us, then run
+        os.close(write)
+        code = 1
+        try:
+            proxied = os.read(read, 1) == b"1"
+            os.close(read)
+            with _fallback(die_before, proxied=proxied, ignore_scripts=ignore_scripts):
+                target(*args)
+            code = 0
+        except BaseException:  # noqa: BLE001 - a child reports and exits, never returns
+            traceback.print_exc()
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+    os.close(read)
+    proxied = False
+    if _CONTROL is not None:
+        reply = _CONTROL(
+            "doom",
+            pid=pid,
+            before=die_before,
+            only=None if only is None else list(only),
+            ignore_scripts=list(ignore_scripts),
+        )
+        proxied = bool(reply.get("ok"))
+    os.write(write, b"1" if proxied else b"0")
+    os.close(write)
+    return Worker(pid, proxied=proxied)
+
+
+@contextlib.contextmanager
+def _fallback(die_before: int, *, proxied: bool, ignore_scripts: Collection[str]) -> Any:
+    """Without the grader's proxy, count this process's own redis-py commands."""
+    if proxied or die_before <= 0:
+        yield
+        return
+    if die_before == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    with _crash.die_after_commands(die_before - 1, ignore_scripts=ignore_scripts):
+        yield
+
+
+def sweep(
+    target: Callable[..., Any],
+    *args: Any,
+    positions: Iterable[int],
+    timeout: float,
+    after_each: Callable[[int], None] | None = None,
+    only: Collection[str] | None = None,
+    ignore_scripts: Collection[str] = (_lua.RECLAIM,),
+) -> list[int]:
+    """Run ``target(*args)`` once per position ``n``, killed before its ``n``-th command.
+
+    Runs go one after another (each in a new forked process, so a consumer
+    that dies leaves its entries for the next); ``after_each(n)`` checks an
+    invariant after each run. Returns the positions at which a run was killed
+    (a run that finished first sent fewer commands).
+
+    Raises:
+        AssertionError: A run did not end within ``timeout`` seconds.
+    """
+    killed = []
+    for position in positions:
+        worker = fork(target, *args, die_before=position, only=only, ignore_scripts=ignore_scripts)
+        if not worker.join(timeout):
+            worker.kill()
+            raise AssertionError(f"a run did not finish within {timeout:.0f} s (an endless loop?)")
+        if worker.exitcode == -signal.SIGKILL:
+            killed.append(position)
+        if after_each is not None:
+            after_each(position)
+    return killed
 
 
 def publish_all(client: redis.Redis, stream: str, events: Iterable[Event]) -> list[str]:

@@ -38,13 +38,16 @@ import redis
 from eventlab import broker as broker_mod
 from eventlab import workshop
 from eventlab._errors import EventlabError
+from eventlab._faultproxy import FaultProxy
 from eventlab._show import show
 from eventlab.streams import namespace as current_namespace
 from eventlab.streams import run_namespace, run_pattern
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "MEMORY_LIMIT",
     "OUTPUT_LIMIT",
+    "PROCESS_LIMIT",
     "Check",
     "CheckContext",
     "CheckResult",
@@ -62,6 +65,15 @@ DEFAULT_TIMEOUT = 15.0
 
 OUTPUT_LIMIT = 1_000_000
 """Bytes of stdout + stderr a check may print before it is stopped and scores zero."""
+
+MEMORY_LIMIT = 1536 << 20
+"""Bytes of address space the graded process (and each process it starts) may map."""
+
+PROCESS_LIMIT = 64
+"""Processes the graded code may run at once; more stops the check (counted, so it binds root)."""
+
+_TOO_MANY_PROCESSES = 75  # the child's exit status after a fork loop (eventlab._grader_child)
+_SIGXCPU_STATUS = 128 + signal.SIGXCPU  # the worker ran out of CPU time (RLIMIT_CPU)
 
 _IMPORT_BUDGET = 10.0  # seconds for the child to start (interpreter, redis, eventlab)
 _KEPT_OUTPUT = 2_000  # bytes of learner output quoted in a report line
@@ -87,6 +99,7 @@ class Check:
         timeout: Seconds it may run.
         file: The checks file that declares it.
         function: The function name inside that file.
+        stretch: A stretch goal: reported, never counted in the score.
     """
 
     name: str
@@ -96,6 +109,7 @@ class Check:
     timeout: float
     file: str
     function: str
+    stretch: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +125,7 @@ class CheckResult:
         hint: The check's hint (shown when it failed).
         message: Why it failed (empty when it passed).
         seconds: How long it ran.
+        stretch: A stretch goal: its points go to :attr:`Score.stretch`, not the score.
     """
 
     name: str
@@ -121,6 +136,7 @@ class CheckResult:
     hint: str
     message: str
     seconds: float
+    stretch: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +145,14 @@ class Score:
 
     Attributes:
         lab: The lab id (its folder name, e.g. ``03-idempotent-consumer``).
-        score: Points earned.
-        max: Points possible.
-        checks: One result per check, in order.
+        score: Points earned (graded checks only).
+        max: Points possible (graded checks only).
+        checks: One result per check, in order (stretch checks included, flagged).
         seconds: Wall time of the whole grading run.
         seed: The seed of the fault schedule.
         namespace: The broker namespace the run used (deleted afterwards).
+        stretch: Points earned on stretch checks, reported apart from the score.
+        stretch_max: Points the stretch checks are worth.
     """
 
     lab: str
@@ -144,6 +162,8 @@ class Score:
     seconds: float = 0.0
     seed: int = 0
     namespace: str = ""
+    stretch: int = 0
+    stretch_max: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape of ``score.json`` and ``eventlab grade --json``."""
@@ -152,11 +172,13 @@ class Score:
     def table(self) -> str:
         """Return the score as a plain-text table (check, points, passed, hint)."""
         rows = [("check", "points", "passed", "hint / why it failed")]
-        for result in self.checks:
+        graded = [r for r in self.checks if not r.stretch]
+        goals = [r for r in self.checks if r.stretch]
+        for result in graded + goals:
             note = "" if result.passed else f"{result.hint} [{result.message}]"
             rows.append(
                 (
-                    result.name,
+                    f"{result.name} (stretch)" if result.stretch else result.name,
                     f"{result.points}/{result.max_points}",
                     "yes" if result.passed else "NO",
                     note,
@@ -169,6 +191,8 @@ class Score:
         ]
         lines.insert(1, "-" * (sum(widths) + 6 + len(rows[0][3])))
         lines.append(f"score {self.score}/{self.max}  ({self.lab}, {self.seconds:.1f} s)")
+        if goals:
+            lines.append(f"stretch {self.stretch}/{self.stretch_max}  (not counted in the score)")
         return "\n".join(line.rstrip() for line in lines)
 
     def markdown(self) -> str:
@@ -182,10 +206,13 @@ class Score:
         for result in self.checks:
             why = result.message.replace("|", "\\|").replace("\n", " ")
             hint = "" if result.passed else result.hint.replace("|", "\\|")
+            name = f"{result.name} (stretch)" if result.stretch else result.name
             lines.append(
-                f"| {result.name} | {result.points}/{result.max_points} | "
+                f"| {name} | {result.points}/{result.max_points} | "
                 f"{'yes' if result.passed else 'no'} | {hint} | {why} |"
             )
+        if self.stretch_max:
+            lines += ["", f"Stretch goals: {self.stretch}/{self.stretch_max} (not in the score)."]
         lines += ["", f"Graded in {self.seconds:.1f} s with seed {self.seed}."]
         return "\n".join(lines) + "\n"
 
@@ -221,7 +248,8 @@ class CheckContext:
     def exercise(self) -> Any:
         """The learner's ``exercise.py``, imported fresh for this check."""
         if self._exercise is None:
-            self._exercise = _import_file(self.lab / "exercise.py", f"exercise_{id(self)}")
+            # Named as a normal `import exercise` names it: nothing tells a graded run.
+            self._exercise = _import_file(self.lab / "exercise.py", "exercise")
         return self._exercise
 
     def client(self, **options: Any) -> redis.Redis:
@@ -242,7 +270,9 @@ class CheckContext:
                 made.close()
 
 
-def check(*, points: int, hint: str, timeout: float = DEFAULT_TIMEOUT) -> Callable[[F], F]:
+def check(
+    *, points: int, hint: str, timeout: float = DEFAULT_TIMEOUT, stretch: bool = False
+) -> Callable[[F], F]:
     """Declare a graded check in a lab's ``checks.py``.
 
     The function takes a :class:`CheckContext` and passes when it returns;
@@ -252,6 +282,9 @@ def check(*, points: int, hint: str, timeout: float = DEFAULT_TIMEOUT) -> Callab
         points: Points it is worth when it passes.
         hint: What the learner should look at when it fails.
         timeout: Seconds it may run before it is stopped (and scores zero).
+        stretch: A stretch goal (a throughput target, a bounded store…): shown
+            in the report and in ``score.json`` as ``stretch``/``stretch_max``,
+            never counted in ``score``/``max``.
     """
     if points <= 0:
         raise ValueError("points must be positive")
@@ -261,6 +294,7 @@ def check(*, points: int, hint: str, timeout: float = DEFAULT_TIMEOUT) -> Callab
             "points": points,
             "hint": hint,
             "timeout": float(timeout),
+            "stretch": bool(stretch),
         }
         return function
 
@@ -321,6 +355,7 @@ def collect(files: Sequence[Path], *, prefix_first: bool = False) -> list[Check]
                     timeout=float(meta["timeout"]),
                     file=str(path),
                     function=name,
+                    stretch=bool(meta.get("stretch", False)),
                 )
             )
     return found
@@ -420,10 +455,16 @@ class _Channel:
     (forged by learner code, or torn by its writes) are counted and dropped.
     """
 
-    def __init__(self, fd: int, token: bytes) -> None:
+    def __init__(
+        self,
+        fd: int,
+        token: bytes,
+        on_control: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.records: list[dict[str, Any]] = []
         self.forged = 0
         self._fd, self._token, self._next = fd, token, 0
+        self._on_control = on_control
         self._thread = threading.Thread(target=self._drain, daemon=True)
         self._thread.start()
 
@@ -457,6 +498,10 @@ class _Channel:
             self.forged += 1
             return
         self._next += 1
+        if record.get("event") == "control":
+            if self._on_control is not None:
+                self._on_control(record)  # answered at once: the check waits for it
+            return
         self.records.append(record)
 
     def finish(self, timeout: float) -> None:
@@ -488,10 +533,17 @@ def _run_checks(
     # The checks travel as source text, sent only after exercise.py was imported:
     # no plan file, and no path to an instructor's hidden checks, ever exists.
     sources = [Path(file).read_text() for file in files]
-    start = 0
-    while start < len(checks):
-        child = _Child(lab, checks, limits, results, url=url, prefix=prefix)
-        start = child.run(plan, sources, start)
+    # Every connection of the graded process goes through the fault proxy: the
+    # crashes a check schedules land below the learner's code, on any connection.
+    proxy = FaultProxy(url) if FaultProxy.supports(url) else None
+    try:
+        start = 0
+        while start < len(checks):
+            child = _Child(lab, checks, limits, results, url=url, prefix=prefix, proxy=proxy)
+            start = child.run(plan, sources, start)
+    finally:
+        if proxy is not None:
+            proxy.close()
     return [results[i] for i in range(len(checks))]
 
 
@@ -507,9 +559,11 @@ class _Child:
         *,
         url: str,
         prefix: str,
+        proxy: FaultProxy | None = None,
     ) -> None:
         self.lab, self.checks, self.limits, self.results = lab, checks, limits, results
-        self.url, self.prefix = url, prefix
+        self.url, self.prefix, self.proxy = url, prefix, proxy
+        self._stdin_lock = threading.Lock()
         self.imported = False
         self.seen = 0
         self.current = 0
@@ -521,12 +575,12 @@ class _Child:
     def run(self, plan: dict[str, Any], sources: list[str], start: int) -> int:
         """Run checks from ``start`` on; return the index to continue from."""
         env = dict(os.environ)
+        # Nothing here that a normal run lacks (no grader-only variable): the
+        # child turns off bytecode writing and buffering itself.
         env.update(
             {
-                "REDIS_URL": self.url,
+                "REDIS_URL": self.proxy.url if self.proxy is not None else self.url,
                 "EVENTLAB_NAMESPACE": f"{self.prefix}-boot",
-                "PYTHONUNBUFFERED": "1",
-                "PYTHONDONTWRITEBYTECODE": "1",  # leave no __pycache__ in the learner's folder
             }
         )
         token = secrets.token_bytes(32)
@@ -547,7 +601,7 @@ class _Child:
         finally:
             os.close(write_fd)
         self._proc = proc
-        channel = _Channel(read_fd, token)
+        channel = _Channel(read_fd, token, self._control)
         output = _Output(proc.stdout)
         self._send(json.dumps(first).encode() + b"\n")
         self.current = start
@@ -575,9 +629,27 @@ class _Child:
         stdin = self._proc.stdin if self._proc is not None else None
         if stdin is None:
             return
-        with contextlib.suppress(OSError, ValueError):
+        with self._stdin_lock, contextlib.suppress(OSError, ValueError):
             stdin.write(data)
             stdin.flush()
+
+    def _control(self, record: dict[str, Any]) -> None:
+        """Answer a check's request to the fault proxy (doom a process, read its count)."""
+        reply: dict[str, Any] = {"ok": False}
+        if self.proxy is not None:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                pid = int(record["pid"])
+                if record.get("op") == "doom":
+                    self.proxy.doom(
+                        pid,
+                        before=int(record["before"]),
+                        only=record.get("only"),
+                        ignore_scripts=record.get("ignore_scripts") or (),
+                    )
+                    reply = {"ok": True}
+                elif record.get("op") == "counted":
+                    reply = {"ok": True, "counted": self.proxy.counted(pid)}
+        self._send(json.dumps(reply).encode() + b"\n")
 
     def _read(self, channel: _Channel) -> int | None:
         """Take in new reports; return where to continue when this child is done."""
@@ -617,10 +689,7 @@ class _Child:
             channel.finish(2.0)  # reports sent just before it exited: read them first
             if len(channel.records) > self.seen:
                 return None
-            why = (
-                f"the grading process died (exit status {status}) — does "
-                f"exercise.py call sys.exit or os._exit? its output began: {output.first_line()!r}"
-            )
+            why = _death(status, self.limits[self.current], output.first_line())
         elif time.monotonic() > self.deadline:
             limit = self.limits[self.current]
             if not self.imported:
@@ -641,6 +710,21 @@ class _Child:
         return self.current + 1
 
 
+def _death(status: int, limit: float, output: str) -> str:
+    """One line saying why the graded process died, from its exit status."""
+    if status == _TOO_MANY_PROCESSES:
+        return (
+            f"stopped: started more than {PROCESS_LIMIT} processes at once (a fork loop?) — "
+            "every one was killed"
+        )
+    if status in {_SIGXCPU_STATUS, -signal.SIGXCPU}:
+        return f"stopped: used more than {limit:.0f} s of CPU time (a busy loop?)"
+    return (
+        f"the grading process died (exit status {status}) — does "
+        f"exercise.py call sys.exit or os._exit? its output began: {output!r}"
+    )
+
+
 def _result(spec: Check, record: dict[str, Any]) -> CheckResult:
     passed = record["event"] == "passed"
     return CheckResult(
@@ -652,6 +736,7 @@ def _result(spec: Check, record: dict[str, Any]) -> CheckResult:
         hint=spec.hint,
         message="" if passed else str(record.get("message", "failed")),
         seconds=round(float(record.get("seconds", 0.0)), 3),
+        stretch=spec.stretch,
     )
 
 
@@ -665,6 +750,7 @@ def _failed(spec: Check, message: str, seconds: float) -> CheckResult:
         hint=spec.hint,
         message=message,
         seconds=round(seconds, 3),
+        stretch=spec.stretch,
     )
 
 
@@ -731,7 +817,7 @@ def grade(
     learner: str | None = current_namespace()
     if learner == "lab":
         learner = None
-    base = learner or "grade"
+    base = learner or "lab"  # the solo namespace: the run prefix names no grader
     prefix = run_namespace(base)
     run_seed = _lab_seed(files[0]) if seed is None else seed
     # A broker this call starts, it also stops; one already up (the learner's
@@ -786,14 +872,18 @@ def _grade_on(
             )
         finally:
             _delete_keys(client, prefix + "-")
+        graded = [r for r in results if not r.stretch]
+        goals = [r for r in results if r.stretch]
         score = Score(
             lab=folder.name,
-            score=sum(r.points for r in results),
-            max=sum(r.max_points for r in results),
+            score=sum(r.points for r in graded),
+            max=sum(r.max_points for r in graded),
             checks=results,
             seconds=round(time.monotonic() - began, 2),
             seed=run_seed,
             namespace=prefix,
+            stretch=sum(r.points for r in goals),
+            stretch_max=sum(r.max_points for r in goals),
         )
         destination = Path(out) if out is not None else folder
         destination.mkdir(parents=True, exist_ok=True)
@@ -816,5 +906,5 @@ def _record(client: redis.Redis, *, learner: str, score: Score) -> None:
         lab=score.lab,
         score=score.score,
         max_score=score.max,
-        failed=[check.name for check in score.checks if not check.passed],
+        failed=[check.name for check in score.checks if not check.passed and not check.stretch],
     )

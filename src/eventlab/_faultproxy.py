@@ -1,0 +1,335 @@
+"""A fault proxy in front of the broker for a whole graded process: crashes below learner code.
+
+The grader (:mod:`eventlab.grading`) starts one :class:`FaultProxy` per grading
+run, in its own process, and gives the graded child the proxy's address as
+*the* broker URL (``REDIS_URL``, ``ctx.url``). Every connection the child — or
+any process it forks — opens to the broker goes through it, whatever client
+library, connection class or socket opened it; nothing in the child's process
+differs from a normal run (no patched class, no extra thread).
+
+A check dooms a process it forked (:func:`eventlab._labkit.fork` with
+``die_before=n``): the proxy counts the commands that process sends, on all
+of its connections (found by their socket in ``/proc/<pid>/fd``), and when the
+``n``-th *counted* command arrives it SIGKILLs the process and drops the
+command: commands 1 … n-1 ran, command n never reaches the server. Swept over
+n = 1, 2, …, the crash lands once in every gap between two commands of the
+learner's code, whatever their order.
+
+Counted: every command except the reads and bookkeeping in
+:data:`eventlab._crash.BACKGROUND` (a consumer's ``XREADGROUP``…), calls of
+ignored scripts, and the inside of a transaction: ``MULTI`` … ``EXEC`` counts
+as one command (``EXEC``), so a transaction is never cut in two; one ``EVAL``
+is one command. A non-transactional pipeline is several commands (it is not
+atomic, and a crash may split it).
+
+Linux only (``/proc``); plain TCP brokers only (``redis://``): the grader runs
+without the proxy otherwise, and :func:`eventlab._labkit.fork` falls back to
+counting in the doomed process (:mod:`eventlab._crash`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import socket
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from eventlab._crash import BACKGROUND
+
+__all__ = ["FaultProxy", "parse_commands"]
+
+_CHUNK = 65536
+_NOT_COUNTED = BACKGROUND | {"XAUTOCLAIM", "XCLAIM", "WATCH", "UNWATCH", "QUIT", "RESET"}
+
+
+def parse_commands(buffer: bytes) -> list[tuple[list[bytes], int]]:
+    """Split RESP requests off the front of ``buffer``: ``[(args, end offset), …]``.
+
+    Stops at the first incomplete request (its bytes stay for the next read).
+    Inline commands (a plain line) are accepted too.
+    """
+    found: list[tuple[list[bytes], int]] = []
+    at = 0
+    size = len(buffer)
+    while at < size:
+        if buffer[at : at + 1] != b"*":
+            end = buffer.find(b"\r\n", at)
+            if end < 0:
+                break
+            found.append((buffer[at:end].split(), end + 2))
+            at = end + 2
+            continue
+        end = buffer.find(b"\r\n", at)
+        if end < 0:
+            break
+        count = int(buffer[at + 1 : end])
+        pos = end + 2
+        args: list[bytes] = []
+        complete = True
+        for _ in range(max(count, 0)):
+            line = buffer.find(b"\r\n", pos)
+            if line < 0 or buffer[pos : pos + 1] != b"$":
+                complete = False
+                break
+            length = int(buffer[pos + 1 : line])
+            start = line + 2
+            if start + length + 2 > size:
+                complete = False
+                break
+            args.append(buffer[start : start + length])
+            pos = start + length + 2
+        if not complete:
+            break
+        found.append((args, pos))
+        at = pos
+    return found
+
+
+@dataclass(slots=True, eq=False)
+class _Doom:
+    """One doomed process: what to count, how far, what was counted."""
+
+    pid: int
+    before: int
+    only: frozenset[str] | None
+    ignore_shas: frozenset[str]
+    counted: list[str] = field(default_factory=list)
+    dead: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class _Link:
+    """One proxied connection."""
+
+    client: socket.socket
+    server: socket.socket
+    doom: _Doom | None = None
+    in_multi: bool = False
+
+
+class FaultProxy:
+    """A TCP proxy to ``upstream`` that kills doomed processes between two of their commands."""
+
+    def __init__(self, upstream: str) -> None:
+        """Listen on a free port of 127.0.0.1, forwarding to the broker at URL ``upstream``."""
+        parts = urlsplit(upstream)
+        self._upstream = upstream
+        self._target = (parts.hostname or "127.0.0.1", parts.port or 6379)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._lock = threading.Lock()
+        self._dooms: dict[int, _Doom] = {}
+        self._links: set[_Link] = set()
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept, name="eventlab-fault-proxy")
+        self._thread.daemon = True
+        self._thread.start()
+
+    @staticmethod
+    def supports(url: str) -> bool:
+        """Whether ``url`` can be proxied (plain TCP, Linux ``/proc``)."""
+        return urlsplit(url).scheme == "redis" and Path("/proc/net/tcp").exists()
+
+    @property
+    def url(self) -> str:
+        """The upstream URL with the proxy's address: what the graded process connects to."""
+        parts = urlsplit(self._upstream)
+        auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+        netloc = f"{auth}127.0.0.1:{self.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    def doom(
+        self,
+        pid: int,
+        *,
+        before: int,
+        only: Collection[str] | None = None,
+        ignore_scripts: Collection[str] = (),
+    ) -> None:
+        """Kill ``pid`` when its ``before``-th counted command arrives (0: only count).
+
+        Args:
+            pid: The process (its connections opened from now on are watched).
+            before: The counted command that is never sent; ``0`` counts only.
+            only: Count only these command names (``None``: all but background ones).
+            ignore_scripts: Lua script texts whose calls are not counted.
+        """
+        shas = frozenset(
+            hashlib.sha1(s.encode(), usedforsecurity=False).hexdigest() for s in ignore_scripts
+        )
+        names = None if only is None else frozenset(n.upper() for n in only)
+        with self._lock:
+            self._dooms[pid] = _Doom(pid=pid, before=before, only=names, ignore_shas=shas)
+
+    def counted(self, pid: int) -> list[str]:
+        """The command names counted so far for doomed ``pid`` (forgets it)."""
+        with self._lock:
+            doom = self._dooms.pop(pid, None)
+        return list(doom.counted) if doom is not None else []
+
+    def close(self) -> None:
+        """Stop accepting and close every proxied connection."""
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        with self._lock:
+            links = list(self._links)
+            self._dooms.clear()
+        for link in links:
+            _close(link)
+        self._thread.join(2.0)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, peer = self._listener.accept()
+            except OSError:
+                return
+            try:
+                self._open(client, int(peer[1]))
+            except Exception:  # noqa: BLE001 - one bad connection never stops the proxy
+                with contextlib.suppress(OSError):
+                    client.close()
+
+    def _open(self, client: socket.socket, client_port: int) -> None:
+        """Connect an accepted client to the broker and start its two pumps."""
+        server = socket.create_connection(self._target, timeout=5.0)
+        server.settimeout(None)
+        for sock in (client, server):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        link = _Link(client=client, server=server)
+        with self._lock:
+            dooms = [d for d in self._dooms.values() if not d.dead]
+            self._links.add(link)
+        if dooms:
+            link.doom = _owner(client_port, self.port, dooms)
+        for target in (self._up, self._down):
+            threading.Thread(target=target, args=(link,), daemon=True).start()
+
+    def _down(self, link: _Link) -> None:
+        """Server to client: bytes as they come."""
+        try:
+            while data := link.server.recv(_CHUNK):
+                link.client.sendall(data)
+        except OSError:
+            pass
+        _close(link)
+        with self._lock:
+            self._links.discard(link)
+
+    def _up(self, link: _Link) -> None:
+        """Client to server: bytes as they come, command by command for a doomed process."""
+        pending = b""
+        try:
+            while data := link.client.recv(_CHUNK):
+                if link.doom is None:
+                    link.server.sendall(data)
+                    continue
+                pending += data
+                cut = self._cut(link, pending)
+                if cut is None:
+                    break  # the process was killed: nothing more of it reaches the server
+                link.server.sendall(pending[:cut])
+                pending = pending[cut:]
+        except (OSError, ValueError):
+            pass
+        _close(link)
+
+    def _cut(self, link: _Link, pending: bytes) -> int | None:
+        """How many bytes of ``pending`` may go to the server; ``None``: the process dies."""
+        doom = link.doom
+        if doom is None:
+            return len(pending)
+        allowed = 0
+        for args, end in parse_commands(pending):
+            if doom.dead:
+                return None
+            if self._counts(link, doom, args):
+                with self._lock:
+                    doom.counted.append(args[0].decode(errors="replace").upper())
+                    due = len(doom.counted) == doom.before
+                if due:
+                    doom.dead = True
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(doom.pid, signal.SIGKILL)
+                    return None
+            allowed = end
+        return None if doom.dead else allowed
+
+    @staticmethod
+    def _counts(link: _Link, doom: _Doom, args: list[bytes]) -> bool:  # noqa: PLR0911 - one rule per return
+        if not args:
+            return False
+        name = args[0].decode(errors="replace").upper()
+        if name == "MULTI":
+            link.in_multi = True
+            return False
+        if link.in_multi:
+            if name not in {"EXEC", "DISCARD"}:
+                return False  # queued: it runs with EXEC, as one step
+            link.in_multi = False
+            if name == "DISCARD":
+                return False
+        if doom.only is not None:
+            return name in doom.only
+        if name in _NOT_COUNTED:
+            return False
+        if name.startswith("EVAL") and len(args) > 1:
+            body = args[1].decode(errors="replace")
+            sha = body.lower() if name.startswith("EVALSHA") else _sha(body)
+            return sha not in doom.ignore_shas
+        return True
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def _close(link: _Link) -> None:
+    for sock in (link.client, link.server):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+def _owner(client_port: int, proxy_port: int, dooms: list[_Doom]) -> _Doom | None:
+    """The doomed process holding the client end of a connection, found through ``/proc``."""
+    inode = _client_inode(client_port, proxy_port)
+    if inode is None:
+        return None
+    wanted = f"socket:[{inode}]"
+    for doom in dooms:
+        try:
+            entries = list(Path(f"/proc/{doom.pid}/fd").iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if str(entry.readlink()) == wanted:
+                    return doom
+    return None
+
+
+def _client_inode(client_port: int, proxy_port: int) -> str | None:
+    """The inode of the client end of a loopback connection (one search of /proc/net/tcp)."""
+    pattern = f"0100007F:{client_port:04X} 0100007F:{proxy_port:04X} ".encode()
+    try:
+        table = Path("/proc/net/tcp").read_bytes()
+    except OSError:
+        return None
+    at = table.find(pattern)
+    if at < 0:
+        return None
+    line = table[at : table.find(b"\n", at)].split()
+    return line[8].decode() if len(line) > 8 else None  # noqa: PLR2004 - the inode column
