@@ -84,3 +84,20 @@ def test_an_event_without_its_cause_is_refused(broker, client):
             tracing.run(broker.url, prefix, orders=3, interval=0.01, steps=steps, gateways=gateways)
     finally:
         client.delete(*client.scan_iter(match=prefix + ":*"))
+
+
+def test_counted_client_counts_round_trips(broker, client):
+    """A command is one round trip, a whole MULTI pipeline one more; other clients count 0."""
+    counted = tracing.counted_client(broker.url)
+    key = f"tracing-test-{uuid.uuid4().hex[:8]}"
+    try:
+        counted.set(key, 1)
+        pipe = counted.pipeline(transaction=True)
+        for _ in range(50):
+            pipe.incr(key)
+        pipe.execute()
+        assert tracing.round_trips(counted) == 2
+        assert tracing.round_trips(client) == 0
+    finally:
+        client.delete(key)
+        counted.close()
