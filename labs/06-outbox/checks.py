@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from eventlab import _labkit as kit
+from eventlab import tracing
 from eventlab.envelope import Event
 from eventlab.grading import CheckContext, check
 
@@ -175,3 +176,23 @@ def relay_resumes_where_it_stopped(ctx: CheckContext) -> None:
     assert moved == len(more), f"the next relay published {moved}, ten were new"
     published = _published(client, stream)
     assert published == [e.id for e in first + more], "the stream is not the outbox, in order"
+
+
+@check(
+    points=2, hint="relay a batch in one pipeline: read, publish and record per batch", stretch=True
+)
+def relay_in_few_round_trips(ctx: CheckContext) -> None:
+    """Stretch: 2,000 outbox events relayed in at most 65 round trips (3 per batch of 100)."""
+    client = ctx.client()
+    stream = ctx.key("shop")
+    events = [_event(f"order-{n}", ctx) for n in range(2000)]
+    pipe = client.pipeline(transaction=False)
+    for event in events:
+        pipe.hset(ctx.exercise.state_key(stream), event.subject, "accepted")
+        pipe.xadd(ctx.exercise.outbox_key(stream), event.to_fields())  # type: ignore[arg-type]
+    pipe.execute()
+    counted = tracing.counted_client(ctx.url)
+    moved = ctx.exercise.relay(counted, stream)
+    trips = tracing.round_trips(counted)
+    assert moved == len(events), f"relayed {moved} of {len(events)}"
+    assert trips <= 65, f"{trips} round trips to relay {len(events)} events"

@@ -113,3 +113,11 @@ def p99_meets_the_target(ctx: CheckContext) -> None:
     assert p99 <= target, (
         f"p99 time to converge is {p99 * 1000:.0f} ms (target {target * 1000:.0f})"
     )
+
+
+@check(points=2, hint="batches grow with the queue: read up to max_batch at a time", stretch=True)
+def p99_at_twice_the_rate(ctx: CheckContext) -> None:
+    """Stretch: with an order every 1 ms (twice the rate), the p99 is still within TARGET."""
+    trace, _, _ = _flow(ctx, interval=INTERVAL / 2)
+    p99 = tracing.p99(trace)
+    assert p99 <= TARGET, f"p99 time to converge is {p99 * 1000:.0f} ms at 1,000 orders/s"

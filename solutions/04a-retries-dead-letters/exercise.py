@@ -99,15 +99,16 @@ def redrive(client: redis.Redis, stream: str, *, original_ids: list[str] | None 
     both back on ``stream`` and still in the dead-letter stream, nor in neither.
     """
     # BEGIN SOLUTION
-    moved = 0
-    for dead_id, fields in client.xrange(dlq_key(stream)):
-        if original_ids is not None and fields.get("original_id") not in original_ids:
-            continue
-        original = {k: v for k, v in fields.items() if k not in DEAD_LETTER_FIELDS}
+    chosen = [
+        (dead_id, fields)
+        for dead_id, fields in client.xrange(dlq_key(stream))
+        if original_ids is None or fields.get("original_id") in original_ids
+    ]
+    for start in range(0, len(chosen), 100):  # each batch back and gone in one MULTI
         pipe = client.pipeline(transaction=True)
-        pipe.xadd(stream, original)
-        pipe.xdel(dlq_key(stream), dead_id)
+        for dead_id, fields in chosen[start : start + 100]:
+            pipe.xadd(stream, {k: v for k, v in fields.items() if k not in DEAD_LETTER_FIELDS})
+            pipe.xdel(dlq_key(stream), dead_id)
         pipe.execute()
-        moved += 1
-    return moved
+    return len(chosen)
     # END SOLUTION
