@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -189,6 +190,75 @@ def test_lab_notebook_runs_and_grades(variant, expected, broker, tmp_path, monke
     )
     assert expected in printed
     assert (folder / "score.json").is_file()
+
+
+RECIPE_WORDS = re.compile(
+    r"\b(XADD|XACK|XAUTOCLAIM|XCLAIM|XRANGE|XREADGROUP|XINFO|XDEL|XPENDING|HSET|HINCRBY|HGETALL|"
+    r"HDEL|SADD|SISMEMBER|RENAME|MULTI|EXEC|EVAL|EVALSHA|pipeline\(|register_script)\b"
+)
+
+
+def _docstrings(path: Path) -> list[tuple[str, str]]:
+    tree = ast.parse(path.read_text())
+    nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef))]
+    return [(getattr(n, "name", "module"), ast.get_docstring(n) or "") for n in nodes]
+
+
+@pytest.mark.parametrize("lab", LAB_IDS)
+def test_exercise_states_contracts_not_recipes(lab):
+    """The learner's exercise.py says what must hold, never which Redis commands to send."""
+    recipes = [
+        (name, sorted(set(RECIPE_WORDS.findall(doc))))
+        for name, doc in _docstrings(ROOT / "labs" / lab / "exercise.py")
+        if RECIPE_WORDS.search(doc)
+    ]
+    assert not recipes, f"docstrings name commands (move them to the notebook's hints): {recipes}"
+
+
+def _cells(lab: str, variant: str = "solutions") -> list[dict]:
+    return json.loads((ROOT / variant / lab / f"{lab}.ipynb").read_text())["cells"]
+
+
+@pytest.mark.parametrize("lab", LAB_IDS)
+def test_lab_notebook_has_three_hint_tiers(lab):
+    """Three collapsed hint tiers (idea, commands, skeleton), after the failure is shown."""
+    cells = _cells(lab)
+    text = ["".join(c["source"]) for c in cells]
+    hints = [i for i, t in enumerate(text) if t.startswith("## Hints")]
+    assert len(hints) == 1, "one '## Hints' markdown cell"
+    tiers = re.findall(r"<details>\s*<summary>Hint (\d) — ([^<]+)</summary>", text[hints[0]])
+    assert [n for n, _ in tiers] == ["1", "2", "3"]
+    assert [t.split()[-1] for _, t in tiers] == ["idea", "commands", "skeleton"]
+    assert text[hints[0]].count("</details>") == 3, "every tier is collapsed until asked for"
+    fail = [i for i, t in enumerate(text) if t.startswith("## See it fail first")]
+    assert len(fail) == 1, "one '## See it fail first' section"
+    assert cells[fail[0] + 1]["cell_type"] == "code", "the failure is a cell the learner runs"
+    assert "naive" in text[fail[0] + 1], "it runs a naive version (naive.py, or the package's)"
+    assert "assert " in text[fail[0] + 1], "an assertion pins the failure it shows"
+    grade_cell = next(i for i, t in enumerate(text) if "grade()" in t)
+    assert fail[0] < hints[0] < grade_cell
+    assert (ROOT / "labs" / lab / "naive.py").is_file(), "the naive version ships with the lab"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", LAB_IDS)
+def test_lab_notebook_shows_the_failure_first(lab, broker, tmp_path, monkeypatch):
+    """The learner's copy runs unattended up to grading: the failure is shown, blanks say so."""
+    nbclient = pytest.importorskip("nbclient")
+    nbformat = pytest.importorskip("nbformat")
+    folder = tmp_path / lab
+    shutil.copytree(ROOT / "labs" / lab, folder, ignore=shutil.ignore_patterns("score.*"))
+    monkeypatch.setenv("REDIS_URL", broker.url)
+    monkeypatch.setenv("EVENTLAB_NAMESPACE", f"nbfail-{lab}")
+    notebook = nbformat.read(folder / f"{lab}.ipynb", as_version=4)
+    notebook.cells = [c for c in notebook.cells if "grade()" not in c.source]
+    nbclient.NotebookClient(
+        notebook, timeout=60, resources={"metadata": {"path": str(folder)}}
+    ).execute()
+    printed = "".join(
+        output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", [])
+    )
+    assert "not implemented yet" in printed
 
 
 def _git(folder, *args):

@@ -15,7 +15,7 @@ from collections import Counter
 from typing import Any
 
 from eventlab import _labkit as kit
-from eventlab import checker
+from eventlab import checker, tracing
 from eventlab.envelope import Event
 from eventlab.grading import CheckContext, check
 from eventlab.history import History
@@ -141,3 +141,18 @@ def one_call_claims_everything(ctx: CheckContext) -> None:
     assert got == 250, f"one call reclaimed {got} of 250 stranded entries"
     left = kit.pending_count(client, stream, GROUP)
     assert left == 0, f"{left} still pending after the call"
+
+
+@check(points=2, hint="one XAUTOCLAIM per page of count entries, nothing per entry", stretch=True)
+def reclaim_in_few_round_trips(ctx: CheckContext) -> None:
+    """Stretch: 1,000 stranded entries taken over in at most 12 round trips (pages of 100)."""
+    client, stream, counts, _ = _setup(ctx, 1000)
+    kit.read_new(client, stream, GROUP, "gone", count=1000)  # read, never acked: stranded
+    time.sleep(0.15)
+    counted = tracing.counted_client(ctx.url)
+    got = ctx.exercise.reclaim(
+        counted, stream, GROUP, "live", min_idle=0.1, handle=_handler(client, stream, counts)
+    )
+    trips = tracing.round_trips(counted)
+    assert got == 1000, f"reclaimed {got} of 1000"
+    assert trips <= 12, f"{trips} round trips to reclaim 1,000 entries (pages of 100: 11)"

@@ -136,3 +136,15 @@ def stream_stays_capped(ctx: CheckContext) -> None:
     run = _Run(ctx)
     bound = MAXLEN + 150  # MAXLEN ~ trims whole nodes of up to 100 entries
     assert run.max_len <= bound, f"stream grew to {run.max_len} entries (cap ~{MAXLEN})"
+
+
+@check(
+    points=2, hint="one lag read per publish while under the bound; no busy polling", stretch=True
+)
+def few_commands_per_event(ctx: CheckContext) -> None:
+    """Stretch: the producer sends at most 2.2 commands per event, waits included."""
+    run = _Run(ctx)
+    per_event = run.producer.commands / TOTAL
+    assert per_event <= 2.2, (
+        f"{run.producer.commands} commands for {TOTAL} events ({per_event:.2f} each)"
+    )

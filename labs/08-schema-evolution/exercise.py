@@ -48,14 +48,13 @@ ORDER_PLACED_V2: Schema = {
 def can_read(reader: Schema, writer: Schema) -> bool:
     """Return whether a consumer on ``reader`` can read every event written under ``writer``.
 
-    Three rules (both schemas closed):
+    "Can read" means: any ``data`` valid under ``writer`` is accepted by a
+    reader validating against ``reader`` (a closed schema rejects fields it does
+    not declare, wrong types and missing required fields), once the reader
+    fills in its ``default`` values for fields that are absent. A ``number``
+    field accepts integers; an ``integer`` field does not accept every number.
 
-    1. every field ``reader`` requires is required by ``writer``, or has a
-       ``default`` in ``reader``;
-    2. every field ``writer`` declares is declared by ``reader`` (a closed
-       reader rejects fields it does not know);
-    3. every field both declare has a type the reader accepts: the same type,
-       or ``number`` reading ``integer`` (widening); never the reverse.
+    Pure: the verdict depends only on the two schemas; they are not modified.
     """
     raise NotImplementedError
 
@@ -65,16 +64,27 @@ def compatible(new: Schema, old: Schema, *, mode: str) -> bool:
 
     ``BACKWARD``: consumers on ``new`` read events written under ``old``.
     ``FORWARD``: consumers still on ``old`` read events written under ``new``.
-    ``FULL``: both. Use :func:`can_read`.
+    ``FULL``: both. The verdicts must agree with the schema registry's
+    (``eventlab.schema``) on any change of a flat closed schema.
     """
     raise NotImplementedError
 
 
 def upcast_v1(data: dict[str, Any]) -> dict[str, Any]:
-    """Turn v1 ``data`` into v2: euros to whole cents (rounded), currency ``"EUR"``."""
+    """Return ``data`` (valid v1) as valid v2: the same order, customer and amount.
+
+    The amount in whole cents (``12.345`` euros is 1235 cents, rounded, not
+    truncated); the currency is ``"EUR"`` (v1 had only euros). Pure: the same
+    input always gives the same output (duplicates are converted again), and
+    ``data`` is not modified.
+    """
     raise NotImplementedError
 
 
 def downcast_v2(data: dict[str, Any]) -> dict[str, Any]:
-    """Turn v2 ``data`` into v1 for old consumers: cents back to euros, no currency."""
+    """Return ``data`` (valid v2) as valid v1, for consumers not yet upgraded.
+
+    The same order, customer and amount (in euros); a v1 reader rejects any
+    field it does not declare. Pure, like :func:`upcast_v1`.
+    """
     raise NotImplementedError

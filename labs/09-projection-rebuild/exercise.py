@@ -7,8 +7,8 @@ from the log, and a *new* projection can be backfilled from old history.
 Order events carry ``data = {"order", "version", ...}``: ``version`` counts the
 order's events 1, 2, 3, … (``OrderPlaced`` is version 1 and carries
 ``customer`` and ``total``; then ``OrderPaid``, ``OrderShipped`` or
-``OrderCancelled``). Delivery is at least once and not always in order, so
-:func:`apply` must ignore an event whose version is not newer than the view's.
+``OrderCancelled``). Delivery is at least once and not always in order. The
+notebook's hints (idea, commands, skeleton) are there if you want them.
 """
 
 from __future__ import annotations
@@ -33,13 +33,16 @@ View = dict[str, dict[str, Any]]
 
 
 def apply(view: View, event: Event) -> None:
-    """Fold one order event into ``view`` (in place), idempotent by version.
+    """Fold one order event into ``view`` (in place); return nothing.
 
-    ``OrderPlaced`` sets ``customer`` and ``total`` (facts that never change,
-    so even when it arrives late). ``status`` (from :data:`STATUS`) and
-    ``version`` only move forward: if ``event.data["version"]`` is not greater
-    than the order's current ``version`` (0 for an unknown order), leave them.
-    Events of other types are ignored.
+    Afterwards the order's row holds ``customer`` and ``total`` (from its
+    ``OrderPlaced``, whenever that arrives), ``status`` (from :data:`STATUS`)
+    and ``version`` of the newest event of that order seen so far.
+
+    Guarantees: the result depends only on the *set* of events folded, not on
+    their order or on repeats — a duplicate or an older event arriving late
+    never moves ``status`` or ``version`` back. Events of other types change
+    nothing.
     """
     raise NotImplementedError
 
@@ -53,10 +56,13 @@ def rebuild(
 ) -> int:
     """Rebuild the projection stored in hash ``key`` from the whole history of ``stream``.
 
-    Fold every event (``XRANGE`` from the start, in order) with ``fold`` into a
-    fresh view, write it to a temporary hash (each order id -> its view as
-    JSON) and ``RENAME`` it over ``key`` in one step, so readers never see a
-    half-built projection and nothing stale survives. Return how many events
-    were folded.
+    Afterwards ``key`` maps each aggregate to its row as JSON, exactly the fold
+    (with ``fold``, in log order, from an empty view) of every event of
+    ``stream`` — whatever ``key`` held before (stale or corrupted rows are
+    gone). Returns how many events were folded.
+
+    Guarantees: a reader of ``key`` sees either the old projection or the new
+    one, never a half-built one; no temporary key is left behind; ``fold`` is
+    used as given (a new projection can be backfilled with another fold).
     """
     raise NotImplementedError

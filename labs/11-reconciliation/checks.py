@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from eventlab import _labkit as kit
-from eventlab import checker, faults
+from eventlab import checker, faults, tracing
 from eventlab.envelope import Event
 from eventlab.grading import CheckContext, check
 from eventlab.history import History
@@ -193,3 +193,26 @@ def second_run_is_a_no_op(ctx: CheckContext) -> None:
         assert chaos.client.hgetall(chaos.view) == view, "the second run changed the view"
     finally:
         chaos.close()
+
+
+@check(
+    points=2, hint="over a slow network: read the log once, the view once, write once", stretch=True
+)
+def repair_in_three_round_trips(ctx: CheckContext) -> None:
+    """Stretch: a repair of a drifted view costs at most 3 round trips."""
+    client = ctx.client()
+    stream = ctx.key("orders")
+    view = stream + ":view"
+    for n in range(50):
+        for version, kind in enumerate(["OrderPlaced", "OrderPaid"][: 1 + n % 2], start=1):
+            event = Event(type=kind, source="orders", data={"order": f"o-{n}", "version": version})
+            client.xadd(stream, event.to_fields())  # type: ignore[arg-type]
+    client.hset(view, mapping={f"o-{n}": json.dumps({"status": "placed", "version": 1})
+                               for n in range(0, 50, 3)})  # fmt: skip
+    client.hset(view, "o-ghost", "{}")
+    counted = tracing.counted_client(ctx.url)
+    ctx.exercise.reconcile(counted, stream, view)
+    trips = tracing.round_trips(counted)
+    got = {k: json.loads(v) for k, v in client.hgetall(view).items()}
+    assert not checker.diff(got, ctx.exercise.fold_log(client, stream)), "the view still drifts"
+    assert trips <= 3, f"{trips} round trips for one repair"

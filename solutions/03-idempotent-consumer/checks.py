@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from eventlab import _labkit as kit
+from eventlab import tracing
 from eventlab.envelope import Event
 from eventlab.grading import CheckContext, check
 
@@ -145,3 +146,27 @@ def pending_list_drained(ctx: CheckContext) -> None:
     client, stream, _ = _run(ctx, crash="anywhere")
     left = kit.pending_count(client, stream, GROUP)
     assert left == 0, f"{left} entries still pending (handled but never acknowledged)"
+
+
+@check(
+    points=2, hint="mark, apply and ack in one script call: one round trip per event", stretch=True
+)
+def one_round_trip_per_event(ctx: CheckContext) -> None:
+    """Stretch: the handler costs at most one round trip per event (500 deliveries)."""
+    client = ctx.client()
+    stream = ctx.key("payments")
+    events, expected = _workload(ctx)
+    client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    kit.publish_all(client, stream, events)
+    counted = tracing.counted_client(ctx.url)
+    handled = 0
+    for _ in range(len(events) // 100 + 2):
+        batch = kit.read_new(client, stream, GROUP, "ledger-fast", count=100)
+        for entry_id, fields in batch:
+            ctx.exercise.handle(counted, stream, GROUP, entry_id, Event.from_fields(fields))
+            handled += 1
+    trips = tracing.round_trips(counted)
+    _assert_balances(client, stream, expected, ctx)
+    assert trips <= handled + 3, (
+        f"{trips} round trips for {handled} events ({trips / max(handled, 1):.1f} per event)"
+    )

@@ -4,7 +4,8 @@
 on a stream at least once: a producer retried some publishes (the same event
 id twice), and the consumer may be killed after its effect but before its ack,
 so the event is delivered again. Write :func:`handle` so that every event
-credits its amount to its account exactly once, and is acknowledged.
+credits its amount to its account exactly once, and is acknowledged. The
+notebook's hints (idea, commands, skeleton) are there if you want them.
 
 The grader runs the consumer loop for you (read, hand each entry to
 ``handle``, reclaim what a killed consumer left pending). Grade with
@@ -29,12 +30,25 @@ def processed_key(stream: str, group: str) -> str:
 
 
 def handle(client: redis.Redis, stream: str, group: str, entry_id: str, event: Event) -> None:
-    """Apply ``event``'s effect at most once per event id, then XACK ``entry_id``.
+    """Credit ``event`` to its account exactly once per event id, and acknowledge ``entry_id``.
 
-    Effect: ``HINCRBY balances_key(stream) event.data["account"] event.data["amount"]``.
-    Dedupe on ``event.id`` (not the entry id: a re-published event gets a new
-    entry id). Make "mark processed + effect + ack" one atomic step, so a crash
-    can never leave the effect done but the event unmarked.
+    The effect: ``event.data["amount"]`` added to ``event.data["account"]``'s
+    balance in the hash :func:`balances_key`. The store of applied event ids is
+    :func:`processed_key` (a set; its shape is up to you).
+
+    Guarantees (the grader checks each one, on a real broker):
+
+    * **once per event id** — an event published twice (same ``event.id``,
+      another entry id) or delivered again after a crash changes the balance
+      only the first time;
+    * **any crash is harmless** — if the process dies between any two of the
+      commands this function sends, the redelivered entry (handled by another
+      consumer) leaves the balance exactly right: nothing lost, nothing doubled;
+    * **acknowledged** — once it returns, ``entry_id`` is no longer pending in
+      ``group`` (a duplicate is acknowledged too).
+
+    Failure: a broker error propagates (the entry stays pending and is
+    redelivered); the function never swallows it.
     """
     # BEGIN SOLUTION
     script = client.register_script(

@@ -20,6 +20,7 @@ from collections import Counter
 import redis
 
 from eventlab import _labkit as kit
+from eventlab import tracing
 from eventlab.envelope import Event
 from eventlab.grading import CheckContext, check
 from eventlab.streams import dlq_key
@@ -232,3 +233,29 @@ def redrive_is_idempotent(ctx: CheckContext) -> None:
     assert not wrong, f"{len(wrong)} redriven events not applied exactly once"
     left = len(lab.dead())
     assert left == 8, f"{left} dead letters left, expected 8 (only the chosen ones move)"
+
+
+@check(points=2, hint="redrive in batches: one MULTI moves many dead letters", stretch=True)
+def redrive_in_few_round_trips(ctx: CheckContext) -> None:
+    """Stretch: 300 dead letters redriven in at most 10 round trips, each moved once."""
+    client = ctx.client()
+    stream = ctx.key("payments")
+    dead = []
+    for number in range(300):
+        original = Event(type="OrderPaid", source="billing", data={"order": f"o-{number}"})
+        fields = {**original.to_fields(), "reason": "permanent error: bad amount",
+                  "error": "ValueError", "deliveries": "1", "original_id": f"0-{number + 1}",
+                  "group": GROUP}  # fmt: skip
+        dead.append(fields)
+    pipe = client.pipeline(transaction=False)
+    for fields in dead:
+        pipe.xadd(dlq_key(stream), fields)  # type: ignore[arg-type]
+    pipe.execute()
+    counted = tracing.counted_client(ctx.url)
+    moved = ctx.exercise.redrive(counted, stream)
+    trips = tracing.round_trips(counted)
+    assert moved == len(dead), f"redrive moved {moved} of {len(dead)}"
+    back = [fields.get("id") for _, fields in kit.entries_in(client, stream)]
+    assert sorted(back) == sorted(f["id"] for f in dead), "not every dead letter is back, once"
+    assert client.xlen(dlq_key(stream)) == 0, "dead letters left behind"
+    assert trips <= 10, f"{trips} round trips to redrive {len(dead)} dead letters"

@@ -4,9 +4,9 @@ A consumer that reads a batch and is killed before acking leaves its entries
 in the group's pending list, owned by a consumer that will never come back (a
 restarted faststream consumer reads only new entries, ``>``). Write the
 reclaimer that runs beside the normal reader in a live consumer: it takes over
-entries idle for at least ``min_idle`` seconds with ``XAUTOCLAIM`` and hands
-them to the handler, without stealing entries a live consumer is still
-working on.
+entries that have waited too long and hands them to the handler, without
+stealing entries a live consumer is still working on. The notebook's hints
+(idea, commands, skeleton) are there if you want them.
 """
 
 from __future__ import annotations
@@ -26,13 +26,25 @@ def reclaim(
     handle: Callable[[str, dict[str, str]], None],
     count: int = 100,
 ) -> int:
-    """Claim every entry of ``group`` idle at least ``min_idle`` seconds; return how many.
+    """Take over every entry of ``group`` idle at least ``min_idle`` seconds; return how many.
 
-    Use ``client.xautoclaim(stream, group, consumer, min_idle_time=<ms>,
-    start_id=cursor, count=count)``; its reply is ``[next_cursor, entries,
-    deleted_ids]``. Follow the cursor until it comes back as ``"0-0"`` (one call
-    returns at most ``count`` entries). Call ``handle(entry_id, fields)`` for
-    each claimed entry (it applies the effect and acks) and count them.
+    Idle means: delivered to some consumer of ``group`` and neither acked nor
+    re-delivered for ``min_idle`` seconds or more. Every such entry present when
+    the call starts is made ``consumer``'s and passed to ``handle(entry_id,
+    fields)`` exactly once by this call (``handle`` applies the effect and
+    acks); the return value counts them.
+
+    Guarantees:
+
+    * **one call is enough** — however many entries are stranded (hundreds,
+      more than any single reply of the broker holds), this call takes them all;
+    * **never robs a live consumer** — an entry idle less than ``min_idle`` is
+      left with its owner and not handled;
+    * **terminates** — it returns once it has been through the pending list,
+      also when nothing is idle (returns 0).
+
+    Failure: a broker error or an exception from ``handle`` propagates; entries
+    not yet handled stay pending for the next call.
     """
     # BEGIN SOLUTION
     cursor = "0-0"

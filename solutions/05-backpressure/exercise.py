@@ -1,10 +1,11 @@
 """Lab 05 — backpressure: a producer that keeps lag bounded without losing events.
 
-The stream is capped with ``XADD … MAXLEN ~ maxlen`` so it cannot eat the
-broker's memory. But a producer faster than its consumer group then trims
-entries the group has not read yet: they are lost by retention, silently.
-Write a producer that watches the group's lag and waits while it is too high,
-so the cap only ever trims entries that were already read.
+The stream is capped (about ``maxlen`` entries, the oldest trimmed first) so
+it cannot eat the broker's memory. But a producer faster than its consumer
+group then trims entries the group has not read yet: they are lost by
+retention, silently. Write a producer that keeps the group's lag bounded, so
+the cap only ever trims entries that were already read. The notebook's hints
+(idea, commands, skeleton) are there if you want them.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from eventlab.envelope import Event
 
 
 def group_lag(client: redis.Redis, stream: str, group: str) -> int:
-    """Return how many entries of ``stream`` the group has not read yet.
+    """Return how many entries of ``stream`` the consumer group ``group`` has not read yet.
 
-    ``XINFO GROUPS`` (``client.xinfo_groups(stream)``) reports ``lag`` per group
-    on Redis 7+; it is ``None`` when the server cannot tell (after some
-    deletions). Then count the entries after the group's ``last-delivered-id``
-    with ``XRANGE`` (``"(" + id`` is an exclusive start).
+    Entries added after the last one delivered to the group (to any of its
+    consumers); 0 when it has read everything. Exact, also on a stream whose
+    entries were deleted or trimmed (where the broker's own counter may be
+    unknown). Read-only: it changes nothing.
+
+    Raises:
+        ValueError: ``stream`` has no group ``group``.
     """
     # BEGIN SOLUTION
     for info in client.xinfo_groups(stream):
@@ -46,11 +50,20 @@ def produce(
     maxlen: int,
     poll: float = 0.002,
 ) -> int:
-    """Publish every event with ``MAXLEN ~ maxlen``, never letting the lag reach ``max_lag``.
+    """Publish every event of ``events`` to ``stream`` in order; return how many were published.
 
-    Before each XADD, while ``group_lag(...) >= max_lag``, sleep ``poll``
-    seconds. Publish with ``client.xadd(stream, event.to_fields(),
-    maxlen=maxlen, approximate=True)``. Return how many events were published.
+    Guarantees, while a consumer group ``group`` reads the stream at its own pace:
+
+    * **capped** — the stream never holds much more than ``maxlen`` entries
+      (approximate trimming is fine: a little over is allowed);
+    * **bounded lag** — an event is published only while the group's lag
+      (:func:`group_lag`) is below ``max_lag``; otherwise the producer waits,
+      checking again every ``poll`` seconds, however long the consumer takes;
+    * **nothing lost** — as a consequence, trimming only ever drops entries
+      the group has already read.
+
+    Each event is published as ``event.to_fields()``. Failure: a broker error
+    propagates; events after it are not published.
     """
     # BEGIN SOLUTION
     published = 0

@@ -175,3 +175,19 @@ def happy_path_confirmed(ctx: CheckContext) -> None:
     happy = [o for o in saga.orders if saga.in_stock[o] and saga.pays[o]]
     wrong = [o for o in happy if ended.get(o) != "OrderConfirmed" or ledger[f"{o}:charge"] != 1]
     assert not wrong, f"{len(wrong)} of {len(happy)} good orders not confirmed after one charge"
+
+
+@check(points=2, hint="a duplicate event must send no command at all", stretch=True)
+def no_command_wasted(ctx: CheckContext) -> None:
+    """Stretch: exactly the commands each order needs, none repeated for a duplicate event."""
+    saga = _Saga(ctx)
+    sent = sum(saga.count().values()) + len(saga.transitions)
+    needed = 0
+    for order in saga.orders:
+        if not saga.in_stock[order]:
+            needed += 2  # reserve, cancel
+        elif not saga.pays[order]:
+            needed += 4  # reserve, charge, release, cancel
+        else:
+            needed += 3  # reserve, charge, confirm
+    assert sent == needed, f"the saga sent {sent} commands where {needed} were needed"

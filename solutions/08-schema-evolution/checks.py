@@ -184,3 +184,18 @@ def old_consumer_reads_new_events(ctx: CheckContext) -> None:
     assert abs(total - cents / 100) < 0.01, (
         f"v1 consumer's total is {total:.2f}, expected {cents / 100:.2f}"
     )
+
+
+@check(
+    points=2, hint="round, never truncate: cents are exact, dollars only look exact", stretch=True
+)
+def round_trip_is_lossless(ctx: CheckContext) -> None:
+    """Stretch: for 500 amounts in whole cents, downcast(upcast(v1)) gives v1 back exactly."""
+    wrong = []
+    for number in range(500):
+        amount = ctx.rng.randint(1, 9_999_999) / 100
+        v1 = {"order": f"o-{number}", "customer": "c", "amount": amount}
+        back = ctx.exercise.downcast_v2(ctx.exercise.upcast_v1(dict(v1)))
+        if back != v1:
+            wrong.append((amount, back.get("amount")))
+    assert not wrong, f"{len(wrong)} of 500 amounts changed on the way, e.g. {wrong[:3]}"

@@ -19,7 +19,7 @@ import pandas as pd
 import redis
 
 from eventlab import _labkit as kit
-from eventlab import checker, faults
+from eventlab import checker, faults, tracing
 from eventlab.envelope import Event
 from eventlab.grading import CheckContext, check
 
@@ -160,3 +160,16 @@ def new_projection_backfilled(ctx: CheckContext) -> None:
         mine["total"] += row["total"]
     why = _mismatch(_stored(client, key), expected)
     assert not why, why
+
+
+@check(points=2, hint="read the log in one XRANGE, write the whole view in one MULTI", stretch=True)
+def rebuild_in_few_round_trips(ctx: CheckContext) -> None:
+    """Stretch: the rebuild costs at most 4 round trips, whatever the number of orders."""
+    client, stream, _, truth = _published(ctx)
+    key = stream + ":view"
+    counted = tracing.counted_client(ctx.url)
+    ctx.exercise.rebuild(counted, stream, key)
+    trips = tracing.round_trips(counted)
+    why = _mismatch(_stored(client, key), truth)
+    assert not why, why
+    assert trips <= 4, f"{trips} round trips to rebuild {len(truth)} orders"

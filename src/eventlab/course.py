@@ -412,9 +412,11 @@ LABS: tuple[LabInfo, ...] = (
     LabInfo("04a-retries-dead-letters", "04", 30),
     LabInfo("04b-crash-recovery", "04", 30),
     LabInfo("05-backpressure", "05", 35),
+    LabInfo("06-outbox", "06", 30),
     LabInfo("07-saga-compensation", "07", 40),
     LabInfo("08-schema-evolution", "08", 30),
     LabInfo("09-projection-rebuild", "09", 35),
+    LabInfo("10-observability", "10", 40),
     LabInfo("11-reconciliation", "11", 40),
 )
 """Every graded lab, with the lesson it follows and its time."""
@@ -508,11 +510,12 @@ AGENDAS: dict[str, tuple[_Plan, ...]] = {
             "break:15",
             "L05",
             "lab:05-backpressure",
+            "L06",
+            "lab:06-outbox",
             "wrap:20",
         ),
         (
             "recap:10",
-            "L06",
             "L07",
             "break:15",
             "lab:07-saga-compensation",
@@ -523,6 +526,7 @@ AGENDAS: dict[str, tuple[_Plan, ...]] = {
             "lab:09-projection-rebuild",
             "break:15",
             "L10",
+            "lab:10-observability",
             "L11",
             "lab:11-reconciliation",
             "L12",
