@@ -211,6 +211,7 @@ class FaultProxy:
         with self._lock:
             dooms = [d for d in self._dooms.values() if not d.dead]
             self._links.add(link)
+        dooms = [d for d in dooms if _running(d.pid)]  # a doomed process that ended opens nothing
         if dooms:
             link.doom = _owner(client_port, self.port, dooms)
         for target in (self._up, self._down):
@@ -289,6 +290,16 @@ class FaultProxy:
             sha = body.lower() if name.startswith("EVALSHA") else _sha(body)
             return sha not in doom.ignore_shas
         return True
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _sha(text: str) -> str:
