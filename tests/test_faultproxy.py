@@ -116,3 +116,35 @@ def test_fork_without_the_grader_counts_in_process(broker, client):
     assert worker.join(10.0)
     assert worker.exitcode == -signal.SIGKILL
     assert client.llen(key) == 2
+
+
+def _three_trips(url: str, key: str) -> None:
+    client = redis.Redis.from_url(url)
+    client.rpush(key, "x")  # 1 (the handshake before it is free)
+    pipe = client.pipeline(transaction=True)
+    for n in range(500):  # one transaction, however many packets it takes: 2
+        pipe.rpush(key, "y" * 200 + str(n))
+    pipe.execute()
+    client.llen(key)  # 3
+
+
+def test_round_trips_counted_per_process_a_transaction_once(proxy, client):
+    """trips(): one per write awaiting no reply; a transaction is one; the handshake is free."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(write)
+        os.read(read, 1)
+        _three_trips(proxy.url, "lab:{proxy}:trips")
+        time.sleep(0.2)  # stay alive while the test reads the count
+        os._exit(0)
+    os.close(read)
+    proxy.doom(pid, before=0)
+    os.write(write, b"1")
+    os.close(write)
+    deadline = time.monotonic() + 10
+    while client.llen("lab:{proxy}:trips") < 501 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert proxy.trips(pid) == 3
+    os.waitpid(pid, 0)

@@ -188,8 +188,9 @@ def test_non_atomic_handler_loses_atomicity_points(seed, broker, tmp_path):
     only_atomicity = f"\nfor _name in {others!r}:\n    del globals()[_name]\n"
     (folder / "checks.py").write_text((folder / "checks.py").read_text() + only_atomicity)
     score = _grade(folder, broker, seed=seed)
-    assert [(c.name, c.passed) for c in score.checks] == [("crash_anywhere_loses_nothing", False)]
-    assert "too little (effects lost)" in score.checks[0].message
+    graded = [c for c in score.checks if not c.stretch]
+    assert [(c.name, c.passed) for c in graded] == [("crash_anywhere_loses_nothing", False)]
+    assert "too little (effects lost)" in graded[0].message
 
 
 def test_non_atomic_dead_letter_fails_only_the_04a_atomicity_check(broker, tmp_path):
@@ -197,7 +198,7 @@ def test_non_atomic_dead_letter_fails_only_the_04a_atomicity_check(broker, tmp_p
     folder = _copy("04a-retries-dead-letters", tmp_path, "solution")
     shutil.copy(folder / "partial_nonatomic.py", folder / "exercise.py")
     score = _grade(folder, broker)
-    failed = [c.name for c in score.checks if not c.passed]
+    failed = [c.name for c in score.checks if not c.passed and not c.stretch]
     assert failed == ["dead_letter_atomic_with_ack"], [(c.name, c.message) for c in score.checks]
     by_name = {c.name: c for c in score.checks}
     assert "dead-lettered twice" in by_name["dead_letter_atomic_with_ack"].message
@@ -214,8 +215,9 @@ def test_non_atomic_dead_letter_fails_04a_atomicity_under_any_seed(seed, broker,
     only_atomicity = f"\nfor _name in {others!r}:\n    del globals()[_name]\n"
     (folder / "checks.py").write_text((folder / "checks.py").read_text() + only_atomicity)
     score = _grade(folder, broker, seed=seed)
-    assert [(c.name, c.passed) for c in score.checks] == [("dead_letter_atomic_with_ack", False)]
-    assert "dead-lettered twice" in score.checks[0].message
+    graded = [c for c in score.checks if not c.stretch]
+    assert [(c.name, c.passed) for c in graded] == [("dead_letter_atomic_with_ack", False)]
+    assert "dead-lettered twice" in graded[0].message
 
 
 STATEFUL_UPCASTER = """

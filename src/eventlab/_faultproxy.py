@@ -45,6 +45,7 @@ from eventlab._crash import BACKGROUND
 __all__ = ["FaultProxy", "parse_commands"]
 
 _CHUNK = 65536
+_HANDSHAKE = frozenset({b"HELLO", b"AUTH", b"CLIENT", b"SELECT"})
 _NOT_COUNTED = BACKGROUND | {"XAUTOCLAIM", "XCLAIM", "WATCH", "UNWATCH", "QUIT", "RESET"}
 
 
@@ -101,6 +102,7 @@ class _Doom:
     ignore_shas: frozenset[str]
     counted: list[str] = field(default_factory=list)
     dead: bool = False
+    trips: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -111,6 +113,8 @@ class _Link:
     server: socket.socket
     doom: _Doom | None = None
     in_multi: bool = False
+    waiting: int = 0  # commands sent and not yet answered: a send with none waiting is a trip
+    replies: bytes = b""  # an incomplete reply, while the server's answer is counted
 
 
 class FaultProxy:
@@ -173,6 +177,16 @@ class FaultProxy:
             doom = self._dooms.pop(pid, None)
         return list(doom.counted) if doom is not None else []
 
+    def trips(self, pid: int) -> int:
+        """Round trips made so far by watched ``pid`` on connections opened since :meth:`doom`.
+
+        A round trip is one write of one or more commands before the next reply
+        (a pipeline is one); the connection handshake is free.
+        """
+        with self._lock:
+            doom = self._dooms.get(pid)
+        return doom.trips if doom is not None else 0
+
     def close(self) -> None:
         """Stop accepting and close every proxied connection."""
         self._closed = True
@@ -211,6 +225,7 @@ class FaultProxy:
         with self._lock:
             dooms = [d for d in self._dooms.values() if not d.dead]
             self._links.add(link)
+        dooms = [d for d in dooms if _running(d.pid)]  # a doomed process that ended opens nothing
         if dooms:
             link.doom = _owner(client_port, self.port, dooms)
         for target in (self._up, self._down):
@@ -220,6 +235,10 @@ class FaultProxy:
         """Server to client: bytes as they come."""
         try:
             while data := link.server.recv(_CHUNK):
+                if link.doom is not None:
+                    answered, link.replies = _count_replies(link.replies + data)
+                    with self._lock:
+                        link.waiting = max(link.waiting - answered, 0)
                 link.client.sendall(data)
         except OSError:
             pass
@@ -254,6 +273,11 @@ class FaultProxy:
         for args, end in parse_commands(pending):
             if doom.dead:
                 return None
+            with self._lock:
+                fresh = not link.waiting and not link.in_multi  # a transaction is one trip
+                if fresh and args and args[0].upper() not in _HANDSHAKE:
+                    doom.trips += 1  # nothing left to answer: this send starts a round trip
+                link.waiting += 1
             if self._counts(link, doom, args):
                 with self._lock:
                     doom.counted.append(args[0].decode(errors="replace").upper())
@@ -289,6 +313,49 @@ class FaultProxy:
             sha = body.lower() if name.startswith("EVALSHA") else _sha(body)
             return sha not in doom.ignore_shas
         return True
+
+
+def _reply_end(buffer: bytes, at: int) -> int:
+    """Where the RESP reply starting at ``at`` ends; -1 if it is not complete yet."""
+    line = buffer.find(b"\r\n", at)
+    if line < 0:
+        return -1
+    kind, head = buffer[at : at + 1], buffer[at + 1 : line]
+    end = line + 2
+    if kind in b"$!=" and kind:
+        size = int(head)
+        if size < 0:
+            return end
+        return end + size + 2 if end + size + 2 <= len(buffer) else -1
+    if kind in b"*~>%|" and kind:
+        items = max(int(head), 0) * (2 if kind in b"%|" else 1)
+        for _ in range(items):
+            end = _reply_end(buffer, end)
+            if end < 0:
+                return -1
+        return _reply_end(buffer, end) if kind == b"|" else end  # an attribute precedes a reply
+    return end  # + - : _ , # ( : one line
+
+
+def _count_replies(buffer: bytes) -> tuple[int, bytes]:
+    """How many whole replies ``buffer`` holds, and the incomplete rest."""
+    count, at = 0, 0
+    while at < len(buffer):
+        end = _reply_end(buffer, at)
+        if end < 0:
+            break
+        count, at = count + 1, end
+    return count, buffer[at:]
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _sha(text: str) -> str:

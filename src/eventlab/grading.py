@@ -649,6 +649,8 @@ class _Child:
                     reply = {"ok": True}
                 elif record.get("op") == "counted":
                     reply = {"ok": True, "counted": self.proxy.counted(pid)}
+                elif record.get("op") == "trips":
+                    reply = {"ok": True, "trips": self.proxy.trips(pid)}
         self._send(json.dumps(reply).encode() + b"\n")
 
     def _read(self, channel: _Channel) -> int | None:

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ import pandas as pd
 import redis
 from redis.connection import Connection
 
+from eventlab import _labkit
 from eventlab._errors import EventlabError
 from eventlab.envelope import Event
 from eventlab.metrics import EVENT_COLUMNS
@@ -170,18 +173,32 @@ def _counted_client(url: str) -> tuple[redis.Redis, type[_Counted]]:
     return redis.Redis.from_url(url, decode_responses=True, connection_class=kind), kind
 
 
+_PROXIED: weakref.WeakSet[redis.Redis] = weakref.WeakSet()
+
+
 def counted_client(url: str) -> redis.Redis:
     """Return a client (``decode_responses=True``) that counts its round trips to the broker.
 
     A command is one round trip; a pipeline (``MULTI``/``EXEC`` or not) is one.
     Read the count with :func:`round_trips`. The labs' stretch checks use it
-    ("rebuild in a few round trips").
+    ("rebuild in a few round trips"). Under the grader it is a plain client:
+    the grader's fault proxy counts the round trips of every connection this
+    process opens from now on (a learner's own connection included), so the
+    code it is handed cannot tell it is measured.
     """
+    control = _labkit._CONTROL  # noqa: SLF001 - set only inside the grader
+    if control is not None and control("doom", pid=os.getpid(), before=0).get("ok"):
+        client = redis.Redis.from_url(url, decode_responses=True)
+        _PROXIED.add(client)
+        return client
     return _counted_client(url)[0]
 
 
 def round_trips(client: redis.Redis) -> int:
     """Return how many round trips a :func:`counted_client` has made so far (0 for another)."""
+    control = _labkit._CONTROL  # noqa: SLF001 - set only inside the grader
+    if client in _PROXIED and control is not None:
+        return int(control("trips", pid=os.getpid()).get("trips", 0))
     return int(getattr(client.connection_pool.connection_class, "trips", 0))
 
 
