@@ -178,6 +178,8 @@ LAYERS = (
             "grading",
             "_grader_child",
             "_labkit",
+            "_faultproxy",
+            "tracing",
         },
     ),
     ("cli", {"cli"}),

@@ -130,7 +130,12 @@ HONESTY = {
     "03-idempotent-consumer": {"partial_nonatomic", "partial_reversed", "partial_ownconn"},
     "04a-retries-dead-letters": {"partial_nonatomic", "partial_reversed", "partial_ownconn"},
     "05-backpressure": {"partial_ownconn"},
-    "06-outbox": {"partial_nonatomic", "partial_order", "partial_ownconn"},
+    "06-outbox": {
+        "partial_nonatomic",
+        "partial_reversed",
+        "partial_ownconn",
+        "partial_wrong_order",
+    },
     "07-saga-compensation": {"partial_wrong_order"},
     "09-projection-rebuild": {"partial_nonatomic", "partial_reversed", "partial_ownconn"},
 }

@@ -1,9 +1,8 @@
 """The dual write most services start with: change the state, then publish.
 
-Not graded and not an answer: the notebook runs the same thing as a real
-process (``eventlab.shop.outbox:naive_writer``) and kills it between the two
-writes. This is the shape of that writer, for reading. Your work is in
-``exercise.py``.
+Not graded and not an answer: the notebook runs the shop storefront's writer of
+the same two-step shape as a real process (``eventlab.shop.outbox:naive_writer``)
+and kills it between the two writes. Your work is in ``exercise.py``.
 """
 
 from __future__ import annotations

@@ -416,7 +416,7 @@ LABS: tuple[LabInfo, ...] = (
     LabInfo("07-saga-compensation", "07", 40),
     LabInfo("08-schema-evolution", "08", 30),
     LabInfo("09-projection-rebuild", "09", 35),
-    LabInfo("10-observability", "10", 40),
+    LabInfo("10-observability", "10", 35),
     LabInfo("11-reconciliation", "11", 40),
 )
 """Every graded lab, with the lesson it follows and its time."""
@@ -512,7 +512,7 @@ AGENDAS: dict[str, tuple[_Plan, ...]] = {
             "lab:05-backpressure",
             "L06",
             "lab:06-outbox",
-            "wrap:20",
+            "wrap:15",
         ),
         (
             "recap:10",

@@ -1,0 +1,73 @@
+"""Outbox entry, then state, in two steps: a crash between publishes an order never accepted."""
+
+from __future__ import annotations
+
+import redis
+
+from eventlab.envelope import Event
+
+
+def state_key(stream: str) -> str:
+    """The service's state: a hash of order id -> ``"accepted"`` (its own key)."""
+    return f"{stream}:orders-state"
+
+
+def outbox_key(stream: str) -> str:
+    """The service's outbox: a stream of events waiting to be published (its own key)."""
+    return f"{stream}:orders-outbox"
+
+
+def position_key(stream: str) -> str:
+    """Where the relay records how far it got (its own key)."""
+    return f"{stream}:orders-outbox:relayed"
+
+
+def accept(client: redis.Redis, stream: str, order_id: str, event: Event) -> None:
+    """Accept ``order_id`` and make sure ``event`` (its ``OrderAccepted``) will be published.
+
+    Guarantees (the grader checks each one, on a real broker):
+
+    * **afterwards** — ``state_key(stream)`` maps ``order_id`` to
+      ``"accepted"``, and :func:`relay` will publish ``event`` (its id and
+      fields unchanged) to ``stream``;
+    * **any crash is harmless** — if the process dies between any two commands
+      this function sends, either both happened (the state changed, the event
+      will be published) or neither did: never one without the other;
+    * **own keys only** — it writes nothing to ``stream`` itself (that is the
+      broker's, in production another system); only :func:`relay` publishes.
+
+    Failure: a broker error propagates, with nothing half-written.
+    """
+    client.xadd(outbox_key(stream), event.to_fields())  # type: ignore[arg-type]
+    client.hset(state_key(stream), order_id, "accepted")
+
+
+def relay(client: redis.Redis, stream: str, *, batch: int = 100) -> int:
+    """Publish to ``stream`` every outbox event not published yet, in outbox order; return how many.
+
+    Guarantees:
+
+    * **nothing lost** — every event :func:`accept` committed reaches
+      ``stream``, with its fields (and so its event id) unchanged, in the order
+      the outbox holds them;
+    * **resumes** — a later call publishes only what was committed since (a
+      call with nothing new publishes nothing and returns 0);
+    * **crash-safe** — if the relay dies between any two of its commands, the
+      next call still publishes everything not yet published. Publishing an
+      event twice after such a crash is allowed (consumers dedupe by event id),
+      losing one is not.
+
+    ``batch`` bounds how many events one round trip reads or publishes.
+    """
+    published = 0
+    while True:
+        position = str(client.get(position_key(stream)) or "0-0")
+        rows = client.xrange(outbox_key(stream), min="(" + position, max="+", count=batch)
+        if not rows:
+            return published
+        pipe = client.pipeline(transaction=True)
+        for _, fields in rows:
+            pipe.xadd(stream, fields)
+        pipe.set(position_key(stream), rows[-1][0])
+        pipe.execute()
+        published += len(rows)
