@@ -11,9 +11,10 @@ One record per line in JSONL, exactly::
     {"time": "2026-11-26T04:40:00.123456Z", "process": "producer-0",
      "type": "invoke", "f": "enqueue", "value": "9f0c…"}
 
-Recording is an append of one tuple to a list (thread-safe in CPython), so a
-history of 100,000+ operations costs little; :meth:`History.frame` turns it into
-a pandas DataFrame in one step.
+Recording is an append of one :class:`Record` (a named tuple) to a list
+(thread-safe in CPython), so a history of 100,000+ operations costs little;
+:meth:`History.rows` gives the records by name (``row.process``, ``row.value``)
+and :meth:`History.frame` turns them into a pandas DataFrame in one step.
 
 Introduced in lesson 03 (a history of a crash) and used throughout lesson 11.
 """
@@ -28,9 +29,10 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import orjson
@@ -43,6 +45,7 @@ __all__ = [
     "History",
     "OpType",
     "Operation",
+    "Record",
 ]
 
 OpType = Literal["invoke", "ok", "fail", "info"]
@@ -65,7 +68,29 @@ reached the broker and been applied even though no reply came back.
 """
 
 NEMESIS = "nemesis"
-_Row = tuple[int, str, str, str, Any]
+
+
+class Record(NamedTuple):
+    """One record of a history, by name: what :meth:`History.rows` returns.
+
+    Introduced in lesson 03 with the history itself.
+
+    Attributes:
+        time_ns: When it was recorded, in epoch nanoseconds (UTC).
+        process: Who did it (``"producer-0"``, ``"nemesis"``).
+        type: ``invoke``, ``ok``, ``fail`` or ``info`` (see :data:`OpType`).
+        f: The operation's name (``"enqueue"``) or the fault's (``"partition"``).
+        value: The operation's argument or result (an id, a list of ids, a dict).
+    """
+
+    time_ns: int
+    process: str
+    type: OpType
+    f: str
+    value: Any
+
+
+_new_record = tuple.__new__  # Record from a 5-tuple without Record.__new__'s Python frame
 
 
 @dataclass(slots=True)
@@ -97,7 +122,7 @@ class History:
         self, path: str | os.PathLike[str] | None = None, *, flush_every: int = 10_000
     ) -> None:
         """Start an empty history (see the class docstring for the arguments)."""
-        self._rows: list[_Row] = []
+        self._rows: list[Record] = []
         self._path = Path(path) if path is not None else None
         self._written = 0
         self._flush_every = flush_every
@@ -124,7 +149,8 @@ class History:
         time_ns: int | None = None,
     ) -> None:
         """Append one record (``time_ns``: epoch nanoseconds, default now)."""
-        self._rows.append((time.time_ns() if time_ns is None else time_ns, process, type, f, value))
+        stamp = time.time_ns() if time_ns is None else time_ns
+        self._rows.append(_new_record(Record, (stamp, process, type, f, value)))
         if self._path is not None and len(self._rows) - self._written >= self._flush_every:
             self.flush()
 
@@ -178,10 +204,20 @@ class History:
             self.nemesis(fault, "stop")
 
     def extend(self, rows: Iterable[tuple[int, str, str, str, Any]]) -> None:
-        """Append many ``(time_ns, process, type, f, value)`` tuples at once."""
-        self._rows.extend(rows)
+        """Append many records at once: :class:`Record` s or ``(time_ns, process, type, f, value)``.
+
+        Merging another history is ``history.extend(other.rows())``.
+        """
+        self._rows.extend(map(Record._make, rows))
 
     # -- reading --------------------------------------------------------------------
+
+    def rows(self) -> list[Record]:
+        """Return the records in order, as named tuples (a snapshot: recording goes on).
+
+        ``[r.value for r in history.rows() if r.f == "dequeue" and r.type == "ok"]``
+        """
+        return self._rows[:]
 
     def frame(self) -> pd.DataFrame:
         """Return the records as a DataFrame with :data:`COLUMNS` (``time`` datetime64 UTC)."""
@@ -267,23 +303,17 @@ class History:
         """Load a history written by :meth:`write_jsonl` (or by a ``path=`` history).
 
         Fast enough for big runs (``benchmarks/checker.py`` reads 1,000,000
-        operations): one orjson parse per line with the garbage collector
-        paused, and one vectorised parse of every timestamp.
+        operations in about a second): lines in exactly the form this module
+        writes are read column by column (every timestamp in one vectorised
+        parse, every value in one orjson call, each distinct
+        ``process, type, f`` once); any other JSONL (other key order, other
+        offsets, blank lines) is parsed line by line, with the same result.
         """
         history = cls()
-        lines = Path(path).read_bytes().splitlines()
+        data = Path(path).read_bytes()
         with _gc_paused():
-            try:
-                records = [orjson.loads(line) for line in lines]
-            except orjson.JSONDecodeError:  # blank lines (skipped), or a real error (raised)
-                records = [orjson.loads(line) for line in lines if line.strip()]
-            nanos = _nanos([r["time"] for r in records])
-            history.extend(
-                [
-                    (t, r["process"], r["type"], r["f"], r.get("value"))
-                    for t, r in zip(nanos, records, strict=True)
-                ]
-            )
+            rows = _read_ours(data)
+            history._rows = _read_any(data) if rows is None else rows
         return history
 
 
@@ -300,6 +330,100 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if paused:
             gc.enable()
+
+
+# What write_jsonl writes, byte for byte: '{"time": "2026-11-26T04:40:00.123456Z", ' then
+# '"process": …, "type": …, "f": …, ' (the head), then '"value": <JSON>}'.
+_TIME_AT = 10  # the stamp's first byte
+_HEAD_AT = 40  # the head's first byte
+_STAMP = np.frombuffer(b'{"time": "', dtype=np.uint8)
+_AFTER_STAMP = np.frombuffer(b'Z", ', dtype=np.uint8)
+_VALUE = b'"value": '
+
+
+def _read_ours(data: bytes) -> list[Record] | None:
+    """Records of JSONL in exactly the form :func:`_lines` writes, or ``None`` for any other.
+
+    Per line only a few slices are taken in Python; the stamps are parsed in one
+    numpy call, the values in one orjson call (a JSON array of every value) and
+    each distinct head once. Every shape assumption is checked, so a file that
+    is not ours (or not valid) returns ``None`` and is read line by line.
+    """
+    if b"\r" in data:  # written on Windows, or not by us
+        return None
+    lines = data.splitlines()
+    n = len(lines)
+    # every line ends with "}" (a newline never occurs inside a JSON line)
+    if not n or data.count(b"}\n") + data.endswith(b"}") != n:
+        return None
+    nanos = _stamps(lines)
+    at = [line.find(_VALUE, _HEAD_AT) for line in lines]
+    if nanos is None or -1 in at:
+        return None
+    try:
+        values = orjson.loads(
+            b"[" + b",".join([line[i + 9 : -1] for line, i in zip(lines, at, strict=True)]) + b"]"
+        )
+    except orjson.JSONDecodeError:
+        return None
+    columns = _heads([line[_HEAD_AT:i] for line, i in zip(lines, at, strict=True)])
+    if columns is None or len(values) != n:  # more than one value after "value":
+        return None
+    return list(
+        map(_new_record, repeat(Record, n), zip(nanos.tolist(), *columns, values, strict=True))
+    )
+
+
+def _stamps(lines: list[bytes]) -> np.ndarray[Any, np.dtype[np.int64]] | None:
+    """Epoch nanoseconds of each line's ``{"time": "…Z", `` prefix, or ``None`` if one differs."""
+    prefix = np.frombuffer(b"".join([line[:_HEAD_AT] for line in lines]), dtype=np.uint8)
+    if prefix.size != len(lines) * _HEAD_AT:
+        return None  # a short (or blank) line
+    prefix = prefix.reshape(len(lines), _HEAD_AT)
+    if not (prefix[:, :_TIME_AT] == _STAMP).all() or not (prefix[:, -4:] == _AFTER_STAMP).all():
+        return None
+    stamps = np.ascontiguousarray(prefix[:, _TIME_AT:-4]).view("S26").ravel()
+    try:
+        return stamps.astype("datetime64[us]").astype("datetime64[ns]").view(np.int64)
+    except ValueError:
+        return None
+
+
+def _heads(heads: list[bytes]) -> list[list[Any]] | None:
+    """The process, type and f columns of the lines' heads, each distinct head parsed once."""
+    codes: dict[bytes, int] = {}
+    for head in heads:
+        codes.setdefault(head, len(codes))
+    known = [_head(head) for head in codes]
+    if None in known:
+        return None
+    which = np.fromiter(map(codes.__getitem__, heads), dtype=np.intp, count=len(heads))
+    return [_object_array([k[i] for k in known])[which].tolist() for i in range(3)]  # type: ignore[index]
+
+
+def _head(head: bytes) -> tuple[str, str, str] | None:
+    """``(process, type, f)`` of one head, or ``None`` if it is not exactly those keys."""
+    try:
+        fields = orjson.loads(b"{" + head + b'"value": null}')
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(fields, dict) or list(fields) != ["process", "type", "f", "value"]:
+        return None
+    return fields["process"], fields["type"], fields["f"]
+
+
+def _read_any(data: bytes) -> list[Record]:
+    """Records of any JSONL history: one orjson parse per line, blank lines skipped."""
+    lines = data.splitlines()
+    try:
+        records = [orjson.loads(line) for line in lines]
+    except orjson.JSONDecodeError:  # blank lines (skipped), or a real error (raised)
+        records = [orjson.loads(line) for line in lines if line.strip()]
+    nanos = _nanos([r["time"] for r in records])
+    return [
+        _new_record(Record, (t, r["process"], r["type"], r["f"], r.get("value")))
+        for t, r in zip(nanos, records, strict=True)
+    ]
 
 
 def _nanos(stamps: list[str]) -> list[int]:
@@ -323,7 +447,7 @@ def _object_array(values: list[Any]) -> np.ndarray[Any, np.dtype[Any]]:
     return out
 
 
-def _lines(rows: list[_Row]) -> list[str]:
+def _lines(rows: list[Record]) -> list[str]:
     # Hot path for big histories: the date part is formatted once per second and
     # the constant part of a line once per (process, type, f).
     encode = json.JSONEncoder(default=str).encode
