@@ -217,6 +217,8 @@ def test_read_jsonl_of_other_writers_gives_the_same_record(tmp_path, text):
     [
         OURS + '"value": 12',  # no closing brace: not JSON
         OURS + '"value": 1, 2}\n',
+        OURS + '"value": [1,\n' + OURS + '"value": 2}\n',  # a line cut short, then one whole
+        OURS + '"value": 1}\n\x00',
         '{"time": "2026-01-01T00:00:01.000000Z", "process": "p", "type": "ok", "value": 1}\n',
     ],
 )

@@ -332,12 +332,12 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-# What write_jsonl writes, byte for byte: '{"time": "2026-11-26T04:40:00.123456Z", ' then
-# '"process": …, "type": …, "f": …, ' (the head), then '"value": <JSON>}'.
-_TIME_AT = 10  # the stamp's first byte
-_HEAD_AT = 40  # the head's first byte
-_STAMP = np.frombuffer(b'{"time": "', dtype=np.uint8)
-_AFTER_STAMP = np.frombuffer(b'Z", ', dtype=np.uint8)
+# What write_jsonl writes, byte for byte, per line: '{"time": "' + a 26-character stamp +
+# 'Z", ' + the head ('"process": …, "type": …, "f": …, ') + '"value": ' + JSON + '}\n'.
+_FIRST = b'{"time": "'
+_BETWEEN = b'}\n{"time": "'  # where one line ends and the next begins
+_STAMP = 26
+_HEAD_AT = _STAMP + len('Z", ')
 _VALUE = b'"value": '
 
 
@@ -349,44 +349,40 @@ def _read_ours(data: bytes) -> list[Record] | None:
     each distinct head once. Every shape assumption is checked, so a file that
     is not ours (or not valid) returns ``None`` and is read line by line.
     """
-    if b"\r" in data:  # written on Windows, or not by us
+    # "\r": written on Windows; NUL: numpy would drop it from the end of a stamp
+    if b"\r" in data or b"\x00" in data or not data.startswith(_FIRST):
         return None
-    lines = data.splitlines()
+    # one piece per line, without its '{"time": "' and '}\n', is one piece per newline:
+    # a line that does not end in '}' or the next one not begin '{"time": "' would
+    # leave a newline inside a piece, and fewer pieces than newlines
+    lines = data[len(_FIRST) : -1 if data.endswith(b"}") else -2].split(_BETWEEN)
     n = len(lines)
-    # every line ends with "}" (a newline never occurs inside a JSON line)
-    if not n or data.count(b"}\n") + data.endswith(b"}") != n:
-        return None
-    nanos = _stamps(lines)
-    at = [line.find(_VALUE, _HEAD_AT) for line in lines]
-    if nanos is None or -1 in at:
+    if data.count(b"\n") + (not data.endswith(b"\n")) != n or not data.endswith((b"}", b"}\n")):
         return None
     try:
-        values = orjson.loads(
-            b"[" + b",".join([line[i + 9 : -1] for line, i in zip(lines, at, strict=True)]) + b"]"
-        )
-    except orjson.JSONDecodeError:
+        stamps = np.frombuffer(b"".join([line[:_STAMP] for line in lines]), dtype=f"S{_STAMP}")
+        nanos = stamps.astype("datetime64[us]").astype("datetime64[ns]").view(np.int64)
+    except ValueError:  # a short line, or not a stamp
         return None
-    columns = _heads([line[_HEAD_AT:i] for line, i in zip(lines, at, strict=True)])
-    if columns is None or len(values) != n:  # more than one value after "value":
+    at = [line.find(_VALUE, _HEAD_AT) for line in lines]
+    if len(nanos) != n or -1 in at:
+        return None
+    values = _values([line[i + 9 :] for line, i in zip(lines, at, strict=True)])
+    columns = _heads([line[_STAMP:i] for line, i in zip(lines, at, strict=True)])
+    if columns is None or values is None or len(values) != n:  # len: a line with two values
         return None
     return list(
         map(_new_record, repeat(Record, n), zip(nanos.tolist(), *columns, values, strict=True))
     )
 
 
-def _stamps(lines: list[bytes]) -> np.ndarray[Any, np.dtype[np.int64]] | None:
-    """Epoch nanoseconds of each line's ``{"time": "…Z", `` prefix, or ``None`` if one differs."""
-    prefix = np.frombuffer(b"".join([line[:_HEAD_AT] for line in lines]), dtype=np.uint8)
-    if prefix.size != len(lines) * _HEAD_AT:
-        return None  # a short (or blank) line
-    prefix = prefix.reshape(len(lines), _HEAD_AT)
-    if not (prefix[:, :_TIME_AT] == _STAMP).all() or not (prefix[:, -4:] == _AFTER_STAMP).all():
-        return None
-    stamps = np.ascontiguousarray(prefix[:, _TIME_AT:-4]).view("S26").ravel()
+def _values(texts: list[bytes]) -> list[Any] | None:
+    """Every value parsed in one orjson call (a JSON array of them), or ``None`` if not JSON."""
     try:
-        return stamps.astype("datetime64[us]").astype("datetime64[ns]").view(np.int64)
-    except ValueError:
+        values: list[Any] = orjson.loads(b"[" + b",".join(texts) + b"]")
+    except orjson.JSONDecodeError:
         return None
+    return values
 
 
 def _heads(heads: list[bytes]) -> list[list[Any]] | None:
@@ -402,9 +398,11 @@ def _heads(heads: list[bytes]) -> list[list[Any]] | None:
 
 
 def _head(head: bytes) -> tuple[str, str, str] | None:
-    """``(process, type, f)`` of one head, or ``None`` if it is not exactly those keys."""
+    """``(process, type, f)`` of a ``Z", "process": …, `` head, or ``None`` if not just that."""
+    if not head.startswith(b'Z", '):
+        return None
     try:
-        fields = orjson.loads(b"{" + head + b'"value": null}')
+        fields = orjson.loads(b"{" + head[4:] + b'"value": null}')
     except orjson.JSONDecodeError:
         return None
     if not isinstance(fields, dict) or list(fields) != ["process", "type", "f", "value"]:
