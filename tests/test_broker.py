@@ -491,3 +491,9 @@ def test_a_loading_broker_is_waited_for_reported_and_never_killed(tmp_path, kind
             owner.kill()
             owner.wait()
         broker.down(state=state)
+
+
+def test_persistence_modes_are_listed_once():
+    """Every Persistence mode has server arguments, and the command offers exactly those modes."""
+    assert set(broker._PERSISTENCE_ARGS) == set(broker.PERSISTENCE_MODES)
+    assert broker.PERSISTENCE_MODES == ("none", "aof-everysec", "aof-always", "rdb")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import inspect
 import logging
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ from eventlab.consumer import (
     Effects,
     PermanentError,
     Reliable,
+    SubscriptionOptions,
     aredrive,
     dead_letters,
     dead_letters_frame,
@@ -1102,11 +1105,10 @@ async def test_dedupe_store_and_dead_letters_are_bounded_by_default(broker, clie
     async def refuse(event: Event) -> None:
         raise PermanentError(f"audit refuses {event.id}")
 
-    assert (reliable.subscriptions[1].dlq_maxlen, reliable.subscriptions[1].dedupe_max) == (
-        DLQ_MAXLEN,
-        DEDUPE_MAX,
-    )
-    reliable.subscriptions[1].dlq_maxlen = 100  # the default, scaled down for the test
+    audit = reliable.subscriptions[1]
+    assert (audit.options.dlq_maxlen, audit.options.dedupe_max) == (DLQ_MAXLEN, DEDUPE_MAX)
+    # the default, scaled down for the test
+    audit.options = dataclasses.replace(audit.options, dlq_maxlen=100)
     async with reliable:
         assert await reliable.drain(timeout=30)
     seen = client.zrange(seen_key(STREAM, "billing"), 0, -1)
@@ -1115,3 +1117,20 @@ async def test_dedupe_store_and_dead_letters_are_bounded_by_default(broker, clie
     assert len(client.hgetall(COUNTS)) == 250  # every event applied once
     # MAXLEN ~ trims whole stream nodes: about the bound, never all 250
     assert 100 <= client.xlen(f"{STREAM}:dlq") < 250
+
+
+def test_subscriber_options_are_one_record_shown_in_its_signature():
+    """Options are SubscriptionOptions' fields: a typo names the known ones; help() lists them."""
+    reliable = Reliable("redis://127.0.0.1:1/0")
+    with pytest.raises(ConsumerError, match="unknown subscriber option") as err:
+        reliable.subscriber(STREAM, group="g", start="0", min_idel=1.0)
+    assert "min_idle" in err.value.fix
+    shown = list(inspect.signature(Reliable.subscriber).parameters)
+    assert shown == ["self", "stream", *(f.name for f in dataclasses.fields(SubscriptionOptions))]
+
+    @reliable.subscriber(STREAM, group="g", start="$", attempts=2)
+    def handle(event):
+        return event
+
+    sub = reliable.subscriptions[0]
+    assert (sub.options.attempts, sub.options.min_idle, sub.batch, sub.block) == (2, 30.0, 100, 0.2)

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MIN_SERVER_VERSION",
+    "PERSISTENCE_MODES",
     "Broker",
     "BrokerError",
     "Persistence",
@@ -75,10 +76,13 @@ writes on ``kill -9``; ``aof-always`` fsyncs every write; ``rdb`` snapshots at
 most once a minute and loses everything since the last snapshot on ``kill -9``.
 """
 
+PERSISTENCE_MODES: tuple[Persistence, ...] = get_args(Persistence)
+"""Every :data:`Persistence` mode, in order (the choices of ``eventlab up --persistence``)."""
+
 MIN_SERVER_VERSION = (7, 0)
 """The oldest server the course supports (XAUTOCLAIM's 7.x reply, XINFO lag)."""
 
-_PERSISTENCE_ARGS: dict[str, list[str]] = {
+_PERSISTENCE_ARGS: dict[Persistence, list[str]] = {  # one entry per PERSISTENCE_MODES
     "none": ["--appendonly", "no", "--save", ""],
     "aof-everysec": ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
     "aof-always": ["--appendonly", "yes", "--appendfsync", "always", "--save", ""],

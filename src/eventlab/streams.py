@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,11 @@ from eventlab.envelope import Event
 __all__ = [
     "GROUP_COLUMNS",
     "PendingSummary",
+    "StreamError",
     "acreate_group",
     "apublish",
     "apublish_many",
+    "check_start",
     "create_group",
     "dlq_key",
     "entries",
@@ -39,6 +42,8 @@ __all__ = [
     "publish",
     "publish_many",
     "replay",
+    "run_namespace",
+    "run_pattern",
     "stream_key",
 ]
 
@@ -251,17 +256,35 @@ def replay(
     ]
 
 
-def _group_start(start: str) -> str:
-    if start not in {"0", "$"} and not re.match(r"^\d+-\d+$", start):
-        raise ValueError(
-            f"start={start!r}: use '0' (read the whole history), '$' (only new events) "
-            "or an entry id"
-        )
-    return start
+class StreamError(EventlabError, ValueError):
+    """A stream or group option is wrong (a start that is not a group position)."""
+
+
+def check_start(start: str) -> str:
+    """Return ``start`` if it is a group position: ``"0"``, ``"$"`` or an entry id.
+
+    The one check of a group's start position (:func:`create_group` and
+    :class:`eventlab.consumer.Reliable` use it). Introduced in lesson 02.
+
+    Raises:
+        StreamError: Anything else (faststream's implied ``$`` is never assumed).
+    """
+    if start in {"0", "$"} or re.fullmatch(r"\d+-\d+", start):
+        return start
+    raise StreamError(
+        f"start={start!r} is not a group position",
+        fix="use '0' (read the whole history), '$' (only new events) or an entry id",
+    )
 
 
 def create_group(
-    client: redis.Redis, stream: str, group: str, *, start: str, mkstream: bool = True
+    client: redis.Redis,
+    stream: str,
+    group: str,
+    *,
+    start: str,
+    mkstream: bool = True,
+    entries_read: int | None = None,
 ) -> bool:
     """Create consumer group ``group`` on ``stream`` reading from ``start``.
 
@@ -272,12 +295,16 @@ def create_group(
         start: ``"0"`` reads the whole history; ``"$"`` only events added from now
             on. Always explicit: faststream's implied ``$`` skips earlier events.
         mkstream: Create an empty stream if it does not exist.
+        entries_read: The group's ``ENTRIESREAD`` (how many entries ``start``
+            stands after), so its lag is exact from the first read.
 
     Returns:
         ``True`` if created, ``False`` if it already existed (its position is kept).
     """
     try:
-        client.xgroup_create(stream, group, id=_group_start(start), mkstream=mkstream)
+        client.xgroup_create(
+            stream, group, id=check_start(start), mkstream=mkstream, entries_read=entries_read
+        )
     except redis.ResponseError as exc:
         if "BUSYGROUP" in str(exc):
             return False
@@ -286,11 +313,19 @@ def create_group(
 
 
 async def acreate_group(
-    client: redis.asyncio.Redis, stream: str, group: str, *, start: str, mkstream: bool = True
+    client: redis.asyncio.Redis,
+    stream: str,
+    group: str,
+    *,
+    start: str,
+    mkstream: bool = True,
+    entries_read: int | None = None,
 ) -> bool:
     """Asyncio :func:`create_group`."""
     try:
-        await client.xgroup_create(stream, group, id=_group_start(start), mkstream=mkstream)
+        await client.xgroup_create(
+            stream, group, id=check_start(start), mkstream=mkstream, entries_read=entries_read
+        )
     except redis.ResponseError as exc:
         if "BUSYGROUP" in str(exc):
             return False
@@ -362,3 +397,29 @@ def groups_frame(client: redis.Redis, streams: Sequence[str] | None = None) -> p
         )
     frame = pd.DataFrame(rows, columns=list(GROUP_COLUMNS))
     return frame.astype({"lag": "Int64", "entries_read": "Int64", "length": "int64"})
+
+
+# -- grading runs (eventlab.grading makes them, eventlab.workshop cleans up after them) --
+
+_RUN_TAG_HEX = 8  # hex digits of the random tag in a grading run's namespace
+
+
+def run_namespace(base: str) -> str:
+    """Return a fresh prefix for one grading run of ``base``: ``alice-g1a2b3c4d``.
+
+    Each check of the run works in ``<prefix>-c<n>`` (the child's start-up in
+    ``<prefix>-boot``); the grader deletes ``<prefix>-*`` when it finishes, and
+    ``eventlab workshop reset --learner alice`` deletes what a crashed run left
+    (:func:`run_pattern`). The charset stays within
+    :func:`namespace`'s ``[A-Za-z0-9_.-]``.
+    """
+    return f"{base}-g{secrets.token_hex(_RUN_TAG_HEX // 2)}"
+
+
+def run_pattern(base: str) -> str:
+    """Return the SCAN glob of every key any grading run of ``base`` writes.
+
+    ``alice-g[0-9a-f]…[0-9a-f]-*``: exactly the tag :func:`run_namespace` makes, so
+    another learner's name (``alice-gary``) does not match.
+    """
+    return f"{base}-g{'[0-9a-f]' * _RUN_TAG_HEX}-*"
