@@ -168,7 +168,7 @@ def publish_many(
         pipe = client.pipeline(transaction=False)
         for event in batch:
             pipe.xadd(stream, event.to_fields(), **extra)  # type: ignore[arg-type]
-        ids.extend(str(entry) for entry in pipe.execute())
+        ids.extend(map(str, pipe.execute()))
     return ids
 
 
@@ -201,7 +201,7 @@ async def apublish_many(
         pipe = client.pipeline(transaction=False)
         for event in batch:
             pipe.xadd(stream, event.to_fields(), **extra)  # type: ignore[arg-type]
-        ids.extend(str(entry) for entry in await pipe.execute())
+        ids.extend(map(str, await pipe.execute()))
     return ids
 
 
