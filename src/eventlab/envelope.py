@@ -126,15 +126,26 @@ class Event:
 
     def __post_init__(self) -> None:
         """Check the attribute types and default the correlation id to the event's own id."""
-        problems = {
-            name: f"must be a non-empty string, got {getattr(self, name)!r}"
-            for name in ("type", "source", "id")
-            if not isinstance(getattr(self, name), str) or not getattr(self, name)
-        }
-        if not isinstance(self.time, datetime) or self.time.tzinfo is None:
-            problems["time"] = f"must be a timezone-aware datetime, got {self.time!r}"
-        if problems:
-            raise EnvelopeError(problems, {})
+        ok = (  # one expression for the common case: every event a consumer decodes runs it
+            type(self.type) is str
+            and type(self.source) is str
+            and type(self.id) is str
+            and self.type
+            and self.source
+            and self.id
+            and isinstance(self.time, datetime)
+            and self.time.tzinfo is not None
+        )
+        if not ok:
+            problems = {
+                name: f"must be a non-empty string, got {getattr(self, name)!r}"
+                for name in ("type", "source", "id")
+                if not isinstance(getattr(self, name), str) or not getattr(self, name)
+            }
+            if not isinstance(self.time, datetime) or self.time.tzinfo is None:
+                problems["time"] = f"must be a timezone-aware datetime, got {self.time!r}"
+            if problems:
+                raise EnvelopeError(problems, {})
         if self.correlationid is None:
             object.__setattr__(self, "correlationid", self.id)
 
@@ -189,59 +200,98 @@ class Event:
         return fields
 
     @classmethod
-    def from_fields(  # noqa: C901, PLR0912 - one check per field, so every problem is named
-        cls, fields: Mapping[str, str] | Mapping[bytes, bytes]
-    ) -> Event:
+    def from_fields(cls, fields: Mapping[str, str] | Mapping[bytes, bytes]) -> Event:
         """Decode stream fields (``str`` or ``bytes``) into an event.
 
         Raises:
             EnvelopeError: naming every missing or malformed field at once.
         """
-        text = _as_text(fields)
-        problems: dict[str, str] = {}
-        for name in _REQUIRED:
-            if not text.get(name):
-                problems[name] = "missing"
-        if text.get("specversion", SPECVERSION) != SPECVERSION:
-            problems["specversion"] = f"must be {SPECVERSION!r}, got {text['specversion']!r}"
-        contenttype = text.get("datacontenttype", _JSON)
-        if contenttype != _JSON:
-            problems["datacontenttype"] = f"must be {_JSON!r}, got {contenttype!r}"
-        moment: datetime | None = None
-        if text.get("time"):
-            try:
-                moment = datetime.fromisoformat(text["time"])
-            except ValueError:
-                problems["time"] = f"not RFC 3339: {text['time']!r}"
-            else:
-                if moment.tzinfo is None:
-                    problems["time"] = f"no timezone offset: {text['time']!r}"
-        data: Any = None
-        if "data" in text:
-            try:
-                data = _loads(text["data"])
-            except ValueError as exc:
-                problems["data"] = f"not JSON ({exc})"
-        extensions = {k: v for k, v in text.items() if k not in _KNOWN}
-        for name in extensions:
-            if not _EXTENSION_NAME.match(name):
-                problems[name] = "unknown attribute (extensions are lowercase a-z0-9, ≤20 chars)"
-        if problems:
-            raise EnvelopeError(problems, text)
-        assert moment is not None
-        return cls(
-            type=text["type"],
-            source=text["source"],
-            data=data,
-            id=text["id"],
-            time=moment,
-            subject=text.get("subject"),
-            datacontenttype=contenttype,
-            dataschema=text.get("dataschema"),
-            correlationid=text.get("correlationid"),
-            causationid=text.get("causationid"),
-            extensions=extensions,
-        )
+        return _from_text(cls, _as_text(fields))
+
+
+def _from_text(cls: type[Event], text: Mapping[str, str]) -> Event:
+    """:meth:`Event.from_fields` of fields already decoded to text (the consumer's hot path).
+
+    A well-formed event takes one pass of cheap checks; anything else goes through
+    :func:`_checked`, which names every problem.
+    """
+    stamp = text.get("time")
+    if (
+        stamp
+        and text.get("specversion") == SPECVERSION
+        and text.get("id")
+        and text.get("source")
+        and text.get("type")
+        and text.get("datacontenttype", _JSON) == _JSON
+        and text.keys() <= _KNOWN  # no extensions to check
+    ):
+        try:
+            moment = datetime.fromisoformat(stamp)
+            data = _loads(text["data"]) if "data" in text else None
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is not None:
+                return cls(
+                    type=text["type"],
+                    source=text["source"],
+                    data=data,
+                    id=text["id"],
+                    time=moment,
+                    subject=text.get("subject"),
+                    dataschema=text.get("dataschema"),
+                    correlationid=text.get("correlationid"),
+                    causationid=text.get("causationid"),
+                )
+    return _checked(cls, text)
+
+
+def _checked(cls: type[Event], text: Mapping[str, str]) -> Event:  # noqa: C901, PLR0912 - one check per field
+    """Decode ``text`` checking every field, so every problem is named at once."""
+    problems: dict[str, str] = {}
+    for name in _REQUIRED:
+        if not text.get(name):
+            problems[name] = "missing"
+    if text.get("specversion", SPECVERSION) != SPECVERSION:
+        problems["specversion"] = f"must be {SPECVERSION!r}, got {text['specversion']!r}"
+    contenttype = text.get("datacontenttype", _JSON)
+    if contenttype != _JSON:
+        problems["datacontenttype"] = f"must be {_JSON!r}, got {contenttype!r}"
+    moment: datetime | None = None
+    if text.get("time"):
+        try:
+            moment = datetime.fromisoformat(text["time"])
+        except ValueError:
+            problems["time"] = f"not RFC 3339: {text['time']!r}"
+        else:
+            if moment.tzinfo is None:
+                problems["time"] = f"no timezone offset: {text['time']!r}"
+    data: Any = None
+    if "data" in text:
+        try:
+            data = _loads(text["data"])
+        except ValueError as exc:
+            problems["data"] = f"not JSON ({exc})"
+    extensions = {k: v for k, v in text.items() if k not in _KNOWN}
+    for name in extensions:
+        if not _EXTENSION_NAME.match(name):
+            problems[name] = "unknown attribute (extensions are lowercase a-z0-9, ≤20 chars)"
+    if problems:
+        raise EnvelopeError(problems, text)
+    assert moment is not None
+    return cls(
+        type=text["type"],
+        source=text["source"],
+        data=data,
+        id=text["id"],
+        time=moment,
+        subject=text.get("subject"),
+        datacontenttype=contenttype,
+        dataschema=text.get("dataschema"),
+        correlationid=text.get("correlationid"),
+        causationid=text.get("causationid"),
+        extensions=extensions,
+    )
 
 
 def _as_text(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> dict[str, str]:

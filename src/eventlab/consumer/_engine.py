@@ -41,11 +41,12 @@ from eventlab.consumer._types import (
     _Undecodable,
     seen_key,
 )
-from eventlab.envelope import EnvelopeError, Event
+from eventlab.envelope import EnvelopeError, Event, _from_text
 from eventlab.metrics import EventRow, Metrics, Outcome
 from eventlab.streams import acreate_group, dlq_key
 
 logger = logging.getLogger("eventlab.consumer")
+_new_row = tuple.__new__  # an EventRow from a 13-tuple, without NamedTuple._replace's cost
 
 
 class Subscription:
@@ -452,7 +453,7 @@ class Subscription:
                 self._dead_raw(plan, entry_id, fields, attempt=delivery, received=received)
                 continue
             try:
-                event = Event.from_fields(fields)
+                event = _from_text(Event, fields)
             except EnvelopeError as exc:
                 self._dead(
                     plan,
@@ -724,7 +725,7 @@ class Subscription:
                 outcome = "dead"
                 if status.startswith("error:"):
                     logger.error("%s: effect of %s failed: %s", self, row.id, status[6:])
-            rows.append(row._replace(handled=handled, outcome=outcome))
+            rows.append(_new_row(EventRow, (*row[:10], handled, row[11], outcome)))
         if self.metrics is not None:
             self.metrics.extend(rows)
 
