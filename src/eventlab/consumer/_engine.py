@@ -600,20 +600,23 @@ class Subscription:
         plan.rows.append(self._event_row(event, received, attempt, "dead"))
 
     def _event_row(self, event: Event, received: float, attempt: int, outcome: Outcome) -> EventRow:
-        return EventRow(
-            event.id,
-            event.type,
-            event.correlationid,
-            event.causationid,
-            event.source,
-            self.stream,
-            self.group,
-            self.consumer,
-            event.time,
-            received,
-            0.0,
-            attempt,
-            outcome,
+        return _new_row(
+            EventRow,
+            (
+                event.id,
+                event.type,
+                event.correlationid,
+                event.causationid,
+                event.source,
+                self.stream,
+                self.group,
+                self.consumer,
+                event.time,
+                received,
+                0.0,
+                attempt,
+                outcome,
+            ),
         )
 
     def _raw_row(
@@ -692,7 +695,7 @@ class Subscription:
             if self._state == "out-of-memory":
                 logger.warning("%s: the broker accepts commits again", self)
                 self._set_state("running")
-            self._account(plan, [_text(status) for status in raw])
+            self._account(plan, [status.decode("utf-8", "backslashreplace") for status in raw])
             return
 
     async def _on_out_of_memory(self, exc: redis.ResponseError) -> None:
