@@ -17,9 +17,9 @@ same redis-py parser (hiredis when installed, which the kit depends on):
 
 Each path drains a pre-published backlog of ``--events`` events (20,000 by
 default; faststream too, unless ``--faststream-events`` reduces its count, which
-the output then says); the median of ``--repeats`` runs is printed with the
-ratios. ``--json`` prints ``{"raw": …, "raw_overlapped": …, "faststream": …,
-"eventlab": …}`` in msg/s.
+the output then says); the paths take turns, and the median of ``--repeats``
+runs of each is printed with the ratios. ``--json`` prints ``{"raw": …,
+"raw_overlapped": …, "faststream": …, "eventlab": …}`` in msg/s.
 Targets: eventlab >= 0.9x raw and >= 10x faststream.
 """
 
@@ -185,42 +185,43 @@ async def _eventlab(url: str, stream: str, counts: str, n: int) -> float:
 Runner = Callable[[str, str, str, int], Awaitable[float]]
 
 
-def _median_rate(
-    handle: broker.Broker, client: redis.Redis, name: str, run: Runner, *, n: int, repeats: int
+def _once(
+    handle: broker.Broker, client: redis.Redis, name: str, run: Runner, *, n: int, attempt: int
 ) -> float:
-    events = _events(n)
-    rates = []
-    for attempt in range(repeats):
-        stream = f"bench:{{{name}-{attempt}}}"
-        counts = _prepare(client, stream, events)
-        rates.append(asyncio.run(run(handle.url, stream, counts, n)))
-        assert client.hget(counts, FIELD) == str(n), f"{name}: an event was handled twice"
-        assert streams.pending_summary(client, stream, "bench").count == 0 or name == "faststream"
-        client.delete(stream, counts, f"{stream}:seen:bench")
-    return statistics.median(rates)
+    stream = f"bench:{{{name}-{attempt}}}"
+    counts = _prepare(client, stream, _events(n))
+    rate = asyncio.run(run(handle.url, stream, counts, n))
+    assert client.hget(counts, FIELD) == str(n), f"{name}: an event was handled twice"
+    assert streams.pending_summary(client, stream, "bench").count == 0 or name == "faststream"
+    client.delete(stream, counts, f"{stream}:seen:bench")
+    return rate
 
 
 def measure(*, events: int, faststream_events: int, repeats: int) -> dict[str, float]:
-    """Return msg/s of the four consuming paths on a fresh managed broker."""
+    """Return msg/s of the four consuming paths on a fresh managed broker.
+
+    The paths take turns (raw, raw_overlapped, faststream, eventlab, raw, …) and
+    each reports its median: on a shared machine, load that comes and goes then
+    hits every path alike instead of whichever ran during it.
+    """
+    paths: dict[str, tuple[Runner, int]] = {
+        "raw": (_raw, events),
+        "raw_overlapped": (_raw_overlapped, events),
+        "faststream": (_faststream, faststream_events),
+        "eventlab": (_eventlab, events),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in paths}
     with tempfile.TemporaryDirectory() as state:
         handle = broker.up(state=state, port=0, persistence="none")
         client = handle.client()
         try:
-            return {
-                "raw": _median_rate(handle, client, "raw", _raw, n=events, repeats=repeats),
-                "raw_overlapped": _median_rate(
-                    handle, client, "raw_overlapped", _raw_overlapped, n=events, repeats=repeats
-                ),
-                "faststream": _median_rate(
-                    handle, client, "faststream", _faststream, n=faststream_events, repeats=repeats
-                ),
-                "eventlab": _median_rate(
-                    handle, client, "eventlab", _eventlab, n=events, repeats=repeats
-                ),
-            }
+            for attempt in range(repeats):
+                for name, (run, n) in paths.items():
+                    rates[name].append(_once(handle, client, name, run, n=n, attempt=attempt))
         finally:
             client.close()
             handle.stop()
+    return {name: statistics.median(samples) for name, samples in rates.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
