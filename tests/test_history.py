@@ -228,3 +228,23 @@ def test_read_jsonl_refuses_a_broken_line(tmp_path, text):
     path.write_bytes(text.encode())
     with pytest.raises((ValueError, KeyError)):
         History.read_jsonl(path)
+
+
+def test_a_read_history_frames_counts_and_grows_like_a_recorded_one(tmp_path):
+    """After read_jsonl, len, frame() (built from columns), rows() and more records agree."""
+    h = History()
+    for i in range(5):
+        h.ok(f"p{i % 2}", "enqueue", [str(i)] if i % 2 else str(i))
+    path = h.write_jsonl(tmp_path / "h.jsonl")
+    a, b, c = (History.read_jsonl(path) for _ in range(3))
+    assert len(a) == 5
+    assert a._columns is not None  # not yet built one by one
+    from_columns = a.frame()
+    assert [r.value for r in b.rows()] == ["0", ["1"], "2", ["3"], "4"]
+    pd.testing.assert_frame_equal(from_columns, b.frame())
+    a.ok("q", "dequeue", "x")
+    c.extend([(1, "q", "ok", "dequeue", "y")])
+    assert len(a) == len(c) == 6
+    assert [r.value for r in a.rows()][-2:] == ["4", "x"]
+    assert [r.value for r in c.rows()][-2:] == ["4", "y"]
+    assert list(a.frame()["value"])[:5] == list(from_columns["value"])

@@ -26,6 +26,7 @@ import contextlib
 import gc
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ class Record(NamedTuple):
 
 
 _new_record = tuple.__new__  # Record from a 5-tuple without Record.__new__'s Python frame
+_Columns = tuple[np.ndarray[Any, np.dtype[np.int64]], list[str], list[str], list[str], list[Any]]
 
 
 @dataclass(slots=True)
@@ -123,6 +125,10 @@ class History:
     ) -> None:
         """Start an empty history (see the class docstring for the arguments)."""
         self._rows: list[Record] = []
+        # read_jsonl's columns (nanos, process, type, f, value): the records, until
+        # something needs them one by one (see _all); frame() builds from them directly
+        self._columns: _Columns | None = None
+        self._settling = threading.Lock()
         self._path = Path(path) if path is not None else None
         self._written = 0
         self._flush_every = flush_every
@@ -131,11 +137,11 @@ class History:
 
     def __len__(self) -> int:
         """Return the number of records."""
-        return len(self._rows)
+        return len(self._rows) + (0 if self._columns is None else len(self._columns[0]))
 
     def __repr__(self) -> str:
         """Show the record count and the file, if any."""
-        return f"<History {len(self._rows)} records{f' → {self._path}' if self._path else ''}>"
+        return f"<History {len(self)} records{f' → {self._path}' if self._path else ''}>"
 
     # -- recording ------------------------------------------------------------------
 
@@ -150,6 +156,8 @@ class History:
     ) -> None:
         """Append one record (``time_ns``: epoch nanoseconds, default now)."""
         stamp = time.time_ns() if time_ns is None else time_ns
+        if self._columns is not None:
+            self._all()
         self._rows.append(_new_record(Record, (stamp, process, type, f, value)))
         if self._path is not None and len(self._rows) - self._written >= self._flush_every:
             self.flush()
@@ -208,7 +216,7 @@ class History:
 
         Merging another history is ``history.extend(other.rows())``.
         """
-        self._rows.extend(map(Record._make, rows))
+        self._all().extend(map(Record._make, rows))
 
     # -- reading --------------------------------------------------------------------
 
@@ -217,11 +225,26 @@ class History:
 
         ``[r.value for r in history.rows() if r.f == "dequeue" and r.type == "ok"]``
         """
-        return self._rows[:]
+        return self._all()[:]
+
+    def _all(self) -> list[Record]:
+        """The records list, built from read_jsonl's columns the first time it is needed."""
+        if self._columns is not None:
+            with self._settling:
+                columns = self._columns
+                if columns is not None:
+                    nanos, *rest = columns
+                    built = zip(nanos.tolist(), *rest, strict=True)
+                    self._rows[:0] = map(_new_record, repeat(Record), built)
+                    self._columns = None
+        return self._rows
 
     def frame(self) -> pd.DataFrame:
         """Return the records as a DataFrame with :data:`COLUMNS` (``time`` datetime64 UTC)."""
-        if not self._rows:
+        columns = self._columns
+        if columns is not None and not self._rows:  # read from a file, nothing recorded since
+            return _frame(*columns)
+        if not self._all():
             return pd.DataFrame(
                 {
                     "time": pd.Series([], dtype="datetime64[ns, UTC]"),
@@ -231,24 +254,11 @@ class History:
         rows = self._rows[:]  # a snapshot: other threads may still append
         # one pass per column is ~10x faster than zip(*rows) at 1M rows
         nanos = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        stamps = pd.DatetimeIndex(nanos.view("datetime64[ns]")).tz_localize("UTC")
-        return pd.DataFrame(
-            {
-                "time": stamps,
-                # object dtype: pandas 3 would store all-str columns as its "str"
-                # dtype, where a missing id (None) becomes NaN and then the text
-                # "nan", and which compares 3x slower than numpy's object arrays
-                **{
-                    name: pd.Series(_object_array(list(map(itemgetter(i), rows))), dtype=object)
-                    for i, name in enumerate(COLUMNS[1:], start=1)
-                },
-            },
-            copy=False,  # one block per column: consolidating would copy 4M references
-        )
+        return _frame(nanos, *(list(map(itemgetter(i), rows)) for i in range(1, len(COLUMNS))))
 
     def records(self) -> list[dict[str, Any]]:
         """Return the records as JSON-ready dicts (the JSONL lines, parsed)."""
-        return [json.loads(line) for line in _lines(self._rows)]
+        return [json.loads(line) for line in _lines(self._all())]
 
     def fault_windows(self) -> pd.DataFrame:
         """Return one row per nemesis fault: ``start``, ``end`` (datetime64 UTC), ``fault``.
@@ -257,8 +267,9 @@ class History:
         """
         starts: dict[str, list[int]] = {}
         rows: list[tuple[int, int, str]] = []
-        last = max((r[0] for r in self._rows), default=0)
-        for stamp, process, _type, f, value in self._rows:
+        records = self._all()
+        last = max((r[0] for r in records), default=0)
+        for stamp, process, _type, f, value in records:
             if process != NEMESIS or not isinstance(value, dict):
                 continue
             if value.get("phase") == "start":
@@ -281,7 +292,7 @@ class History:
         """Append the records not yet written to the history's file (if it has one)."""
         if self._path is None:
             return
-        pending = self._rows[self._written :]
+        pending = self._all()[self._written :]
         if pending:
             with self._path.open("a", encoding="utf-8") as handle:
                 handle.writelines(_lines(pending))
@@ -295,7 +306,7 @@ class History:
         """Write the whole history to ``path`` as JSONL; return the path."""
         target = Path(path)
         with target.open("w", encoding="utf-8") as handle:
-            handle.writelines(_lines(self._rows))
+            handle.writelines(_lines(self._all()))
         return target
 
     @classmethod
@@ -312,8 +323,11 @@ class History:
         history = cls()
         data = Path(path).read_bytes()
         with _gc_paused():
-            rows = _read_ours(data)
-            history._rows = _read_any(data) if rows is None else rows
+            columns = _read_ours(data)
+            if columns is None:
+                history._rows = _read_any(data)
+            else:
+                history._columns = columns  # records built when first needed (History._all)
         return history
 
 
@@ -341,8 +355,8 @@ _HEAD_AT = _STAMP + len('Z", ')
 _VALUE = b'"value": '
 
 
-def _read_ours(data: bytes) -> list[Record] | None:
-    """Records of JSONL in exactly the form :func:`_lines` writes, or ``None`` for any other.
+def _read_ours(data: bytes) -> _Columns | None:
+    """Columns of JSONL in exactly the form :func:`_lines` writes, or ``None`` for any other.
 
     Per line only a few slices are taken in Python; the stamps are parsed in one
     numpy call, the values in one orjson call (a JSON array of every value) and
@@ -371,9 +385,8 @@ def _read_ours(data: bytes) -> list[Record] | None:
     columns = _heads([line[_STAMP:i] for line, i in zip(lines, at, strict=True)])
     if columns is None or values is None or len(values) != n:  # len: a line with two values
         return None
-    return list(
-        map(_new_record, repeat(Record, n), zip(nanos.tolist(), *columns, values, strict=True))
-    )
+    process, kind, f = columns
+    return nanos, process, kind, f, values
 
 
 def _values(texts: list[bytes]) -> list[Any] | None:
@@ -436,6 +449,24 @@ def _nanos(stamps: list[str]) -> list[int]:
             nanos: list[int] = parsed.view(np.int64).tolist()
             return nanos
     return pd.to_datetime(stamps, utc=True, format="ISO8601").as_unit("ns").asi8.tolist()
+
+
+def _frame(nanos: np.ndarray[Any, np.dtype[np.int64]], *columns: list[Any]) -> pd.DataFrame:
+    """The DataFrame of :meth:`History.frame` from epoch nanoseconds and the other columns."""
+    stamps = pd.DatetimeIndex(nanos.view("datetime64[ns]")).tz_localize("UTC")
+    return pd.DataFrame(
+        {
+            "time": stamps,
+            # object dtype: pandas 3 would store all-str columns as its "str"
+            # dtype, where a missing id (None) becomes NaN and then the text
+            # "nan", and which compares 3x slower than numpy's object arrays
+            **{
+                name: pd.Series(_object_array(values), dtype=object)
+                for name, values in zip(COLUMNS[1:], columns, strict=True)
+            },
+        },
+        copy=False,  # one block per column: consolidating would copy 4M references
+    )
 
 
 def _object_array(values: list[Any]) -> np.ndarray[Any, np.dtype[Any]]:
