@@ -427,6 +427,7 @@ broker.up(state=sys.argv[1])
 """
 
 
+@pytest.mark.slow  # loads a large data file (~30 s): `make test` runs it, `make check` does not
 @pytest.mark.parametrize("kind", ["valkey", "redis"])
 def test_a_loading_broker_is_waited_for_reported_and_never_killed(tmp_path, kind, caplog):
     """restart()/up() return only once the data is loaded; status says loading; no kill."""

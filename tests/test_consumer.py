@@ -15,7 +15,6 @@ from faststream import FastStream
 from faststream.redis import RedisBroker, StreamSub
 
 from eventlab import processes, streams
-from eventlab._consumer_demo import effects_key
 from eventlab._errors import EventlabError
 from eventlab.consumer import (
     Backoff,
@@ -32,6 +31,7 @@ from eventlab.consumer import (
 )
 from eventlab.envelope import Event
 from eventlab.metrics import Metrics
+from tests._consumer_demo import effects_key
 
 STREAM = "lab:{orders}"
 COUNTS = "lab:{orders}:counts"
@@ -561,7 +561,7 @@ async def test_aredrive_and_selection(broker, client):
 
 def _spawn_counter(url: str, consumer: str, *, delay: float, min_idle: float = 1.0):
     proc = processes.spawn(
-        "eventlab._consumer_demo:counter",
+        "tests._consumer_demo:counter",
         args=[url, STREAM, "billing", consumer, str(min_idle), str(delay), "10"],
         name=f"counter-{consumer}",
     )
@@ -617,6 +617,7 @@ def test_sigterm_finishes_in_flight_batch(broker, client):
     _assert_exactly_once(client, handled)
 
 
+@pytest.mark.slow  # ~5-10 s of chaos: `make test` runs it, `make check` does not
 def test_broker_killed_and_restarted_consumers_resume_without_second_effect(fresh_broker):
     """Broker SIGKILLed (AOF everysec) mid-stream: consumers reconnect, no event has two effects."""
     server = fresh_broker(persistence="aof-everysec")
@@ -935,6 +936,7 @@ async def test_validation_failure_dead_letters_at_once_and_valid_events_are_repl
     assert letter.attempts == 1
 
 
+@pytest.mark.slow  # ~5-10 s of chaos: `make test` runs it, `make check` does not
 async def test_broker_paused_longer_than_socket_timeout_then_resumes(fresh_broker):
     """A broker frozen (SIGSTOP) past the client timeout: the consumer recovers, effects once."""
     server = fresh_broker()

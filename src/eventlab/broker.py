@@ -1,6 +1,6 @@
 """Find or start the Redis-compatible broker that lessons, labs and tests use.
 
-Precedence (architecture.md, "The broker"):
+Precedence (docs/architecture.md, "The broker"):
 
 1. ``REDIS_URL`` when set: used as is. Faults on the server (``kill``,
    ``pause``, ``restart``) are refused there: the kit did not start that broker,
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from eventlab import _env
 from eventlab._errors import EventlabError
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ __all__ = [
     "connect",
     "current",
     "down",
+    "exposed_without_password",
     "find_server",
     "redact",
     "state_dir",
@@ -193,6 +196,24 @@ def check_url(url: str, *, name: str = "REDIS_URL") -> str:
     return url
 
 
+def exposed_without_password(url: str) -> str | None:
+    """Return the host of ``url`` if other machines can reach it and the URL has no password.
+
+    The one test of "a remote broker without a password" (:mod:`eventlab.doctor`
+    warns, :mod:`eventlab.workshop` refuses). A unix socket or a loopback host
+    is not exposed; a host that does not resolve counts as exposed (the safe side).
+    """
+    parts = urlsplit(url)
+    if parts.password or parts.scheme == "unix":
+        return None
+    host = parts.hostname or "127.0.0.1"
+    try:
+        loopback = ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        loopback = False
+    return None if loopback else host
+
+
 _PROJECT_MARKERS = ("pyproject.toml", ".git")
 
 
@@ -209,7 +230,7 @@ def state_dir(path: str | os.PathLike[str] | None = None) -> Path:
     """
     if path is not None:
         return Path(path).resolve()
-    env = os.environ.get("EVENTLAB_STATE")
+    env = _env.get(_env.STATE)
     if env:
         return Path(env).resolve()
     cwd = Path.cwd().resolve()
@@ -248,7 +269,7 @@ def find_server(*, binary: str | None = None) -> ServerBinary:
     Raises:
         BrokerError: No server executable exists anywhere.
     """
-    explicit = binary or os.environ.get("EVENTLAB_SERVER")
+    explicit = binary or _env.get(_env.SERVER)
     if explicit:
         found = shutil.which(explicit)
         if found is None:
@@ -883,7 +904,7 @@ def up(
         BrokerError: ``REDIS_URL`` is malformed, unreachable or too old; the port
             asked for is taken; or no server can start.
     """
-    url = os.environ.get("REDIS_URL")
+    url = _env.get(_env.REDIS_URL)
     if url:
         return _external(url)
     folder = state_dir(state)
@@ -918,7 +939,7 @@ def current(*, state: str | os.PathLike[str] | None = None) -> Broker | None:
     Raises:
         BrokerError: ``REDIS_URL`` is set but unreachable or too old.
     """
-    url = os.environ.get("REDIS_URL")
+    url = _env.get(_env.REDIS_URL)
     if url:
         return _external(url, wait=False)
     folder = state_dir(state)

@@ -1,15 +1,15 @@
 """Publish, replay, and inspect streams and consumer groups (sync and asyncio).
 
-Names follow architecture.md: a stream is ``<namespace>:{<name>}`` (the braces
-are a Redis Cluster hash tag, so the stream, its dead letters and its dedupe
-keys share one slot); dead letters live in ``<stream>:dlq``.
+Names (docs/architecture.md, "One event, from publish to chart"): a stream is
+``<namespace>:{<name>}`` (the braces are a Redis Cluster hash tag, so the
+stream, its dead letters and its dedupe keys share one slot); dead letters
+live in ``<stream>:dlq``.
 
 Introduced in lessons 01 (publish, replay) and 02 (groups, pending, lag).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,6 +21,7 @@ import pandas as pd
 import redis
 import redis.asyncio
 
+from eventlab import _env
 from eventlab._errors import EventlabError
 from eventlab.broker import state_dir
 from eventlab.envelope import Event, _flat_fields
@@ -74,7 +75,7 @@ def namespace() -> str:
         EventlabError: The namespace has characters other than letters, digits, ``_.-``,
             or is reserved (``eventlab``, or ``lab`` in another letter case).
     """
-    value = os.environ.get("EVENTLAB_NAMESPACE") or _joined_namespace() or "lab"
+    value = _env.get(_env.NAMESPACE) or _joined_namespace() or "lab"
     if not _NAME.match(value):
         raise EventlabError(
             f"EVENTLAB_NAMESPACE={value!r} has characters other than letters, digits, _ . -",
@@ -98,7 +99,7 @@ def _joined_namespace() -> str | None:
     # The file is read on every call: a learner may join or leave while a kernel
     # runs, and a stale name would write into someone else's keys. Only the
     # folder search is cached (it stats every parent), once the folder exists.
-    where = (str(Path.cwd()), os.environ.get("EVENTLAB_STATE"))
+    where = (str(Path.cwd()), _env.get(_env.STATE))
     folder = _STATE_FOLDERS.get(where)
     if folder is None:
         folder = state_dir()

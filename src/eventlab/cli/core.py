@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from eventlab import broker, doctor, streams
+from eventlab import _env, broker, doctor, streams
 from eventlab._errors import EventlabError
 from eventlab.cli._common import Subcommands
 
@@ -43,7 +43,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
-    if os.environ.get("REDIS_URL"):
+    if _env.get(_env.REDIS_URL):
         print("REDIS_URL is set: that broker is not eventlab's to stop; nothing done")
         return 0
     stopped = broker.down(state=args.state)
@@ -53,7 +53,7 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     handle = broker.current(state=args.state)
-    folder = None if os.environ.get("REDIS_URL") else broker.state_dir(args.state)
+    folder = None if _env.get(_env.REDIS_URL) else broker.state_dir(args.state)
     if handle is None:
         raise EventlabError(
             f"no broker is running (state folder {folder})", fix="start one with `eventlab up`"

@@ -1,10 +1,11 @@
 """The reliable consumer runtime: ack after effect, retries, reclaim, dead letters, idempotency.
 
-faststream's Redis subscriber leaves the hard parts out (field-notes.md): its
-``nack()`` does nothing, a restarted consumer never re-reads its pending
-entries, there are no retries and no dead letters, and it handles one message
-per call (~100x slower than a batched loop). :class:`Reliable` adds those to a
-faststream service while keeping the handler per event::
+faststream's Redis subscriber leaves the hard parts out (docs/architecture.md,
+"faststream 0.7.8 on Redis Streams"): its ``nack()`` does nothing, a restarted
+consumer never re-reads its pending entries, there are no retries and no dead
+letters, and it handles one message per call (~100x slower than a batched loop).
+:class:`Reliable` adds those to a faststream service while keeping the handler
+per event::
 
     from faststream import FastStream
     from faststream.redis import RedisBroker, StreamSub

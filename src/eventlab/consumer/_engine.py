@@ -137,6 +137,15 @@ class Subscription:
             asyncio.create_task(self._reclaim_loop(), name=f"eventlab-reclaim-{self.stream}"),
         ]
 
+    async def _finish(self, task: asyncio.Task[None], what: str, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait up to ``timeout`` seconds for ``task``; log (never raise) if it cannot finish."""
+        try:
+            await asyncio.wait_for(task, timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            logger.warning("%s: %s not finished in %.1f s", self, what, timeout)
+        except _CONNECTION_ERRORS as exc:
+            logger.warning("%s: %s stopped with the broker unreachable: %s", self, what, exc)
+
     async def _stop(self, *, timeout: float) -> None:  # noqa: ASYNC109 - seconds, documented
         self._stopping.set()
         if not self._tasks:
@@ -144,18 +153,8 @@ class Subscription:
         reader, reclaimer = self._tasks
         # not cancelled: a reclaim call in flight has already claimed its entries (the
         # server counted a delivery); the reclaimer sees _stopping and hands them back
-        try:
-            await asyncio.wait_for(reclaimer, timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            logger.warning("%s: reclaimer not finished in %.1f s", self, timeout)
-        except _CONNECTION_ERRORS as exc:
-            logger.warning("%s: reclaimer stopped with the broker unreachable: %s", self, exc)
-        try:
-            await asyncio.wait_for(reader, timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            logger.warning("%s: in-flight batch not finished in %.1f s", self, timeout)
-        except _CONNECTION_ERRORS as exc:
-            logger.warning("%s: stopped with the broker unreachable: %s", self, exc)
+        await self._finish(reclaimer, "reclaimer", timeout)
+        await self._finish(reader, "in-flight batch", timeout)
         await self._release_queued()
         self._tasks = []
         if self._state != "failed":
