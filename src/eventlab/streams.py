@@ -177,8 +177,9 @@ def publish_many(
     ids: list[str] = []
     for batch in _chunks(events, chunk):
         pipe = client.pipeline(transaction=False)
+        stage = pipe.execute_command
         for event in batch:  # XADD as one flat command: no dict, no xadd() argument checks
-            pipe.execute_command(*_flat_fields(event, *head))  # type: ignore[no-untyped-call]
+            stage(*_flat_fields(event, *head))  # type: ignore[no-untyped-call]
         ids.extend(map(str, pipe.execute()))
     return ids
 
@@ -216,9 +217,13 @@ async def apublish_many(
     return ids
 
 
-def _chunks(items: Iterable[Event], size: int) -> Iterator[list[Event]]:
+def _chunks(items: Iterable[Event], size: int) -> Iterator[Sequence[Event]]:
     if size <= 0:
         raise ValueError("chunk must be a positive count of events")
+    if isinstance(items, list | tuple):  # slices: no append per event
+        for start in range(0, len(items), size):
+            yield items[start : start + size]
+        return
     batch: list[Event] = []
     for item in items:
         batch.append(item)
