@@ -40,7 +40,8 @@ DLQ_FIELDS = (
 #   kind "retry": args = [idle_ms] (the XCLAIM IDLE that makes it reclaimable after a backoff)
 #   seen_max (ARGV[7], 0: none): the dedupe store keeps at most this many ids; the
 #   oldest are dropped first (an event redelivered after that is applied again)
-# Returns one status per entry: ok | duplicate | stale | dead | retry | error:<msg>.
+# Returns one status per entry: ok | duplicate | stale | dead | retry | error:<msg>;
+# just 'ok' when every entry is ok.
 # XACK comes first and fences the effect: 0 means another consumer already
 # finished the entry, so its effect must not be applied twice.
 COMMIT = r"""#!lua
@@ -224,7 +225,10 @@ if window > 0 and cap > 0 then
   local n = redis.call('ZCARD', seen)
   if n > cap then redis.call('ZREMRANGEBYRANK', seen, 0, n - cap - 1) end
 end
-return out
+for _, status in ipairs(out) do
+  if status ~= 'ok' then return out end
+end
+return 'ok'  -- every entry ok (the usual batch): one reply, not one per entry
 """
 
 # KEYS: 1 stream. ARGV: group, consumer, min_idle_ms, start, count, mode ("auto" | "own"),

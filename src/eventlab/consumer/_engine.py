@@ -694,7 +694,12 @@ class Subscription:
             if self._state == "out-of-memory":
                 logger.warning("%s: the broker accepts commits again", self)
                 self._set_state("running")
-            self._account(plan, [status.decode("utf-8", "backslashreplace") for status in raw])
+            statuses = (
+                ["ok"] * len(plan.rows)
+                if raw == b"ok"  # the script's reply when every entry is ok
+                else [status.decode("utf-8", "backslashreplace") for status in raw]
+            )
+            self._account(plan, statuses)
             return
 
     async def _on_out_of_memory(self, exc: redis.ResponseError) -> None:
