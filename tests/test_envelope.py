@@ -178,3 +178,36 @@ def test_data_that_is_not_json_is_refused_when_encoding():
     """Encoding data that JSON cannot hold raises TypeError instead of writing garbage."""
     with pytest.raises(TypeError):
         _event(data={"when": object()}).to_fields()
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        Event(type="OrderPlaced", source="orders"),
+        Event(type="OrderPlaced", source="orders", data={"n": 1}, subject="o-1"),
+        Event(
+            type="OrderPaid",
+            source="billing",
+            data=[1, "é"],
+            subject="o-1",
+            dataschema="OrderPaid/v1",
+            correlationid="flow-1",
+            causationid="cause-1",
+        ),
+        Event(type="OrderPaid", source="billing", extensions={"tenant": "acme"}),
+        Event(
+            type="X", source="y", time=datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+        ),
+    ],
+)
+def test_decoding_builds_the_same_event_as_the_constructor(event):
+    """from_fields (the consumer's fast build included) equals the event, every slot alike."""
+    back = Event.from_fields(event.to_fields())
+    assert back == event.evolve(time=event.time.astimezone(UTC))
+    assert [getattr(back, f.name) for f in dataclasses.fields(Event)] == [
+        getattr(event, f.name) if f.name != "time" else event.time.astimezone(UTC)
+        for f in dataclasses.fields(Event)
+    ]
+    assert type(back) is Event
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        back.id = "other"  # type: ignore[misc]

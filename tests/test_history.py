@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import redis
 
-from eventlab.history import COLUMNS, History
+from eventlab.history import COLUMNS, History, Record, _read_ours
 
 
 def test_op_records_invoke_then_ok_with_the_final_value():
@@ -141,3 +141,110 @@ def test_read_jsonl_accepts_blank_lines_and_any_iso_offset(tmp_path):
         pd.Timestamp("2026-01-01T00:00:02Z"),
     ]
     assert frame["value"].tolist() == ["nan", None]  # null stays no id, never the text "nan"
+
+
+def test_rows_are_named_records_and_extend_takes_tuples_or_records():
+    """rows() gives Records by name; extend() takes plain tuples and another history's rows."""
+    h = History()
+    h.ok("c", "dequeue", ["a", "b"])
+    h.extend([(5, "p", "invoke", "enqueue", "x")])
+    first, second = h.rows()
+    assert isinstance(first, Record)
+    assert (first.process, first.type, first.f, first.value) == ("c", "ok", "dequeue", ["a", "b"])
+    assert second == Record(time_ns=5, process="p", type="invoke", f="enqueue", value="x")
+    merged = History()
+    merged.extend(h.rows())
+    assert merged.rows() == h.rows()
+    assert all(isinstance(r, Record) for r in merged.rows())
+    with pytest.raises(TypeError):
+        h.extend([(1, "p", "ok")])  # a short tuple is refused, not padded
+
+
+OURS = '{"time": "2026-01-01T00:00:01.000000Z", "process": "p", "type": "ok", "f": "enqueue", '
+TRICKY = [
+    "plain-id",
+    "",
+    "nan",
+    None,
+    0,
+    -7,
+    1.5,
+    True,
+    ["a", "b"],
+    [],
+    {"phase": "start", "value": "inner", "type": "x", "f": {"time": 1}},
+    'quote " and backslash \\ and "value": inside',
+    "é ☃ \u2028 tab\tnewline\nend",
+    {"nested": [1, {"deep": None}]},
+]
+
+
+def test_read_jsonl_reads_every_value_and_name_shape_back_exactly(tmp_path):
+    """Values of every JSON shape and odd process/op names read back as written (µs times)."""
+    h = History()
+    for i, value in enumerate(TRICKY):
+        h.record(f'p"{i}" "value": ', "ok" if i % 2 else "invoke", f"f\\{i}\n☃", value)
+    h.nemesis("partition", "start", direction="both")
+    path = h.write_jsonl(tmp_path / "h.jsonl")
+    assert _read_ours(path.read_bytes()) is not None  # read column by column, not line by line
+    back = History.read_jsonl(path)
+    assert [r[1:] for r in back.rows()] == [r[1:] for r in h.rows()]
+    assert [r.time_ns for r in back.rows()] == [r.time_ns // 1000 * 1000 for r in h.rows()]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # other key order, compact separators, no final newline: read line by line
+        '{"process":"p","type":"ok","f":"enqueue","value":"a","time":"2026-01-01T00:00:01Z"}',
+        # an extra key is ignored, as line by line
+        OURS + '"extra": 1, "value": "a"}\n',
+        # our form, written on Windows
+        OURS + '"value": "a"}\r\n',
+    ],
+)
+def test_read_jsonl_of_other_writers_gives_the_same_record(tmp_path, text):
+    """JSONL not in write_jsonl's exact form still reads back the same record."""
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(text.encode())
+    assert _read_ours(path.read_bytes()) is None  # not our exact form: read line by line
+    (row,) = History.read_jsonl(path).rows()
+    assert row == Record(1_767_225_601_000_000_000, "p", "ok", "enqueue", "a")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        OURS + '"value": 12',  # no closing brace: not JSON
+        OURS + '"value": 1, 2}\n',
+        OURS + '"value": [1,\n' + OURS + '"value": 2}\n',  # a line cut short, then one whole
+        OURS + '"value": 1}\n\x00',
+        '{"time": "2026-01-01T00:00:01.000000Z", "process": "p", "type": "ok", "value": 1}\n',
+    ],
+)
+def test_read_jsonl_refuses_a_broken_line(tmp_path, text):
+    """A line that is not a JSON record (or lacks a key) raises instead of reading a guess."""
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(text.encode())
+    with pytest.raises((ValueError, KeyError)):
+        History.read_jsonl(path)
+
+
+def test_a_read_history_frames_counts_and_grows_like_a_recorded_one(tmp_path):
+    """After read_jsonl, len, frame() (built from columns), rows() and more records agree."""
+    h = History()
+    for i in range(5):
+        h.ok(f"p{i % 2}", "enqueue", [str(i)] if i % 2 else str(i))
+    path = h.write_jsonl(tmp_path / "h.jsonl")
+    a, b, c = (History.read_jsonl(path) for _ in range(3))
+    assert len(a) == 5
+    assert a._columns is not None  # not yet built one by one
+    from_columns = a.frame()
+    assert [r.value for r in b.rows()] == ["0", ["1"], "2", ["3"], "4"]
+    pd.testing.assert_frame_equal(from_columns, b.frame())
+    a.ok("q", "dequeue", "x")
+    c.extend([(1, "q", "ok", "dequeue", "y")])
+    assert len(a) == len(c) == 6
+    assert [r.value for r in a.rows()][-2:] == ["4", "x"]
+    assert [r.value for r in c.rows()][-2:] == ["4", "y"]
+    assert list(a.frame()["value"])[:5] == list(from_columns["value"])

@@ -43,6 +43,42 @@ def test_publish_and_replay_in_order(each_client):
     assert [event for _, event in replayed[1:]] == batch
 
 
+def test_every_publish_path_writes_exactly_to_fields(each_client):
+    """Sync publish and publish_many write the entry to_fields() describes, extensions too."""
+    event = Event(
+        type="OrderPaid",
+        source="billing",
+        data={"total": 5},
+        subject="o-9",
+        dataschema="OrderPaid/v1",
+        causationid="c-1",
+        extensions={"tenant": "acme", "source": "ignored-by-replace"},
+    )
+    plain = Event(type="OrderPlaced", source="orders")
+    ids = [
+        streams.publish(each_client, S, event),
+        *streams.publish_many(each_client, S, [event, plain]),
+    ]
+    stored = {str(i): dict(f) for i, f in each_client.xrange(S)}
+    want = [event.to_fields(), event.to_fields(), plain.to_fields()]
+    assert [stored[i] for i in ids] == want
+    assert want[0]["source"] == "ignored-by-replace"  # as to_fields always did: update()
+
+
+async def test_async_publish_paths_write_exactly_to_fields(broker):
+    """The asyncio apublish and apublish_many write the same fields as to_fields()."""
+    aclient = broker.async_client()
+    await aclient.flushall()
+    try:
+        event = Event(type="OrderPaid", source="billing", data=[1], extensions={"tenant": "a"})
+        ids = [await streams.apublish(aclient, S, event)]
+        ids += await streams.apublish_many(aclient, S, [event], maxlen=10, approximate=False)
+        stored = {str(i): dict(f) for i, f in await aclient.xrange(S)}
+        assert [stored[i] for i in ids] == [event.to_fields()] * 2
+    finally:
+        await aclient.aclose()
+
+
 def test_replay_range(each_client):
     """Replay with start/end returns only that slice (inclusive)."""
     ids = streams.publish_many(each_client, S, _events(10))

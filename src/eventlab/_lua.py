@@ -40,7 +40,8 @@ DLQ_FIELDS = (
 #   kind "retry": args = [idle_ms] (the XCLAIM IDLE that makes it reclaimable after a backoff)
 #   seen_max (ARGV[7], 0: none): the dedupe store keeps at most this many ids; the
 #   oldest are dropped first (an event redelivered after that is applied again)
-# Returns one status per entry: ok | duplicate | stale | dead | retry | error:<msg>.
+# Returns one status per entry: ok | duplicate | stale | dead | retry | error:<msg>;
+# just 'ok' when every entry is ok.
 # XACK comes first and fences the effect: 0 means another consumer already
 # finished the entry, so its effect must not be applied twice.
 COMMIT = r"""#!lua
@@ -169,6 +170,21 @@ if window > 0 then
   redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - window)
 end
 local out = {}
+-- the dedupe store, asked once for every event id of the batch (ZMSCORE), marked once at
+-- the end (ZADD); `added` holds this batch's marks, so an id twice in one batch is a duplicate
+local known, added, marks = {}, {}, {}
+if window > 0 then
+  local ids = {}
+  for _, entry in ipairs(plan) do
+    if entry[2] ~= '' then ids[#ids + 1] = entry[2] end
+  end
+  for i = 1, #ids, 1000 do
+    local scores = redis.call('ZMSCORE', seen, unpack(ids, i, math.min(i + 999, #ids)))
+    for j = 1, #scores do
+      if scores[j] then known[ids[i + j - 1]] = true end
+    end
+  end
+end
 for e, entry in ipairs(plan) do
   local eid, evid, kind, a = entry[1], entry[2], entry[3], entry[4]
   local status
@@ -180,7 +196,7 @@ for e, entry in ipairs(plan) do
   elseif kind == 'dead' then
     deadletter(eid, a[1], a[2], a[3])
     status = 'dead'
-  elseif window > 0 and evid ~= '' and redis.call('ZSCORE', seen, evid) then
+  elseif window > 0 and evid ~= '' and (known[evid] or added[evid]) then
     status = 'duplicate'
   else
     -- a single effect that fails changes nothing; only several need the type check first
@@ -194,17 +210,25 @@ for e, entry in ipairs(plan) do
     if string.sub(status, 1, 6) == 'error:' then
       deadletter(eid, 'effect failed: ' .. string.sub(status, 7), 'EffectError', '1')
     elseif window > 0 and evid ~= '' then
-      redis.call('ZADD', seen, now, evid)
+      added[evid] = true
+      marks[#marks + 1] = now
+      marks[#marks + 1] = evid
     end
   end
   out[e] = status
+end
+for i = 1, #marks, 1000 do
+  redis.call('ZADD', seen, unpack(marks, i, math.min(i + 999, #marks)))
 end
 local cap = tonumber(ARGV[7] or '0')
 if window > 0 and cap > 0 then
   local n = redis.call('ZCARD', seen)
   if n > cap then redis.call('ZREMRANGEBYRANK', seen, 0, n - cap - 1) end
 end
-return out
+for _, status in ipairs(out) do
+  if status ~= 'ok' then return out end
+end
+return 'ok'  -- every entry ok (the usual batch): one reply, not one per entry
 """
 
 # KEYS: 1 stream. ARGV: group, consumer, min_idle_ms, start, count, mode ("auto" | "own"),

@@ -13,8 +13,9 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -73,9 +74,20 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# the last second formatted, "YYYY-MM-DDTHH:MM:SS": events published together share it,
+# and formatting only the microseconds is 3x faster (benchmarks/publish.py)
+_last_second: tuple[tuple[int, int, int, int], str] = ((0, 0, 0, 0), "")
+
+
 def _format_time(moment: datetime) -> str:
+    global _last_second  # noqa: PLW0603 - a one-entry cache, replaced whole (thread-safe)
     if moment.tzinfo is UTC:  # the common case, without a conversion
-        return moment.isoformat(timespec="microseconds")[:-6] + "Z"
+        second = (moment.toordinal(), moment.hour, moment.minute, moment.second)
+        cached, text = _last_second
+        if second != cached:
+            text = moment.isoformat()[:19]
+            _last_second = (second, text)
+        return f"{text}.{moment.microsecond:06d}Z"
     if moment.tzinfo is None:
         raise ValueError("event time must be timezone-aware (use datetime.now(UTC))")
     return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
@@ -115,15 +127,26 @@ class Event:
 
     def __post_init__(self) -> None:
         """Check the attribute types and default the correlation id to the event's own id."""
-        problems = {
-            name: f"must be a non-empty string, got {getattr(self, name)!r}"
-            for name in ("type", "source", "id")
-            if not isinstance(getattr(self, name), str) or not getattr(self, name)
-        }
-        if not isinstance(self.time, datetime) or self.time.tzinfo is None:
-            problems["time"] = f"must be a timezone-aware datetime, got {self.time!r}"
-        if problems:
-            raise EnvelopeError(problems, {})
+        ok = (  # one expression for the common case: every event a consumer decodes runs it
+            type(self.type) is str
+            and type(self.source) is str
+            and type(self.id) is str
+            and self.type
+            and self.source
+            and self.id
+            and isinstance(self.time, datetime)
+            and self.time.tzinfo is not None
+        )
+        if not ok:
+            problems = {
+                name: f"must be a non-empty string, got {getattr(self, name)!r}"
+                for name in ("type", "source", "id")
+                if not isinstance(getattr(self, name), str) or not getattr(self, name)
+            }
+            if not isinstance(self.time, datetime) or self.time.tzinfo is None:
+                problems["time"] = f"must be a timezone-aware datetime, got {self.time!r}"
+            if problems:
+                raise EnvelopeError(problems, {})
         if self.correlationid is None:
             object.__setattr__(self, "correlationid", self.id)
 
@@ -156,81 +179,168 @@ class Event:
 
     def to_fields(self) -> dict[str, str]:
         """Encode to the flat plain-text stream fields of ``docs/wire-format.md``."""
-        fields = {
-            "specversion": self.specversion,
-            "id": self.id,
-            "source": self.source,
-            "type": self.type,
-            "time": _format_time(self.time),
-            "datacontenttype": self.datacontenttype,
-            "data": _dumps(self.data),
-        }
-        if self.subject is not None:
-            fields["subject"] = self.subject
-        if self.dataschema is not None:
-            fields["dataschema"] = self.dataschema
-        if self.correlationid is not None:
-            fields["correlationid"] = self.correlationid
-        if self.causationid is not None:
-            fields["causationid"] = self.causationid
-        if self.extensions:
-            fields.update(self.extensions)
-        return fields
+        flat = iter(_flat_fields(self))
+        return dict(zip(flat, flat, strict=True))
 
     @classmethod
-    def from_fields(  # noqa: C901, PLR0912 - one check per field, so every problem is named
-        cls, fields: Mapping[str, str] | Mapping[bytes, bytes]
-    ) -> Event:
+    def from_fields(cls, fields: Mapping[str, str] | Mapping[bytes, bytes]) -> Event:
         """Decode stream fields (``str`` or ``bytes``) into an event.
 
         Raises:
             EnvelopeError: naming every missing or malformed field at once.
         """
-        text = _as_text(fields)
-        problems: dict[str, str] = {}
-        for name in _REQUIRED:
-            if not text.get(name):
-                problems[name] = "missing"
-        if text.get("specversion", SPECVERSION) != SPECVERSION:
-            problems["specversion"] = f"must be {SPECVERSION!r}, got {text['specversion']!r}"
-        contenttype = text.get("datacontenttype", _JSON)
-        if contenttype != _JSON:
-            problems["datacontenttype"] = f"must be {_JSON!r}, got {contenttype!r}"
-        moment: datetime | None = None
-        if text.get("time"):
-            try:
-                moment = datetime.fromisoformat(text["time"])
-            except ValueError:
-                problems["time"] = f"not RFC 3339: {text['time']!r}"
-            else:
-                if moment.tzinfo is None:
-                    problems["time"] = f"no timezone offset: {text['time']!r}"
-        data: Any = None
-        if "data" in text:
-            try:
-                data = _loads(text["data"])
-            except ValueError as exc:
-                problems["data"] = f"not JSON ({exc})"
-        extensions = {k: v for k, v in text.items() if k not in _KNOWN}
-        for name in extensions:
-            if not _EXTENSION_NAME.match(name):
-                problems[name] = "unknown attribute (extensions are lowercase a-z0-9, ≤20 chars)"
-        if problems:
-            raise EnvelopeError(problems, text)
-        assert moment is not None
-        return cls(
-            type=text["type"],
-            source=text["source"],
-            data=data,
-            id=text["id"],
-            time=moment,
-            subject=text.get("subject"),
-            datacontenttype=contenttype,
-            dataschema=text.get("dataschema"),
-            correlationid=text.get("correlationid"),
-            causationid=text.get("causationid"),
-            extensions=extensions,
-        )
+        return _from_text(cls, _as_text(fields))
+
+
+def _flat_fields(event: Event, *head: Any) -> list[Any]:
+    """``head``, then the fields of :meth:`Event.to_fields` flat: ``[name, value, …]``.
+
+    Publishing builds ``XADD <stream> * <fields>`` with it in one list: no dict
+    on the way, ~0.8 us less per event than ``xadd(stream, event.to_fields())``.
+    """
+    flat = [
+        *head,
+        "specversion",
+        event.specversion,
+        "id",
+        event.id,
+        "source",
+        event.source,
+        "type",
+        event.type,
+        "time",
+        _format_time(event.time),
+        "datacontenttype",
+        event.datacontenttype,
+        "data",
+        _dumps(event.data),
+    ]
+    if event.subject is not None:
+        flat += ("subject", event.subject)
+    if event.dataschema is not None:
+        flat += ("dataschema", event.dataschema)
+    if event.correlationid is not None:
+        flat += ("correlationid", event.correlationid)
+    if event.causationid is not None:
+        flat += ("causationid", event.causationid)
+    if event.extensions:  # as a dict (rare): an extension named like a field replaces it
+        fields = dict(zip(flat[len(head) :: 2], flat[len(head) + 1 :: 2], strict=True))
+        fields.update(event.extensions)
+        flat = [*head, *chain.from_iterable(fields.items())]
+    return flat
+
+
+def _from_text(cls: type[Event], text: Mapping[str, str]) -> Event:
+    """:meth:`Event.from_fields` of fields already decoded to text (the consumer's hot path).
+
+    A well-formed event takes one pass of cheap checks; anything else goes through
+    :func:`_checked`, which names every problem.
+    """
+    stamp = text.get("time")
+    if (
+        stamp
+        and text.get("specversion") == SPECVERSION
+        and text.get("id")
+        and text.get("source")
+        and text.get("type")
+        and text.get("datacontenttype", _JSON) == _JSON
+        and text.keys() <= _KNOWN  # no extensions to check
+    ):
+        try:
+            moment = datetime.fromisoformat(stamp)
+            data = _loads(text["data"]) if "data" in text else None
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is not None and cls is Event:  # every check __post_init__ makes
+                event = _new_event(Event)
+                t, so, da, i, ti, su, sp, dc, ds, co, ca, ex = _SETTERS
+                t(event, text["type"])
+                so(event, text["source"])
+                da(event, data)
+                i(event, text["id"])
+                ti(event, moment)
+                su(event, text.get("subject"))
+                sp(event, SPECVERSION)
+                dc(event, _JSON)
+                ds(event, text.get("dataschema"))
+                co(event, text.get("correlationid") or text["id"])
+                ca(event, text.get("causationid"))
+                ex(event, {})
+                return event
+    return _checked(cls, text)
+
+
+# A decoded event is built by setting its slots directly: half the cost of the
+# frozen dataclass's __init__, whose checks _from_text has made (benchmarks/consume.py)
+_new_event = object.__new__
+_SLOTS = (
+    "type",
+    "source",
+    "data",
+    "id",
+    "time",
+    "subject",
+    "specversion",
+    "datacontenttype",
+    "dataschema",
+    "correlationid",
+    "causationid",
+    "extensions",
+)
+if {f.name for f in fields(Event)} != set(
+    _SLOTS
+):  # pragma: no cover - a new field needs a slot here
+    raise RuntimeError("envelope._SLOTS must name every field of Event")
+_SETTERS = tuple(getattr(Event, name).__set__ for name in _SLOTS)
+
+
+def _checked(cls: type[Event], text: Mapping[str, str]) -> Event:  # noqa: C901, PLR0912 - one check per field
+    """Decode ``text`` checking every field, so every problem is named at once."""
+    problems: dict[str, str] = {}
+    for name in _REQUIRED:
+        if not text.get(name):
+            problems[name] = "missing"
+    if text.get("specversion", SPECVERSION) != SPECVERSION:
+        problems["specversion"] = f"must be {SPECVERSION!r}, got {text['specversion']!r}"
+    contenttype = text.get("datacontenttype", _JSON)
+    if contenttype != _JSON:
+        problems["datacontenttype"] = f"must be {_JSON!r}, got {contenttype!r}"
+    moment: datetime | None = None
+    if text.get("time"):
+        try:
+            moment = datetime.fromisoformat(text["time"])
+        except ValueError:
+            problems["time"] = f"not RFC 3339: {text['time']!r}"
+        else:
+            if moment.tzinfo is None:
+                problems["time"] = f"no timezone offset: {text['time']!r}"
+    data: Any = None
+    if "data" in text:
+        try:
+            data = _loads(text["data"])
+        except ValueError as exc:
+            problems["data"] = f"not JSON ({exc})"
+    extensions = {k: v for k, v in text.items() if k not in _KNOWN}
+    for name in extensions:
+        if not _EXTENSION_NAME.match(name):
+            problems[name] = "unknown attribute (extensions are lowercase a-z0-9, ≤20 chars)"
+    if problems:
+        raise EnvelopeError(problems, text)
+    assert moment is not None
+    return cls(
+        type=text["type"],
+        source=text["source"],
+        data=data,
+        id=text["id"],
+        time=moment,
+        subject=text.get("subject"),
+        datacontenttype=contenttype,
+        dataschema=text.get("dataschema"),
+        correlationid=text.get("correlationid"),
+        causationid=text.get("causationid"),
+        extensions=extensions,
+    )
 
 
 def _as_text(fields: Mapping[str, str] | Mapping[bytes, bytes]) -> dict[str, str]:

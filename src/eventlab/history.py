@@ -11,9 +11,10 @@ One record per line in JSONL, exactly::
     {"time": "2026-11-26T04:40:00.123456Z", "process": "producer-0",
      "type": "invoke", "f": "enqueue", "value": "9f0c…"}
 
-Recording is an append of one tuple to a list (thread-safe in CPython), so a
-history of 100,000+ operations costs little; :meth:`History.frame` turns it into
-a pandas DataFrame in one step.
+Recording is an append of one :class:`Record` (a named tuple) to a list
+(thread-safe in CPython), so a history of 100,000+ operations costs little;
+:meth:`History.rows` gives the records by name (``row.process``, ``row.value``)
+and :meth:`History.frame` turns them into a pandas DataFrame in one step.
 
 Introduced in lesson 03 (a history of a crash) and used throughout lesson 11.
 """
@@ -25,12 +26,14 @@ import contextlib
 import gc
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import orjson
@@ -43,6 +46,7 @@ __all__ = [
     "History",
     "OpType",
     "Operation",
+    "Record",
 ]
 
 OpType = Literal["invoke", "ok", "fail", "info"]
@@ -65,7 +69,30 @@ reached the broker and been applied even though no reply came back.
 """
 
 NEMESIS = "nemesis"
-_Row = tuple[int, str, str, str, Any]
+
+
+class Record(NamedTuple):
+    """One record of a history, by name: what :meth:`History.rows` returns.
+
+    Introduced in lesson 03 with the history itself.
+
+    Attributes:
+        time_ns: When it was recorded, in epoch nanoseconds (UTC).
+        process: Who did it (``"producer-0"``, ``"nemesis"``).
+        type: ``invoke``, ``ok``, ``fail`` or ``info`` (see :data:`OpType`).
+        f: The operation's name (``"enqueue"``) or the fault's (``"partition"``).
+        value: The operation's argument or result (an id, a list of ids, a dict).
+    """
+
+    time_ns: int
+    process: str
+    type: OpType
+    f: str
+    value: Any
+
+
+_new_record = tuple.__new__  # Record from a 5-tuple without Record.__new__'s Python frame
+_Columns = tuple[np.ndarray[Any, np.dtype[np.int64]], list[str], list[str], list[str], list[Any]]
 
 
 @dataclass(slots=True)
@@ -97,7 +124,11 @@ class History:
         self, path: str | os.PathLike[str] | None = None, *, flush_every: int = 10_000
     ) -> None:
         """Start an empty history (see the class docstring for the arguments)."""
-        self._rows: list[_Row] = []
+        self._rows: list[Record] = []
+        # read_jsonl's columns (nanos, process, type, f, value): the records, until
+        # something needs them one by one (see _all); frame() builds from them directly
+        self._columns: _Columns | None = None
+        self._settling = threading.Lock()
         self._path = Path(path) if path is not None else None
         self._written = 0
         self._flush_every = flush_every
@@ -106,11 +137,11 @@ class History:
 
     def __len__(self) -> int:
         """Return the number of records."""
-        return len(self._rows)
+        return len(self._rows) + (0 if self._columns is None else len(self._columns[0]))
 
     def __repr__(self) -> str:
         """Show the record count and the file, if any."""
-        return f"<History {len(self._rows)} records{f' → {self._path}' if self._path else ''}>"
+        return f"<History {len(self)} records{f' → {self._path}' if self._path else ''}>"
 
     # -- recording ------------------------------------------------------------------
 
@@ -124,7 +155,10 @@ class History:
         time_ns: int | None = None,
     ) -> None:
         """Append one record (``time_ns``: epoch nanoseconds, default now)."""
-        self._rows.append((time.time_ns() if time_ns is None else time_ns, process, type, f, value))
+        stamp = time.time_ns() if time_ns is None else time_ns
+        if self._columns is not None:
+            self._all()
+        self._rows.append(_new_record(Record, (stamp, process, type, f, value)))
         if self._path is not None and len(self._rows) - self._written >= self._flush_every:
             self.flush()
 
@@ -178,14 +212,39 @@ class History:
             self.nemesis(fault, "stop")
 
     def extend(self, rows: Iterable[tuple[int, str, str, str, Any]]) -> None:
-        """Append many ``(time_ns, process, type, f, value)`` tuples at once."""
-        self._rows.extend(rows)
+        """Append many records at once: :class:`Record` s or ``(time_ns, process, type, f, value)``.
+
+        Merging another history is ``history.extend(other.rows())``.
+        """
+        self._all().extend(map(Record._make, rows))
 
     # -- reading --------------------------------------------------------------------
 
+    def rows(self) -> list[Record]:
+        """Return the records in order, as named tuples (a snapshot: recording goes on).
+
+        ``[r.value for r in history.rows() if r.f == "dequeue" and r.type == "ok"]``
+        """
+        return self._all()[:]
+
+    def _all(self) -> list[Record]:
+        """The records list, built from read_jsonl's columns the first time it is needed."""
+        if self._columns is not None:
+            with self._settling:
+                columns = self._columns
+                if columns is not None:
+                    nanos, *rest = columns
+                    built = zip(nanos.tolist(), *rest, strict=True)
+                    self._rows[:0] = map(_new_record, repeat(Record), built)
+                    self._columns = None
+        return self._rows
+
     def frame(self) -> pd.DataFrame:
         """Return the records as a DataFrame with :data:`COLUMNS` (``time`` datetime64 UTC)."""
-        if not self._rows:
+        columns = self._columns
+        if columns is not None and not self._rows:  # read from a file, nothing recorded since
+            return _frame(*columns)
+        if not self._all():
             return pd.DataFrame(
                 {
                     "time": pd.Series([], dtype="datetime64[ns, UTC]"),
@@ -195,24 +254,11 @@ class History:
         rows = self._rows[:]  # a snapshot: other threads may still append
         # one pass per column is ~10x faster than zip(*rows) at 1M rows
         nanos = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        stamps = pd.DatetimeIndex(nanos.view("datetime64[ns]")).tz_localize("UTC")
-        return pd.DataFrame(
-            {
-                "time": stamps,
-                # object dtype: pandas 3 would store all-str columns as its "str"
-                # dtype, where a missing id (None) becomes NaN and then the text
-                # "nan", and which compares 3x slower than numpy's object arrays
-                **{
-                    name: pd.Series(_object_array(list(map(itemgetter(i), rows))), dtype=object)
-                    for i, name in enumerate(COLUMNS[1:], start=1)
-                },
-            },
-            copy=False,  # one block per column: consolidating would copy 4M references
-        )
+        return _frame(nanos, *(list(map(itemgetter(i), rows)) for i in range(1, len(COLUMNS))))
 
     def records(self) -> list[dict[str, Any]]:
         """Return the records as JSON-ready dicts (the JSONL lines, parsed)."""
-        return [json.loads(line) for line in _lines(self._rows)]
+        return [json.loads(line) for line in _lines(self._all())]
 
     def fault_windows(self) -> pd.DataFrame:
         """Return one row per nemesis fault: ``start``, ``end`` (datetime64 UTC), ``fault``.
@@ -221,8 +267,9 @@ class History:
         """
         starts: dict[str, list[int]] = {}
         rows: list[tuple[int, int, str]] = []
-        last = max((r[0] for r in self._rows), default=0)
-        for stamp, process, _type, f, value in self._rows:
+        records = self._all()
+        last = max((r[0] for r in records), default=0)
+        for stamp, process, _type, f, value in records:
             if process != NEMESIS or not isinstance(value, dict):
                 continue
             if value.get("phase") == "start":
@@ -245,7 +292,7 @@ class History:
         """Append the records not yet written to the history's file (if it has one)."""
         if self._path is None:
             return
-        pending = self._rows[self._written :]
+        pending = self._all()[self._written :]
         if pending:
             with self._path.open("a", encoding="utf-8") as handle:
                 handle.writelines(_lines(pending))
@@ -259,7 +306,7 @@ class History:
         """Write the whole history to ``path`` as JSONL; return the path."""
         target = Path(path)
         with target.open("w", encoding="utf-8") as handle:
-            handle.writelines(_lines(self._rows))
+            handle.writelines(_lines(self._all()))
         return target
 
     @classmethod
@@ -267,23 +314,20 @@ class History:
         """Load a history written by :meth:`write_jsonl` (or by a ``path=`` history).
 
         Fast enough for big runs (``benchmarks/checker.py`` reads 1,000,000
-        operations): one orjson parse per line with the garbage collector
-        paused, and one vectorised parse of every timestamp.
+        operations in about a second): lines in exactly the form this module
+        writes are read column by column (every timestamp in one vectorised
+        parse, every value in one orjson call, each distinct
+        ``process, type, f`` once); any other JSONL (other key order, other
+        offsets, blank lines) is parsed line by line, with the same result.
         """
         history = cls()
-        lines = Path(path).read_bytes().splitlines()
+        data = Path(path).read_bytes()
         with _gc_paused():
-            try:
-                records = [orjson.loads(line) for line in lines]
-            except orjson.JSONDecodeError:  # blank lines (skipped), or a real error (raised)
-                records = [orjson.loads(line) for line in lines if line.strip()]
-            nanos = _nanos([r["time"] for r in records])
-            history.extend(
-                [
-                    (t, r["process"], r["type"], r["f"], r.get("value"))
-                    for t, r in zip(nanos, records, strict=True)
-                ]
-            )
+            columns = _read_ours(data)
+            if columns is None:
+                history._rows = _read_any(data)
+            else:
+                history._columns = columns  # records built when first needed (History._all)
         return history
 
 
@@ -302,6 +346,97 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+# What write_jsonl writes, byte for byte, per line: '{"time": "' + a 26-character stamp +
+# 'Z", ' + the head ('"process": …, "type": …, "f": …, ') + '"value": ' + JSON + '}\n'.
+_FIRST = b'{"time": "'
+_BETWEEN = b'}\n{"time": "'  # where one line ends and the next begins
+_STAMP = 26
+_HEAD_AT = _STAMP + len('Z", ')
+_VALUE = b'"value": '
+
+
+def _read_ours(data: bytes) -> _Columns | None:
+    """Columns of JSONL in exactly the form :func:`_lines` writes, or ``None`` for any other.
+
+    Per line only a few slices are taken in Python; the stamps are parsed in one
+    numpy call, the values in one orjson call (a JSON array of every value) and
+    each distinct head once. Every shape assumption is checked, so a file that
+    is not ours (or not valid) returns ``None`` and is read line by line.
+    """
+    # "\r": written on Windows; NUL: numpy would drop it from the end of a stamp
+    if b"\r" in data or b"\x00" in data or not data.startswith(_FIRST):
+        return None
+    # one piece per line, without its '{"time": "' and '}\n', is one piece per newline:
+    # a line that does not end in '}' or the next one not begin '{"time": "' would
+    # leave a newline inside a piece, and fewer pieces than newlines
+    lines = data[len(_FIRST) : -1 if data.endswith(b"}") else -2].split(_BETWEEN)
+    n = len(lines)
+    if data.count(b"\n") + (not data.endswith(b"\n")) != n or not data.endswith((b"}", b"}\n")):
+        return None
+    try:
+        stamps = np.frombuffer(b"".join([line[:_STAMP] for line in lines]), dtype=f"S{_STAMP}")
+        nanos = stamps.astype("datetime64[us]").astype("datetime64[ns]").view(np.int64)
+    except ValueError:  # a short line, or not a stamp
+        return None
+    at = [line.find(_VALUE, _HEAD_AT) for line in lines]
+    if len(nanos) != n or -1 in at:
+        return None
+    values = _values([line[i + 9 :] for line, i in zip(lines, at, strict=True)])
+    columns = _heads([line[_STAMP:i] for line, i in zip(lines, at, strict=True)])
+    if columns is None or values is None or len(values) != n:  # len: a line with two values
+        return None
+    process, kind, f = columns
+    return nanos, process, kind, f, values
+
+
+def _values(texts: list[bytes]) -> list[Any] | None:
+    """Every value parsed in one orjson call (a JSON array of them), or ``None`` if not JSON."""
+    try:
+        values: list[Any] = orjson.loads(b"[" + b",".join(texts) + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    return values
+
+
+def _heads(heads: list[bytes]) -> list[list[Any]] | None:
+    """The process, type and f columns of the lines' heads, each distinct head parsed once."""
+    codes: dict[bytes, int] = {}
+    for head in heads:
+        codes.setdefault(head, len(codes))
+    known = [_head(head) for head in codes]
+    if None in known:
+        return None
+    which = np.fromiter(map(codes.__getitem__, heads), dtype=np.intp, count=len(heads))
+    return [_object_array([k[i] for k in known])[which].tolist() for i in range(3)]  # type: ignore[index]
+
+
+def _head(head: bytes) -> tuple[str, str, str] | None:
+    """``(process, type, f)`` of a ``Z", "process": …, `` head, or ``None`` if not just that."""
+    if not head.startswith(b'Z", '):
+        return None
+    try:
+        fields = orjson.loads(b"{" + head[4:] + b'"value": null}')
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(fields, dict) or list(fields) != ["process", "type", "f", "value"]:
+        return None
+    return fields["process"], fields["type"], fields["f"]
+
+
+def _read_any(data: bytes) -> list[Record]:
+    """Records of any JSONL history: one orjson parse per line, blank lines skipped."""
+    lines = data.splitlines()
+    try:
+        records = [orjson.loads(line) for line in lines]
+    except orjson.JSONDecodeError:  # blank lines (skipped), or a real error (raised)
+        records = [orjson.loads(line) for line in lines if line.strip()]
+    nanos = _nanos([r["time"] for r in records])
+    return [
+        _new_record(Record, (t, r["process"], r["type"], r["f"], r.get("value")))
+        for t, r in zip(nanos, records, strict=True)
+    ]
+
+
 def _nanos(stamps: list[str]) -> list[int]:
     """Epoch nanoseconds of ISO 8601 UTC stamps; the ``…Z`` form we write parses fastest."""
     bare = [s[:-1] for s in stamps if s[-1:] == "Z"]  # numpy parses naive stamps only
@@ -316,6 +451,24 @@ def _nanos(stamps: list[str]) -> list[int]:
     return pd.to_datetime(stamps, utc=True, format="ISO8601").as_unit("ns").asi8.tolist()
 
 
+def _frame(nanos: np.ndarray[Any, np.dtype[np.int64]], *columns: list[Any]) -> pd.DataFrame:
+    """The DataFrame of :meth:`History.frame` from epoch nanoseconds and the other columns."""
+    stamps = pd.DatetimeIndex(nanos.view("datetime64[ns]")).tz_localize("UTC")
+    return pd.DataFrame(
+        {
+            "time": stamps,
+            # object dtype: pandas 3 would store all-str columns as its "str"
+            # dtype, where a missing id (None) becomes NaN and then the text
+            # "nan", and which compares 3x slower than numpy's object arrays
+            **{
+                name: pd.Series(_object_array(values), dtype=object)
+                for name, values in zip(COLUMNS[1:], columns, strict=True)
+            },
+        },
+        copy=False,  # one block per column: consolidating would copy 4M references
+    )
+
+
 def _object_array(values: list[Any]) -> np.ndarray[Any, np.dtype[Any]]:
     # np.array() would turn a tuple of lists into a 2-D array; keep one object per row.
     out = np.empty(len(values), dtype=object)
@@ -323,7 +476,7 @@ def _object_array(values: list[Any]) -> np.ndarray[Any, np.dtype[Any]]:
     return out
 
 
-def _lines(rows: list[_Row]) -> list[str]:
+def _lines(rows: list[Record]) -> list[str]:
     # Hot path for big histories: the date part is formatted once per second and
     # the constant part of a line once per (process, type, f).
     encode = json.JSONEncoder(default=str).encode

@@ -303,7 +303,7 @@ def consumer_kill_before_ack(
     finally:
         if proc.alive:
             proc.kill()
-    history.extend(History.read_jsonl(log)._rows)  # noqa: SLF001 - merge the worker's records
+    history.extend(History.read_jsonl(log).rows())  # merge the worker's records
     shutil.rmtree(folder, ignore_errors=True)
     stranded = streams.pending_summary(client, stream, group).count
     # the recovery consumer: claim what the dead one held, then read the rest
@@ -1267,7 +1267,7 @@ def slow_handler_stolen(
             await reliable.stop()
 
     def history_ids() -> set[str]:
-        return {r[4] for r in history._rows if r[2] == "invoke" and r[3] == "dequeue"}  # noqa: SLF001
+        return {r.value for r in history.rows() if r.type == "invoke" and r.f == "dequeue"}
 
     _run_async(consume)
     verdicts = {

@@ -41,11 +41,12 @@ from eventlab.consumer._types import (
     _Undecodable,
     seen_key,
 )
-from eventlab.envelope import EnvelopeError, Event
+from eventlab.envelope import EnvelopeError, Event, _from_text
 from eventlab.metrics import EventRow, Metrics, Outcome
 from eventlab.streams import acreate_group, dlq_key
 
 logger = logging.getLogger("eventlab.consumer")
+_new_row = tuple.__new__  # an EventRow from a 13-tuple, without NamedTuple._replace's cost
 
 
 class Subscription:
@@ -451,7 +452,7 @@ class Subscription:
                 self._dead_raw(plan, entry_id, fields, attempt=delivery, received=received)
                 continue
             try:
-                event = Event.from_fields(fields)
+                event = _from_text(Event, fields)
             except EnvelopeError as exc:
                 self._dead(
                     plan,
@@ -598,20 +599,23 @@ class Subscription:
         plan.rows.append(self._event_row(event, received, attempt, "dead"))
 
     def _event_row(self, event: Event, received: float, attempt: int, outcome: Outcome) -> EventRow:
-        return EventRow(
-            event.id,
-            event.type,
-            event.correlationid,
-            event.causationid,
-            event.source,
-            self.stream,
-            self.group,
-            self.consumer,
-            event.time,
-            received,
-            0.0,
-            attempt,
-            outcome,
+        return _new_row(
+            EventRow,
+            (
+                event.id,
+                event.type,
+                event.correlationid,
+                event.causationid,
+                event.source,
+                self.stream,
+                self.group,
+                self.consumer,
+                event.time,
+                received,
+                0.0,
+                attempt,
+                outcome,
+            ),
         )
 
     def _raw_row(
@@ -690,7 +694,12 @@ class Subscription:
             if self._state == "out-of-memory":
                 logger.warning("%s: the broker accepts commits again", self)
                 self._set_state("running")
-            self._account(plan, [_text(status) for status in raw])
+            statuses = (
+                ["ok"] * len(plan.rows)
+                if raw == b"ok"  # the script's reply when every entry is ok
+                else [status.decode("utf-8", "backslashreplace") for status in raw]
+            )
+            self._account(plan, statuses)
             return
 
     async def _on_out_of_memory(self, exc: redis.ResponseError) -> None:
@@ -723,7 +732,7 @@ class Subscription:
                 outcome = "dead"
                 if status.startswith("error:"):
                     logger.error("%s: effect of %s failed: %s", self, row.id, status[6:])
-            rows.append(row._replace(handled=handled, outcome=outcome))
+            rows.append(_new_row(EventRow, (*row[:10], handled, row[11], outcome)))
         if self.metrics is not None:
             self.metrics.extend(rows)
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 import redis
 import redis.asyncio
 from redis.client import NEVER_DECODE
@@ -47,7 +48,17 @@ Handler = Callable[..., Awaitable[Any] | Any]
 _WITH_EFFECTS = 2  # handle(event, effects)
 # the commit plan travels as one JSON string (cjson in the script): ensure_ascii=False
 # keeps text as UTF-8 bytes, which Lua passes through untouched
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_slow_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _dumps(plan: Any) -> bytes | str:
+    """Compact UTF-8 JSON; orjson is ~5x faster than json on a batch's plan."""
+    try:
+        return orjson.dumps(plan)
+    except (TypeError, orjson.JSONEncodeError):
+        return _slow_dumps(plan)  # e.g. a lone surrogate, or an integer beyond 64 bits
+
+
 _CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 _OOM_RETRY = 0.5  # seconds between commits the broker refused for lack of memory
 
@@ -76,6 +87,11 @@ def _decode_fields(raw: Any) -> Mapping[str, str]:
     Returns an :class:`_Undecodable` (escaped text plus the problem) when a name or
     value is not UTF-8, so one bad entry cannot stop the batch around it.
     """
+    if type(raw) is dict:  # what XREADGROUP replies with: bytes names and values, all UTF-8
+        try:
+            return {name.decode(): value.decode() for name, value in raw.items()}
+        except (AttributeError, UnicodeDecodeError):
+            pass  # text already, or not UTF-8: one pair at a time, naming the bad ones
     pairs = (
         list(raw.items())
         if isinstance(raw, Mapping)
@@ -224,6 +240,7 @@ class Health:
     lost: int
 
 
+@functools.lru_cache(maxsize=4096)  # a subscription asks for its stream's once per event
 def _hash_tag(key: str) -> str | None:
     """The part of ``key`` Redis Cluster hashes: the first non-empty ``{…}``, else ``None``."""
     start = key.find("{")
