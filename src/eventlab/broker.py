@@ -36,7 +36,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -61,6 +61,7 @@ __all__ = [
     "current",
     "down",
     "find_server",
+    "is_cluster",
     "redact",
     "state_dir",
     "up",
@@ -382,9 +383,11 @@ class Broker:
         state: Path | None = None,
         server: ServerBinary | None = None,
         persistence: Persistence | None = None,
+        cluster: bool = False,
     ) -> None:
         """Build a handle; use :func:`up` rather than calling this directly."""
         self.url = url
+        self.cluster = cluster
         self.managed = managed
         self.version = version
         self.pid = pid
@@ -396,6 +399,7 @@ class Broker:
     def __repr__(self) -> str:
         """Show the URL (password redacted), version and whether it is managed."""
         kind = f"managed pid={self.pid}" if self.managed else "external"
+        kind += " cluster" if self.cluster else ""
         return f"<Broker {redact(self.url)} v{self.version} {kind}>"
 
     @property
@@ -404,13 +408,27 @@ class Broker:
         return urlsplit(self.url).port or 6379
 
     def client(self, **options: Any) -> redis.Redis:
-        """Return a new sync client with ``decode_responses=True`` unless overridden."""
+        """Return a new sync client with ``decode_responses=True`` unless overridden.
+
+        On a cluster (:attr:`cluster`) it is a ``redis.RedisCluster``: the same
+        commands, each sent to the node serving its key's slot (typed as
+        ``redis.Redis`` so every helper taking a client accepts it).
+        """
         options.setdefault("decode_responses", True)
+        if self.cluster:
+            return cast(
+                "redis.Redis", redis.RedisCluster.from_url(self.url, **_cluster_options(options))
+            )
         return redis.Redis.from_url(self.url, **options)
 
     def async_client(self, **options: Any) -> redis.asyncio.Redis:
-        """Return a new asyncio client with ``decode_responses=True`` unless overridden."""
+        """Return a new asyncio client (a ``redis.asyncio.RedisCluster`` on a cluster)."""
         options.setdefault("decode_responses", True)
+        if self.cluster:
+            return cast(
+                "redis.asyncio.Redis",
+                redis.asyncio.RedisCluster.from_url(self.url, **_cluster_options(options)),
+            )
         return redis.asyncio.Redis.from_url(self.url, **options)
 
     def ping(self, *, timeout: float = 1.0) -> bool:
@@ -560,6 +578,38 @@ class Broker:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             _wait_gone(pid, _STOP_TIMEOUT)
+
+
+def _cluster_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Options of a single-node client that the cluster client takes (it has no ``db``)."""
+    options.pop("db", None)
+    return options
+
+
+def is_cluster(url: str) -> bool:
+    """Return whether the server at ``url`` runs in cluster mode (``INFO cluster``).
+
+    A URL needs no marking: the kit asks the server once (the answer is cached
+    per URL) and then uses redis-py's cluster client, which follows ``MOVED``
+    and finds the other nodes. An unreachable server counts as a single node
+    (connecting to it then reports the problem).
+    """
+    if url in _CLUSTER_URLS:
+        return _CLUSTER_URLS[url]
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=3.0, socket_timeout=3.0, retry=_NO_RETRY
+    )
+    try:
+        answer = bool(int(client.info("cluster").get("cluster_enabled", 0)))
+    except (redis.RedisError, OSError, ValueError):
+        return False
+    finally:
+        client.close()
+    _CLUSTER_URLS[url] = answer
+    return answer
+
+
+_CLUSTER_URLS: dict[str, bool] = {}
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
@@ -825,6 +875,7 @@ def _external(url: str, *, wait: bool = True) -> Broker:
         ) from None
     try:
         version, redis_version = _server_version(client)
+        cluster = bool(int(client.info("cluster").get("cluster_enabled", 0)))
         if wait:
             _wait_loaded(client, f"REDIS_URL={redact(url)}")
     except redis.AuthenticationError as exc:
@@ -851,7 +902,8 @@ def _external(url: str, *, wait: bool = True) -> Broker:
     finally:
         client.close()
     _check_version(redis_version, f"REDIS_URL={redact(url)}")
-    return Broker(url=url, managed=False, version=version)
+    _CLUSTER_URLS[url] = cluster
+    return Broker(url=url, managed=False, version=version, cluster=cluster)
 
 
 def up(
@@ -882,6 +934,9 @@ def up(
     url = os.environ.get("REDIS_URL")
     if url:
         return _external(url)
+    local = _local_cluster(state)
+    if local is not None:
+        return local
     folder = state_dir(state)
     strict = bool(port)  # a port asked for is that port or an error, never another
     with _locked(folder):
@@ -917,12 +972,25 @@ def current(*, state: str | os.PathLike[str] | None = None) -> Broker | None:
     url = os.environ.get("REDIS_URL")
     if url:
         return _external(url, wait=False)
+    local = _local_cluster(state)
+    if local is not None:
+        return local
     folder = state_dir(state)
     if not folder.is_dir():
         return None
     with _locked(folder):
         record = _read_record(folder)
         return None if record is None else _from_record(folder, record)
+
+
+def _local_cluster(state: str | os.PathLike[str] | None) -> Broker | None:
+    """The local cluster of ``eventlab up --cluster`` if one runs in this state folder."""
+    if not (state_dir(state) / "cluster" / "cluster.json").is_file():
+        return None
+    from eventlab import cluster  # noqa: PLC0415 - it imports this module
+
+    handle = cluster.current(state=state)
+    return None if handle is None else handle.broker
 
 
 def _reap(record: dict[str, Any]) -> None:
@@ -945,12 +1013,17 @@ def connect(
 
 
 def down(*, state: str | os.PathLike[str] | None = None) -> bool:
-    """Stop the recorded managed broker, even if the process that started it is gone.
+    """Stop the recorded managed broker (and a local cluster), even if their starter is gone.
 
     Returns:
         ``True`` when a server was stopped, ``False`` when none was running.
     """
     folder = state_dir(state)
+    if (folder / "cluster" / "cluster.json").is_file():
+        from eventlab import cluster  # noqa: PLC0415 - it imports this module
+
+        stopped = cluster.down(state=state)
+        return down(state=state) or stopped
     if not (folder / "broker.json").is_file():
         return False  # nothing recorded here: create no state folder just to say so
     with _locked(folder):
