@@ -18,11 +18,12 @@ def _events(n: int, *, subject: str = "o-1") -> list[Event]:
 
 
 def test_stream_key_is_namespaced_with_a_hash_tag(monkeypatch):
-    """stream_key puts the namespace first and the name in a cluster hash tag."""
-    assert streams.stream_key("orders") == "lab:{orders}"
+    """stream_key puts namespace and name in one cluster hash tag; derived keys share it."""
+    assert streams.stream_key("orders") == "{lab:orders}"
     monkeypatch.setenv("EVENTLAB_NAMESPACE", "alice")
-    assert streams.stream_key("orders") == "alice:{orders}"
-    assert streams.dlq_key("alice:{orders}") == "alice:{orders}:dlq"
+    assert streams.stream_key("orders") == "{alice:orders}"
+    assert streams.dlq_key("{alice:orders}") == "{alice:orders}:dlq"
+    assert streams.key_patterns() == ("{alice:*", "alice:*")
 
 
 def test_bad_namespace_is_one_line_with_a_fix(monkeypatch):

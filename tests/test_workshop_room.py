@@ -51,27 +51,27 @@ def test_acl_learner_cannot_read_write_or_delete_another_learners_keys(acl_room)
     """Learner A, logged in as their ACL user, gets NOPERM on every command on B's keys."""
     _, urls = acl_room
     alice, bob = _as(urls["alice"]), _as(urls["bob"])
-    bob.xadd("bob:{orders}", {"type": "OrderPlaced"})
+    bob.xadd("{bob:orders}", {"type": "OrderPlaced"})
     bob.set("bob:dedupe:1", "1")
     denied = {
-        "XRANGE": lambda: alice.xrange("bob:{orders}"),
-        "XREADGROUP": lambda: alice.xreadgroup("g", "c", {"bob:{orders}": ">"}),
+        "XRANGE": lambda: alice.xrange("{bob:orders}"),
+        "XREADGROUP": lambda: alice.xreadgroup("g", "c", {"{bob:orders}": ">"}),
         "GET": lambda: alice.get("bob:dedupe:1"),
         "SET": lambda: alice.set("bob:dedupe:1", "2"),
-        "XADD": lambda: alice.xadd("bob:{orders}", {"type": "Forged"}),
-        "DEL": lambda: alice.delete("bob:{orders}"),
+        "XADD": lambda: alice.xadd("{bob:orders}", {"type": "Forged"}),
+        "DEL": lambda: alice.delete("{bob:orders}"),
         "UNLINK": lambda: alice.unlink("bob:dedupe:1"),
-        "EVAL": lambda: alice.eval("return redis.call('DEL', KEYS[1])", 1, "bob:{orders}"),
+        "EVAL": lambda: alice.eval("return redis.call('DEL', KEYS[1])", 1, "{bob:orders}"),
         "FLUSHALL": alice.flushall,
         "CLIENT PAUSE": lambda: alice.execute_command("CLIENT", "PAUSE", 1000),
     }
     for command, call in denied.items():
         with pytest.raises(redis.exceptions.NoPermissionError):
             call()
-        assert bob.xlen("bob:{orders}") == 1, command
+        assert bob.xlen("{bob:orders}") == 1, command
     assert bob.get("bob:dedupe:1") == "1"
-    alice.xadd("alice:{orders}", {"type": "OrderPlaced"})  # her own namespace works
-    alice.set("alice-g0123abcd-c0:{orders}", "1")  # and her grading runs' keys
+    alice.xadd("{alice:orders}", {"type": "OrderPlaced"})  # her own namespace works
+    alice.set("{alice-g0123abcd-c0:orders}", "1")  # and her grading runs' keys
     alice.close()
     bob.close()
 

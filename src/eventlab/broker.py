@@ -55,7 +55,9 @@ __all__ = [
     "BrokerError",
     "Persistence",
     "ServerBinary",
+    "async_client_for_url",
     "check_url",
+    "client_for_url",
     "config_path",
     "connect",
     "current",
@@ -415,21 +417,12 @@ class Broker:
         ``redis.Redis`` so every helper taking a client accepts it).
         """
         options.setdefault("decode_responses", True)
-        if self.cluster:
-            return cast(
-                "redis.Redis", redis.RedisCluster.from_url(self.url, **_cluster_options(options))
-            )
-        return redis.Redis.from_url(self.url, **options)
+        return client_for_url(self.url, cluster=self.cluster, **options)
 
     def async_client(self, **options: Any) -> redis.asyncio.Redis:
         """Return a new asyncio client (a ``redis.asyncio.RedisCluster`` on a cluster)."""
         options.setdefault("decode_responses", True)
-        if self.cluster:
-            return cast(
-                "redis.asyncio.Redis",
-                redis.asyncio.RedisCluster.from_url(self.url, **_cluster_options(options)),
-            )
-        return redis.asyncio.Redis.from_url(self.url, **options)
+        return async_client_for_url(self.url, cluster=self.cluster, **options)
 
     def ping(self, *, timeout: float = 1.0) -> bool:
         """Return whether the broker answers PING within ``timeout`` seconds."""
@@ -584,6 +577,32 @@ def _cluster_options(options: dict[str, Any]) -> dict[str, Any]:
     """Options of a single-node client that the cluster client takes (it has no ``db``)."""
     options.pop("db", None)
     return options
+
+
+def client_for_url(url: str, *, cluster: bool | None = None, **options: Any) -> redis.Redis:
+    """Return a sync client for ``url``: ``redis.RedisCluster`` when it names a cluster.
+
+    Args:
+        url: A ``redis://`` URL (any node of a cluster will do).
+        cluster: ``None`` asks the server (:func:`is_cluster`); ``True``/``False`` decide.
+        **options: Client options (``decode_responses``, timeouts, ``retry``, ...).
+
+    The cluster client has the same commands (each goes to the node serving its
+    key's slot) and is typed as ``redis.Redis`` so every helper accepts it.
+    """
+    if is_cluster(url) if cluster is None else cluster:
+        return cast("redis.Redis", redis.RedisCluster.from_url(url, **_cluster_options(options)))
+    return redis.Redis.from_url(url, **options)
+
+
+def async_client_for_url(
+    url: str, *, cluster: bool | None = None, **options: Any
+) -> redis.asyncio.Redis:
+    """Asyncio :func:`client_for_url` (``redis.asyncio.RedisCluster`` on a cluster)."""
+    if is_cluster(url) if cluster is None else cluster:
+        made = redis.asyncio.RedisCluster.from_url(url, **_cluster_options(options))
+        return cast("redis.asyncio.Redis", made)
+    return redis.asyncio.Redis.from_url(url, **options)
 
 
 def is_cluster(url: str) -> bool:

@@ -217,6 +217,11 @@ class Cluster:
             self._record["pids"][str(port)] = pid
             _write_record(self.state, self._record)
         _wait_ping([port])
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while any(n.port == port and n.role == "down" for n in self.nodes()):
+            if time.monotonic() > deadline:  # the others still flag it failed
+                raise BrokerError(f"node {port} did not rejoin", fix="read its server.log")
+            time.sleep(0.02)
 
     def wait_ok(self, *, timeout: float = 20.0) -> float:
         """Wait until every live node says ``cluster_state:ok`` and every slot has a live primary.

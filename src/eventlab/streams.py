@@ -1,8 +1,12 @@
 """Publish, replay, and inspect streams and consumer groups (sync and asyncio).
 
-Names follow architecture.md: a stream is ``<namespace>:{<name>}`` (the braces
-are a Redis Cluster hash tag, so the stream, its dead letters and its dedupe
-keys share one slot); dead letters live in ``<stream>:dlq``.
+Names: a stream is ``{<namespace>:<name>}``. The braces are a Redis Cluster
+hash tag holding the namespace *and* the name, so on a cluster each learner's
+streams spread over the slots (``{alice:orders}`` and ``{bob:orders}`` land
+apart) while a stream, its dead letters (``<stream>:dlq``) and its dedupe and
+effect keys (``<stream>:…``) share one slot. On one node nothing changes but the
+spelling; keys written before 0.9 as ``<namespace>:{<name>}`` are not found under
+the new names (``docs/runtime.md``, "Migrating keys", shows the one-line rename).
 
 Introduced in lessons 01 (publish, replay) and 02 (groups, pending, lag).
 """
@@ -34,6 +38,7 @@ __all__ = [
     "dlq_key",
     "entries",
     "groups_frame",
+    "key_patterns",
     "namespace",
     "pending_summary",
     "publish",
@@ -106,10 +111,24 @@ def _joined_namespace() -> str | None:
 
 
 def stream_key(name: str, *, namespace_: str | None = None) -> str:
-    """Return the key of stream ``name`` in the namespace: ``lab:{orders}``."""
+    """Return the key of stream ``name`` in the namespace: ``{lab:orders}``.
+
+    The whole key is the hash tag, so on a Redis Cluster the slot depends on the
+    namespace and the name; keys derived by suffix (``{lab:orders}:dlq``) share it.
+    """
     if not _NAME.match(name):
         raise ValueError(f"stream name {name!r} may use only letters, digits, _ . -")
-    return f"{namespace_ or namespace()}:{{{name}}}"
+    return f"{{{namespace_ or namespace()}:{name}}}"
+
+
+def key_patterns(namespace_: str | None = None) -> tuple[str, str]:
+    """Return the SCAN globs (and ACL key patterns) of every key of a namespace.
+
+    ``{alice:*`` covers the streams and every key named after one; ``alice:*``
+    the namespace's other keys (the schema registry) and keys of older releases.
+    """
+    ns = namespace_ or namespace()
+    return f"{{{ns}:*", f"{ns}:*"
 
 
 def dlq_key(stream: str) -> str:
@@ -336,8 +355,9 @@ def groups_frame(client: redis.Redis, streams: Sequence[str] | None = None) -> p
     """
     if streams is None:
         streams = sorted(
-            key
-            for key in client.scan_iter(match=f"{namespace()}:*", _type="stream")
+            str(key)
+            for pattern in key_patterns()
+            for key in client.scan_iter(match=pattern, _type="stream")
             if not str(key).endswith(":dlq")
         )
     rows: list[dict[str, Any]] = []

@@ -440,11 +440,16 @@ def check_learner_url() -> None:
 
 
 @contextlib.contextmanager
-def _room_client(url: str, *, admin: bool = False) -> Iterator[redis.Redis]:
-    """A client on the room broker; connection, password and permission errors name the fix."""
+def _room_client(url: str, *, admin: bool = False, node: bool = False) -> Iterator[redis.Redis]:
+    """A client on the room broker; connection, password and permission errors name the fix.
+
+    A room on a Redis Cluster gets the cluster client (``ACL SETUSER`` then reaches
+    every node: ACL users are per node); ``node`` asks for one node's answers.
+    """
     check_room_url(url)
-    client = redis.Redis.from_url(
+    client = broker.client_for_url(
         url,
+        cluster=False if node else None,
         decode_responses=True,
         socket_connect_timeout=3.0,
         socket_timeout=5.0,
@@ -499,7 +504,7 @@ def check_room(url: str) -> RoomInfo:
         WorkshopError: The URL has no password off loopback, nobody answers, the
             password is refused, or the server is older than Redis 7.0.
     """
-    with _room_client(url) as client:
+    with _room_client(url, node=True) as client:
         user = str(client.execute_command("ACL", "WHOAMI"))  # type: ignore[no-untyped-call]
         info: dict[str, Any] = client.info("server")
     version = str(info.get("redis_version", "0"))
@@ -747,7 +752,8 @@ def reset(
     names = [_known(client, learner)] if learner is not None else _learners(client)
     deleted = 0
     for name in names:
-        for pattern in (f"{name}:*", grading.run_pattern(name)):
+        run = grading.run_pattern(name)
+        for pattern in (*streams.key_patterns(name), run, "{" + run):
             batch: list[str] = []
             for key in client.scan_iter(match=pattern, count=1000):
                 if str(key).startswith(WORKSHOP_STREAM):
@@ -772,7 +778,7 @@ def acl_rules(name: str, password: str) -> list[str]:
     """Return the ``ACL SETUSER`` rules of learner ``name``: own keys, append-only progress.
 
     The user may run every command outside ``@dangerous`` and ``@admin`` on keys
-    ``NAME:*`` and its grading runs' keys; a selector lets it ``XADD`` (and only
+    ``{NAME:*`` and ``NAME:*`` and its grading runs' keys; a selector lets it ``XADD`` (and only
     that) to its own progress stream. Key names from ``SCAN`` are not hidden
     by ACLs; key contents are.
     """
@@ -781,8 +787,9 @@ def acl_rules(name: str, password: str) -> list[str]:
         "reset",
         "on",
         f">{password}",
-        f"~{name}:*",
+        *(f"~{pattern}" for pattern in streams.key_patterns(name)),
         f"~{grading.run_pattern(name)}",
+        f"~{{{grading.run_pattern(name)}",
         "resetchannels",
         "+@all",
         "-@dangerous",

@@ -66,9 +66,7 @@ CONVERGENCE_COLUMNS = (
 
 def reset(client: redis.Redis) -> int:
     """Delete the shop's stream, dead letters and every service's keys (not the registry)."""
-    ns = streams.namespace()
     keys = [events.stream(), streams.dlq_key(events.stream())]
-    keys += list(client.scan_iter(match=f"{ns}:shop:*", count=1000))
     keys += list(client.scan_iter(match=f"{events.stream()}:*", count=1000))
     deleted = 0
     for start in range(0, len(keys), 500):

@@ -32,6 +32,7 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
+from eventlab import broker as broker_mod
 from eventlab import processes, schema, streams
 from eventlab.envelope import Event
 from eventlab.shop import events
@@ -133,7 +134,7 @@ def _hang() -> None:
 
 def naive_writer(url: str, stream: str, count: str, pause_at: str) -> None:
     """Process target: ``count`` times write state, then XADD; hang after state ``pause_at``."""
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = broker_mod.client_for_url(url, decode_responses=True)
     for number in range(int(count)):
         client.hset(events.key("orders", "state"), f"order-{number}", "accepted")
         if number == int(pause_at):
@@ -143,7 +144,7 @@ def naive_writer(url: str, stream: str, count: str, pause_at: str) -> None:
 
 def outbox_writer(url: str, stream: str, count: str, pause_at: str) -> None:
     """Process target: ``count`` times state + outbox in one MULTI; hang after ``pause_at``."""
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = broker_mod.client_for_url(url, decode_responses=True)
     outbox = Outbox(client, service="orders", stream=stream)
     for number in range(int(count)):
         name = f"order-{number}"
@@ -158,7 +159,7 @@ def outbox_writer(url: str, stream: str, count: str, pause_at: str) -> None:
 
 def relay_main(url: str, stream: str, crash: str = "no") -> None:
     """Process target: relay the orders outbox; ``crash="yes"`` hangs before recording progress."""
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = broker_mod.client_for_url(url, decode_responses=True)
     Outbox(client, service="orders", stream=stream).relay(
         batch=1000, before_record=_hang if crash == "yes" else None
     )
