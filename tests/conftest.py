@@ -71,17 +71,30 @@ def each_broker(
     handle.stop()
 
 
+def _cluster(root: Path, kind: str) -> cluster_mod.Cluster:
+    binary = SERVERS[kind]()
+    if binary is None:
+        pytest.skip(f"no {kind} server binary here (apt-get install redis-server)")
+    return cluster_mod.up(state=root, binary=binary)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster_mod.Cluster]:
+    """One local Valkey cluster for the session (3 primaries + 3 replicas, free ports)."""
+    handle = _cluster(tmp_path_factory.mktemp("cluster-valkey"), "valkey")
+    yield handle
+    handle.stop()
+
+
 @pytest.fixture(scope="session", params=sorted(SERVERS))
 def each_cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[cluster_mod.Cluster]:
-    """A local cluster (3 primaries + 3 replicas) of Redis 7.0 and one of Valkey 8.1."""
-    binary = SERVERS[request.param]()
-    if binary is None:
-        pytest.skip(f"no {request.param} server binary here (apt-get install redis-server)")
-    handle = cluster_mod.up(
-        state=tmp_path_factory.mktemp(f"cluster-{request.param}"), binary=binary
-    )
+    """A local cluster of Redis 7.0 and one of Valkey 8.1 (the session's ``cluster``)."""
+    if request.param == "valkey":
+        yield request.getfixturevalue("cluster")
+        return
+    handle = _cluster(tmp_path_factory.mktemp(f"cluster-{request.param}"), request.param)
     yield handle
     handle.stop()
 
@@ -90,17 +103,13 @@ def each_cluster(
 def each_store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[broker_mod.Broker]:
-    """The test runs on one Redis 7.0, one Valkey 8.1, and a Valkey cluster."""
-    kind = str(request.param)
-    root = tmp_path_factory.mktemp(f"store-{kind}")
-    if kind.endswith("-cluster"):
-        binary = SERVERS[kind.removesuffix("-cluster")]()
-        assert binary is not None
-        handle = cluster_mod.up(state=root, binary=binary)
-        yield handle.broker
-        handle.stop()
+    """The test runs on one Redis 7.0, one Valkey 8.1, and the Valkey cluster."""
+    if request.param != "redis":  # the session's Valkey node and Valkey cluster
+        fixture = "cluster" if request.param == "valkey-cluster" else "broker"
+        found = request.getfixturevalue(fixture)
+        yield found.broker if fixture == "cluster" else found
         return
-    single = _start(root, kind)
+    single = _start(tmp_path_factory.mktemp(f"store-{request.param}"), request.param)
     yield single
     single.stop()
 
