@@ -1,9 +1,9 @@
 import json
 
-from eventlab import contracts, schema, shop, streams
+from eventlab import schema, shop, streams
 from eventlab.cli import main as cli_main
 from eventlab.shop import app as shop_app
-from eventlab.shop import events
+from eventlab.shop import contracts, events
 
 
 def test_document_is_asyncapi_3_from_the_faststream_apps():

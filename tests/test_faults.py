@@ -18,6 +18,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from eventlab import broker as broker_mod
 from eventlab import cli, faults
 from eventlab.envelope import EnvelopeError, Event
 from eventlab.history import History
@@ -546,7 +547,7 @@ def test_cli_pauses_kills_and_restarts_the_managed_broker(fresh_broker, capsys):
     assert cli.main(["faults", "kill-broker", *state]) == 0
     assert not b.ping(timeout=0.2)
     assert cli.main(["faults", "restart", "--persistence", "aof-always", *state]) == 0
-    restarted = faults.broker_mod.up(state=b.state)
+    restarted = broker_mod.up(state=b.state)
     assert restarted.client().get("k") == "v"  # aof-always kept the write across kill -9
     assert "restarted (aof-always)" in capsys.readouterr().out
 

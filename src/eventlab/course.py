@@ -22,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 import redis
 
 from eventlab import broker, streams, workshop
+from eventlab._show import show
 
 __all__ = [
     "AGENDAS",
@@ -689,9 +690,7 @@ class Lesson:
         """
         result = workshop.checkin(self.client, lesson=self.id, passed=True)
         if not quiet:
-            print(f"lesson {self.id} done")  # noqa: T201
-            if result is not None:
-                print(result.line())  # noqa: T201
+            show(f"lesson {self.id} done", *([result.line()] if result is not None else []))
         return result
 
 
@@ -713,8 +712,10 @@ def setup(lesson: str, *, quiet: bool = False) -> Lesson:
     if not quiet:
         shown = " · ".join(f"{name} {ver}" for name, ver in versions().items())
         kind = "managed" if handle.managed else "REDIS_URL"
-        print(f"{shown}\nbroker {broker.redact(handle.url)} · server {handle.version} ({kind})")  # noqa: T201
-        print(f"lesson {lesson}: namespace {streams.namespace()!r}, {removed} old key(s) reset")  # noqa: T201
-        if arrived is not None:
-            print(arrived.line())  # noqa: T201
+        show(
+            shown,
+            f"broker {broker.redact(handle.url)} · server {handle.version} ({kind})",
+            f"lesson {lesson}: namespace {streams.namespace()!r}, {removed} old key(s) reset",
+            *([arrived.line()] if arrived is not None else []),
+        )
     return result

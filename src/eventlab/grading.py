@@ -17,7 +17,6 @@ the lab notebook. Introduced with the first graded lab (L03, after lesson 03);
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hmac
 import importlib.util
@@ -37,9 +36,11 @@ from typing import Any, TypeVar
 import redis
 
 from eventlab import broker as broker_mod
-from eventlab import streams
+from eventlab import streams, workshop
 from eventlab._errors import EventlabError
+from eventlab._show import show
 from eventlab.streams import namespace as current_namespace
+from eventlab.streams import run_namespace, run_pattern
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -52,7 +53,6 @@ __all__ = [
     "check",
     "collect",
     "grade",
-    "register_cli",
     "run_namespace",
     "run_pattern",
 ]
@@ -69,31 +69,6 @@ _STOP_BUDGET = 6.0  # seconds the child's supervisor gets to kill every descenda
 _CHANNEL_LINE_LIMIT = 65_536  # a longer "report line" is junk written by learner code
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-_RUN_TAG_HEX = 8  # hex digits of the random tag in a grading run's namespace
-
-
-def run_namespace(base: str) -> str:
-    """Return a fresh prefix for one grading run of ``base``: ``alice-g1a2b3c4d``.
-
-    Each check of the run works in ``<prefix>-c<n>`` (the child's start-up in
-    ``<prefix>-boot``); the grader deletes ``<prefix>-*`` when it finishes, and
-    ``eventlab workshop reset --learner alice`` deletes what a crashed run left
-    (:func:`run_pattern`). The charset stays within
-    :func:`eventlab.streams.namespace`'s ``[A-Za-z0-9_.-]``.
-    """
-    return f"{base}-g{secrets.token_hex(_RUN_TAG_HEX // 2)}"
-
-
-def run_pattern(base: str) -> str:
-    """Return the SCAN glob of every key any grading run of ``base`` writes.
-
-    ``alice-g[0-9a-f]…[0-9a-f]-*``: exactly the tag :func:`run_namespace` makes, so
-    another learner's name (``alice-gary``) does not match. A run's streams are
-    ``{alice-g…-c1:orders}``: prefix this glob with ``{`` to match them too.
-    """
-    return f"{base}-g{'[0-9a-f]' * _RUN_TAG_HEX}-*"
 
 
 class GradingError(EventlabError):
@@ -834,18 +809,12 @@ def _grade_on(
     finally:
         client.close()
     if not quiet:
-        print(score.table())  # noqa: T201 - the grader's report is its output
+        show(score.table())  # the grader's report is its output
     return score
 
 
 def _record(client: redis.Redis, *, learner: str, score: Score) -> None:
-    """Publish the score for the workshop instructor, if the workshop module exists."""
-    try:
-        from eventlab import workshop  # type: ignore[attr-defined,unused-ignore]  # noqa: PLC0415
-    except ImportError as exc:
-        if getattr(exc, "name", None) in {"eventlab.workshop", None}:
-            return  # workshop mode not installed in this kit: nothing to publish
-        raise
+    """Publish the score for the workshop instructor (:func:`eventlab.workshop.record_score`)."""
     workshop.record_score(
         client,
         learner=learner,
@@ -854,31 +823,3 @@ def _record(client: redis.Redis, *, learner: str, score: Score) -> None:
         max_score=score.max,
         failed=[check.name for check in score.checks if not check.passed],
     )
-
-
-def _cmd_grade(args: argparse.Namespace) -> int:
-    score = grade(
-        args.lab,
-        checks=args.checks,
-        seed=args.seed,
-        timeout=args.timeout,
-        out=args.out,
-        quiet=args.json,
-    )
-    if args.json:
-        print(json.dumps(score.to_dict()))  # noqa: T201 - the command's output
-    return 0
-
-
-def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``eventlab grade LAB [--checks DIR] [--json]`` to the command."""
-    parser = sub.add_parser(
-        "grade", help="grade a lab folder against the broker; writes score.json and score.md"
-    )
-    parser.add_argument("lab", nargs="?", default=".", help="lab folder (default: here)")
-    parser.add_argument("--checks", default=None, help="folder of extra (hidden) checks")
-    parser.add_argument("--json", action="store_true", help="print the score as one JSON object")
-    parser.add_argument("--seed", type=int, default=None, help="fault schedule seed")
-    parser.add_argument("--timeout", type=float, default=None, help="seconds per check")
-    parser.add_argument("--out", default=None, help="folder for score.json and score.md")
-    parser.set_defaults(handler=_cmd_grade)

@@ -23,7 +23,6 @@ it; ``score.json``/``score.md`` are ignored by git and kept by the build.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -43,7 +42,6 @@ __all__ = [
     "lab_dirs",
     "learner_edits",
     "pack",
-    "register_cli",
     "render",
     "stale",
     "strip_solutions",
@@ -321,49 +319,3 @@ def pack(
                     bundle.add(partial, arcname=f"eventlab/{name}", recursive=False)
                     members.append(name)
     return members
-
-
-def _cmd_pack(args: argparse.Namespace) -> int:
-    members = pack(root=args.root, dest=args.dest, spot_the_bug=args.spot_the_bug)
-    extra = sum(m.startswith("spot-the-bug/") for m in members)
-    note = f", {extra} spot-the-bug file(s)" if extra else ""
-    print(f"wrote {args.dest}: {len(members)} file(s), no solutions/{note}")  # noqa: T201
-    return 0
-
-
-def _cmd_build(args: argparse.Namespace) -> int:
-    if args.check:
-        out_of_date = stale(source=args.source, dest=args.dest)
-        for path in out_of_date:
-            print(f"out of date: {path}")  # noqa: T201 - the command's output
-        return 1 if out_of_date else 0
-    changed = build(source=args.source, dest=args.dest, force=args.force)
-    print(f"{len(changed)} file(s) written under {args.dest}/")  # noqa: T201
-    return 0
-
-
-def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``eventlab labs build [--check]`` and ``eventlab labs pack`` to the command."""
-    labs = sub.add_parser("labs", help="build learner copies of the labs from solutions/")
-    inner = labs.add_subparsers(dest="labs_command", required=True, metavar="ACTION")
-    build_cmd = inner.add_parser("build", help="regenerate labs/ from solutions/")
-    build_cmd.add_argument("--source", default="solutions", help="solutions folder")
-    build_cmd.add_argument("--dest", default="labs", help="learner labs folder")
-    build_cmd.add_argument(
-        "--check", action="store_true", help="only list out-of-date files; exit 1 if any"
-    )
-    build_cmd.add_argument(
-        "--force",
-        action="store_true",
-        help="also replace files you changed in labs/ (each is kept as NAME.orig)",
-    )
-    build_cmd.set_defaults(handler=_cmd_build)
-    pack_cmd = inner.add_parser("pack", help="the learners' bundle: the course without solutions/")
-    pack_cmd.add_argument("--root", default=".", help="the checkout to pack")
-    pack_cmd.add_argument("--dest", default="eventlab-learner.tar.gz", help="the .tar.gz to write")
-    pack_cmd.add_argument(
-        "--spot-the-bug",
-        action="store_true",
-        help="add each lab's partial (one-bug) solutions as spot-the-bug/",
-    )
-    pack_cmd.set_defaults(handler=_cmd_pack)

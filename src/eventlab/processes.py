@@ -229,7 +229,7 @@ def signal_ready() -> None:
 
 def _main(argv: Sequence[str]) -> int:
     if not argv:
-        print("usage: python -m eventlab.processes module:function [args...]", file=sys.stderr)  # noqa: T201
+        sys.stderr.write("usage: python -m eventlab.processes module:function [args...]\n")
         return 2
     module, _, func = argv[0].partition(":")
     function = getattr(importlib.import_module(module), func)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ __all__ = [
     "publish",
     "publish_many",
     "replay",
+    "run_namespace",
+    "run_pattern",
     "stream_key",
 ]
 
@@ -382,3 +385,30 @@ def groups_frame(client: redis.Redis, streams: Sequence[str] | None = None) -> p
         )
     frame = pd.DataFrame(rows, columns=list(GROUP_COLUMNS))
     return frame.astype({"lag": "Int64", "entries_read": "Int64", "length": "int64"})
+
+
+# -- grading runs (eventlab.grading makes them, eventlab.workshop cleans up after them) --
+
+_RUN_TAG_HEX = 8  # hex digits of the random tag in a grading run's namespace
+
+
+def run_namespace(base: str) -> str:
+    """Return a fresh prefix for one grading run of ``base``: ``alice-g1a2b3c4d``.
+
+    Each check of the run works in ``<prefix>-c<n>`` (the child's start-up in
+    ``<prefix>-boot``); the grader deletes ``<prefix>-*`` when it finishes, and
+    ``eventlab workshop reset --learner alice`` deletes what a crashed run left
+    (:func:`run_pattern`). The charset stays within
+    :func:`namespace`'s ``[A-Za-z0-9_.-]``.
+    """
+    return f"{base}-g{secrets.token_hex(_RUN_TAG_HEX // 2)}"
+
+
+def run_pattern(base: str) -> str:
+    """Return the SCAN glob of every key any grading run of ``base`` writes.
+
+    ``alice-g[0-9a-f]…[0-9a-f]-*``: exactly the tag :func:`run_namespace` makes, so
+    another learner's name (``alice-gary``) does not match. A run's streams are
+    ``{alice-g…-c1:orders}``: prefix this glob with ``{`` to match them too.
+    """
+    return f"{base}-g{'[0-9a-f]' * _RUN_TAG_HEX}-*"

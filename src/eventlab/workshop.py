@@ -28,17 +28,13 @@ Introduced in ``docs/instructor.md``; lesson 00 shows where progress goes.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import ipaddress
-import json
 import os
 import re
 import secrets
 import socket
-import sys
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,7 +46,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from eventlab import broker, grading, streams
+from eventlab import broker, streams
 from eventlab._errors import EventlabError
 from eventlab.envelope import EnvelopeError, Event
 
@@ -61,6 +57,7 @@ __all__ = [
     "WORKSHOP_STREAM",
     "WORKSHOP_URL_ENV",
     "Checkin",
+    "Joined",
     "LabScore",
     "LearnerStatus",
     "ResetReport",
@@ -73,15 +70,18 @@ __all__ = [
     "check_room_url",
     "checkin",
     "forget",
+    "format_status",
     "join",
+    "join_room",
     "joined",
     "learner",
+    "learner_url",
     "leave",
     "progress_key",
     "record_lesson",
     "record_score",
-    "register_cli",
     "reset",
+    "room_client",
     "room_url",
     "status",
 ]
@@ -253,6 +253,21 @@ class RoomInfo:
     version: str
     server: str
     user: str
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """What :func:`join_room` did.
+
+    Attributes:
+        name: The learner name now saved.
+        where: Where progress goes, for people (passwords redacted).
+        path: The file the name was saved in.
+    """
+
+    name: str
+    where: str
+    path: Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,7 +455,7 @@ def check_learner_url() -> None:
 
 
 @contextlib.contextmanager
-def _room_client(url: str, *, admin: bool = False, node: bool = False) -> Iterator[redis.Redis]:
+def room_client(url: str, *, admin: bool = False, node: bool = False) -> Iterator[redis.Redis]:
     """A client on the room broker; connection, password and permission errors name the fix.
 
     A room on a Redis Cluster gets the cluster client (``ACL SETUSER`` then reaches
@@ -504,7 +519,7 @@ def check_room(url: str) -> RoomInfo:
         WorkshopError: The URL has no password off loopback, nobody answers, the
             password is refused, or the server is older than Redis 7.0.
     """
-    with _room_client(url, node=True) as client:
+    with room_client(url, node=True) as client:
         user = str(client.execute_command("ACL", "WHOAMI"))  # type: ignore[no-untyped-call]
         info: dict[str, Any] = client.info("server")
     version = str(info.get("redis_version", "0"))
@@ -529,7 +544,7 @@ def _target(client: redis.Redis) -> Iterator[tuple[redis.Redis, str, bool]]:
     """(client, where, is-room) for progress: the room if one is known, else ``client``."""
     room = room_url()
     if room:
-        with _room_client(room) as target:
+        with room_client(room) as target:
             yield target, broker.redact(room), True
         return
     kwargs = client.connection_pool.connection_kwargs
@@ -735,7 +750,7 @@ def reset(
     """Delete one learner's keys (``learner``) or every known learner's (``everyone``).
 
     A learner's keys are ``NAME:*`` plus what their grading runs left
-    (``NAME-g<tag>-*``, :func:`eventlab.grading.run_pattern`). With
+    (``NAME-g<tag>-*``, :func:`eventlab.streams.run_pattern`). With
     ``progress``, their progress streams go too (a new cohort). Keys on the
     learners' own brokers (setup A) are out of reach: a report with ``keys=0``
     then means "nothing of theirs lives here".
@@ -752,7 +767,7 @@ def reset(
     names = [_known(client, learner)] if learner is not None else _learners(client)
     deleted = 0
     for name in names:
-        run = grading.run_pattern(name)
+        run = streams.run_pattern(name)
         for pattern in (*streams.key_patterns(name), run, "{" + run):
             batch: list[str] = []
             for key in client.scan_iter(match=pattern, count=1000):
@@ -788,8 +803,8 @@ def acl_rules(name: str, password: str) -> list[str]:
         "on",
         f">{password}",
         *(f"~{pattern}" for pattern in streams.key_patterns(name)),
-        f"~{grading.run_pattern(name)}",
-        f"~{{{grading.run_pattern(name)}",
+        f"~{streams.run_pattern(name)}",
+        f"~{{{streams.run_pattern(name)}",
         "resetchannels",
         "+@all",
         "-@dangerous",
@@ -813,7 +828,11 @@ def add(client: redis.Redis, name: str, *, password: str | None = None) -> str:
     return secret
 
 
-def _learner_url(room: str, name: str, password: str) -> str:
+def learner_url(room: str, name: str, password: str) -> str:
+    """Return the room URL learner ``name`` logs in with (holds their password: never print it).
+
+    What ``eventlab workshop add NAME`` hands to the learner.
+    """
     parts = urlsplit(room)
     host = parts.hostname or "127.0.0.1"
     if ":" in host:
@@ -822,39 +841,24 @@ def _learner_url(room: str, name: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path or "/0", parts.query, ""))
 
 
-# -- the command ----------------------------------------------------------------------
+def join_room(
+    name: str, *, room: str | None = None, state: str | os.PathLike[str] | None = None
+) -> Joined:
+    """Claim seat ``name`` on the room (or the lessons' broker), announce it, and save it.
 
-
-def _say(line: str) -> None:
-    # A command writes to stdout; never pass a URL here without broker.redact.
-    sys.stdout.write(line + "\n")
-
-
-def _instructor_url(args: argparse.Namespace) -> str:
-    """The room an instructor command reads: --room, the env, the saved room, REDIS_URL."""
-    url = getattr(args, "room", None) or room_url(state=args.state) or os.environ.get("REDIS_URL")
-    if not url:
-        raise WorkshopError(
-            "which room? this command reads the room broker, and no room URL is set "
-            "(it will not start a local broker for this)",
-            fix="pass --room redis://:PASSWORD@HOST:PORT/0, or export "
-            f"{WORKSHOP_URL_ENV}=redis://:PASSWORD@HOST:PORT/0",
-        )
-    return url
-
-
-def _cmd_join(args: argparse.Namespace) -> int:
-    name = _check_name(args.name, joining=True)
-    room = args.room or os.environ.get(WORKSHOP_URL_ENV)
-    seat = _seat(args.state)
-    if room:
-        info = check_room(room)
+    What ``eventlab workshop join NAME [--room URL]`` does.
+    """
+    name = _check_name(name, joining=True)
+    room_or_env = room or os.environ.get(WORKSHOP_URL_ENV)
+    seat = _seat(state)
+    if room_or_env:
+        info = check_room(room_or_env)
         if info.user not in {"default", name}:
             raise WorkshopError(
                 f"this room URL logs in as {info.user!r}, not {name!r}",
                 fix=f"join with the name your URL was made for: eventlab workshop join {info.user}",
             )
-        with _room_client(room) as client:
+        with room_client(room_or_env) as client:
             _claim(client, name, seat)
             event = Event(type=_TYPE_JOINED, source=_SOURCE, subject=name, data={"seat": seat})
             streams.publish(client, progress_key(name), event, maxlen=_MAXLEN)
@@ -863,7 +867,7 @@ def _cmd_join(args: argparse.Namespace) -> int:
         url = os.environ.get("REDIS_URL")
         if url:
             check_room_url(url)
-        handle = broker.up(state=args.state)
+        handle = broker.up(state=state)
         client = handle.client()
         try:
             _claim(client, name, seat)
@@ -873,25 +877,7 @@ def _cmd_join(args: argparse.Namespace) -> int:
             client.close()
         kind = "REDIS_URL" if not handle.managed else "your own managed broker"
         where = f"{broker.redact(handle.url)} ({kind})"
-    path = join(name, room=args.room, state=args.state)
-    _say(f"joined as {name!r}; progress goes to {where}")
-    if args.room:
-        _say(f"saved name and room in {path.parent} (room file readable by you only)")
-    else:
-        _say(f"saved in {path}")
-    _say(f"notebooks and commands in this checkout now use keys '{name}:*' (running kernels too)")
-    if not room and not os.environ.get("REDIS_URL"):
-        _say("no room URL: the instructor will not see your progress; if you were given one, "
-             f"run: eventlab workshop join {name} --room URL")  # fmt: skip
-    shell = os.environ.get("EVENTLAB_NAMESPACE")
-    if shell and shell != name:
-        _say(f"note: EVENTLAB_NAMESPACE={shell} is set here and wins; unset it to use {name!r}")
-    return 0
-
-
-def _cmd_leave(args: argparse.Namespace) -> int:
-    _say("left the workshop" if leave(state=args.state) else "no workshop name was saved")
-    return 0
+    return Joined(name, where, join(name, room=room, state=state))
 
 
 def _ago(when: datetime | None, now: datetime) -> str:
@@ -937,109 +923,3 @@ def format_status(rows: Sequence[LearnerStatus], *, where: str, now: datetime | 
                 lab_line += f"; failing: {', '.join(s.failing)}"
             lines.append(lab_line)
     return "\n".join(lines)
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    url = _instructor_url(args)
-    rounds = 0
-    while True:
-        with _room_client(url, admin=True) as client:
-            rows = status(client)
-        if args.json:
-            payload = {"broker": broker.redact(url), "learners": [r.as_dict() for r in rows]}
-            _say(json.dumps(payload))
-        else:
-            if args.watch is not None and sys.stdout.isatty():
-                sys.stdout.write("\x1b[H\x1b[2J")  # clear the screen between refreshes
-            _say(format_status(rows, where=broker.redact(url)))
-        rounds += 1
-        if args.watch is None or (args.rounds and rounds >= args.rounds):
-            return 0
-        sys.stdout.flush()
-        time.sleep(args.watch)
-
-
-def _cmd_forget(args: argparse.Namespace) -> int:
-    url = _instructor_url(args)
-    with _room_client(url, admin=True) as client:
-        count = forget(client, args.name)
-    where = broker.redact(url)
-    _say(
-        f"forgot {args.name!r}: {count} progress event(s) and their ACL user (if any) removed "
-        f"from {where}; their keys stay (reset --learner NAME deletes them)"
-    )
-    return 0
-
-
-def _cmd_reset(args: argparse.Namespace) -> int:
-    url = _instructor_url(args)
-    with _room_client(url, admin=True) as client:
-        report = reset(client, learner=args.learner, everyone=args.all, progress=args.progress)
-    who = args.learner or f"all {len(report.learners)} learner(s)"
-    text = f"reset {who} on {broker.redact(url)}: {report.keys} key(s) deleted"
-    if args.progress:
-        text += f", {report.progress} progress stream(s) deleted"
-    _say(text)
-    if report.keys == 0:
-        _say("no learner keys live on this broker: in setup A each learner's keys are on their "
-             "own broker, theirs to reset (re-run a lesson: its setup cell resets its keys; or "
-             "eventlab down, delete .eventlab/data, eventlab up)")  # fmt: skip
-    return 0
-
-
-def _cmd_add(args: argparse.Namespace) -> int:
-    url = _instructor_url(args)
-    with _room_client(url, admin=True) as client:
-        password = add(client, args.name)
-    # The URL alone on stdout, so a script can capture it: SEAT=$(eventlab workshop add NAME)
-    sys.stderr.write(
-        f"added ACL user {args.name!r} on {broker.redact(url)}; give the learner this URL "
-        "privately (it holds their password):\n"
-    )
-    _say(_learner_url(url, args.name, password))
-    return 0
-
-
-def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``eventlab workshop join|leave|status|forget|reset|add`` to the command."""
-    workshop = sub.add_parser("workshop", help="join a room broker; the instructor's view")
-    actions = workshop.add_subparsers(dest="workshop_command", required=True, metavar="ACTION")
-    room_help = f"room broker URL (default: ${WORKSHOP_URL_ENV}, the joined room, $REDIS_URL)"
-
-    join_ = actions.add_parser("join", help="save NAME (and the room URL) for this checkout")
-    join_.add_argument("name", help="your learner name: letters, digits, _ . -")
-    join_.add_argument("--room", default=None, help="the room URL the instructor gave you")
-    join_.set_defaults(handler=_cmd_join)
-
-    leave_ = actions.add_parser("leave", help="forget the saved name and room (back to 'lab')")
-    leave_.set_defaults(handler=_cmd_leave)
-
-    status_ = actions.add_parser("status", help="per learner: lessons passed/started, labs")
-    status_.add_argument("--room", default=None, help=room_help)
-    status_.add_argument("--json", action="store_true", help="print as JSON")
-    status_.add_argument(
-        "--watch", type=float, nargs="?", const=5.0, default=None, metavar="SECONDS",
-        help="refresh every SECONDS (default 5) until Ctrl-C",
-    )  # fmt: skip
-    status_.add_argument("--rounds", type=int, default=0, help=argparse.SUPPRESS)
-    status_.set_defaults(handler=_cmd_status)
-
-    forget_ = actions.add_parser("forget", help="remove one learner from the room's progress")
-    forget_.add_argument("name")
-    forget_.add_argument("--room", default=None, help=room_help)
-    forget_.set_defaults(handler=_cmd_forget)
-
-    reset_ = actions.add_parser("reset", help="delete one learner's keys, or everyone's")
-    who = reset_.add_mutually_exclusive_group(required=True)
-    who.add_argument("--learner", default=None, help="only this learner")
-    who.add_argument("--all", action="store_true", help="every learner in the progress")
-    reset_.add_argument(
-        "--progress", action="store_true", help="also delete their progress (a new cohort)"
-    )
-    reset_.add_argument("--room", default=None, help=room_help)
-    reset_.set_defaults(handler=_cmd_reset)
-
-    add_ = actions.add_parser("add", help="create a learner's ACL user; prints their URL")
-    add_.add_argument("name")
-    add_.add_argument("--room", default=None, help=room_help)
-    add_.set_defaults(handler=_cmd_add)

@@ -47,6 +47,7 @@ from typing import Any, Literal, TypeVar
 import redis
 
 from eventlab._errors import EventlabError
+from eventlab._show import show
 from eventlab.course import Lesson
 from eventlab.labs import strip_solutions
 
@@ -205,7 +206,7 @@ def check(exercise_id: str, answer: Any, *, lesson: Lesson) -> Feedback:
         ExerciseError: No exercise has that id.
     """
     feedback = judge(exercise_id, answer, lesson=lesson)
-    print(feedback)  # noqa: T201 - the check cell's output is this line
+    show(str(feedback))  # the check cell's output is this line
     return feedback
 
 

@@ -16,7 +16,6 @@ Introduced in lesson 06; crash demos in lessons 07 and 11.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -24,7 +23,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import redis
 import redis.asyncio
@@ -37,6 +36,7 @@ from eventlab.consumer import Reliable
 from eventlab.envelope import Event
 from eventlab.metrics import Metrics
 from eventlab.shop import events, saga
+from eventlab.shop._asyncapi import declare
 from eventlab.shop._service import Service
 from eventlab.shop.billing import Billing
 from eventlab.shop.courier import Courier
@@ -52,7 +52,6 @@ __all__ = [
     "build",
     "down",
     "main",
-    "register_cli",
     "spawn_services",
     "up",
 ]
@@ -172,9 +171,10 @@ def build(
 
 def _document(broker: RedisBroker, name: str) -> None:
     """Declare what the service emits and consumes on its broker (read by the AsyncAPI document)."""
-    from eventlab.contracts import declare  # noqa: PLC0415 - contracts imports the shop
-
-    declare(broker, name)
+    cls = SERVICE_CLASSES.get(name)
+    emits = cls.emits if cls is not None else ()
+    handles = cls.handles if cls is not None else ()
+    declare(broker, name, emits=emits, handles=handles)
 
 
 class ShopRuntime:
@@ -408,35 +408,3 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
-
-
-# -- the eventlab command ---------------------------------------------------------------
-
-
-def _cmd_up(args: argparse.Namespace) -> int:
-    options = [f"timeout={args.timeout}"] if args.timeout else []
-    procs = up(state=args.state, services=args.services or DEFAULT_SERVICES, options=options)
-    for proc in procs:
-        print(f"{proc.name}: pid {proc.pid}, log {proc.log_path}")  # noqa: T201 - a command prints
-    print("shop up: place orders with eventlab.shop.place_order; stop with `eventlab shop down`")  # noqa: T201
-    return 0
-
-
-def _cmd_down(args: argparse.Namespace) -> int:
-    stopped = down(state=args.state)
-    print(f"stopped: {', '.join(stopped)}" if stopped else "no shop services were running")  # noqa: T201
-    return 0
-
-
-def register_cli(sub: Any) -> None:
-    """Add ``eventlab shop up|down`` (called by :mod:`eventlab.cli`)."""
-    shop = sub.add_parser("shop", help="run the demo shop's services as processes")
-    inner = shop.add_subparsers(dest="shop_command", required=True, metavar="ACTION")
-    start = inner.add_parser("up", help="start the broker and one process per service")
-    start.add_argument(
-        "services", nargs="*", help=f"which (default: {', '.join(DEFAULT_SERVICES)})"
-    )
-    start.add_argument("--timeout", type=float, default=None, help="seconds per saga step")
-    start.set_defaults(handler=_cmd_up)
-    stop = inner.add_parser("down", help="stop the service processes")
-    stop.set_defaults(handler=_cmd_down)

@@ -1,6 +1,7 @@
-"""The ``eventlab`` command: start and inspect the broker, check the setup, open the course.
+"""``eventlab up|down|status|doctor|lab``: the core commands (they load no heavy module).
 
-Every error is one line naming the fix, and exits with status 2.
+The library side is :mod:`eventlab.broker`, :mod:`eventlab.doctor` and
+:mod:`eventlab._jupyter` (lesson 00).
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ import importlib.util
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
 
 from eventlab import broker, doctor, streams
 from eventlab._errors import EventlabError
+from eventlab.cli._common import Subcommands
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "register"]
 
-Handler = Callable[[argparse.Namespace], int]
+COMMANDS = frozenset({"up", "down", "status", "doctor", "lab"})
+"""The commands :func:`register` adds: ``eventlab`` parses them without loading the rest."""
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -129,38 +131,8 @@ def _cmd_lab(args: argparse.Namespace) -> int:
     os.execve(sys.executable, command, _jupyter.environment())  # noqa: S606
 
 
-_CORE = frozenset({"up", "down", "status", "doctor", "lab"})
-
-
-def _command(argv: Sequence[str] | None) -> str | None:
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--state")
-    pre.add_argument("command", nargs="?")
-    known, _ = pre.parse_known_args(argv)
-    return known.command  # type: ignore[no-any-return]
-
-
-def _wants_core_only(argv: Sequence[str] | None) -> bool:
-    """Whether the command is a core one, so the heavier modules need not be imported.
-
-    Importing every module (jsonschema, faststream, pandas…) costs seconds; `eventlab up`
-    in a Makefile or a lesson should not pay for `eventlab contracts`.
-    """
-    return _command(argv) in _CORE
-
-
-def _parser(*, core_only: bool = False, only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="eventlab",
-        description="Course and lab kit on eventual consistency over Redis Streams.",
-    )
-    parser.add_argument(
-        "--state",
-        default=None,
-        help="state folder of the managed broker (default: .eventlab/ at the project root)",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def register(sub: Subcommands[argparse.ArgumentParser]) -> None:
+    """Add ``eventlab up|down|status|doctor|lab`` to the command."""
     up = sub.add_parser("up", help="start the broker (or reuse the running one)")
     up.add_argument("--json", action="store_true", help="print url, version, managed as JSON")
     up.add_argument("--port", type=int, default=None, help="port for a new managed broker")
@@ -191,48 +163,3 @@ def _parser(*, core_only: bool = False, only: str | None = None) -> argparse.Arg
     lab.add_argument("--port", type=int, default=None, help="JupyterLab port")
     lab.add_argument("--no-browser", action="store_true", help="do not open a browser")
     lab.set_defaults(handler=_cmd_lab)
-
-    if only == "workshop":
-        # A room of learners runs `eventlab workshop …` often: 0.5 s instead of 2+ s.
-        from eventlab import workshop  # noqa: PLC0415 - only when the command runs
-
-        workshop.register_cli(sub)
-    elif not core_only:
-        for register in _extensions():
-            register(sub)
-    return parser
-
-
-def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
-    """Subcommands owned by other modules (faults, shop, labs, grading, workshop)."""
-    from eventlab import consumer, contracts, faults, grading, labs, workshop  # noqa: PLC0415 - only when the command runs
-    from eventlab.shop import app as shop_app  # noqa: PLC0415
-
-    return [
-        consumer.register_cli,
-        workshop.register_cli,
-        faults.register_cli,
-        labs.register_cli,
-        grading.register_cli,
-        shop_app.register_cli,
-        contracts.register_cli,
-    ]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``eventlab`` command; return its exit status."""
-    command = _command(argv)
-    parser = _parser(core_only=command in _CORE, only=command if command == "workshop" else None)
-    args = parser.parse_args(argv)
-    handler: Handler = args.handler
-    try:
-        return handler(args)
-    except EventlabError as exc:
-        print(f"eventlab: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

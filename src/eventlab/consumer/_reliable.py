@@ -1,0 +1,388 @@
+""":class:`Reliable`: reliable subscribers for a faststream service, started and stopped together.
+
+Part of :mod:`eventlab.consumer` (lessons 03 and 04); import from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Self
+
+import pandas as pd
+import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from eventlab.consumer._engine import Subscription, _wants_effects
+from eventlab.consumer._types import (
+    _CONNECTION_ERRORS,
+    DEDUPE_MAX,
+    DLQ_MAXLEN,
+    Backoff,
+    ConsumerError,
+    Handler,
+    Health,
+    PermanentError,
+    _hash_tag,
+)
+from eventlab.envelope import Event
+from eventlab.metrics import Metrics
+
+logger = logging.getLogger("eventlab.consumer")
+
+
+def _default_consumer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Reliable:
+    """Reliable subscribers for a faststream ``RedisBroker`` (or a Redis URL).
+
+    Declare handlers with :meth:`subscriber`; run them with the app
+    (``Reliable(broker, app=app)``), with ``async with reliable:``, or with
+    :meth:`run` in a service process.
+
+    Introduced in lesson 03.
+    """
+
+    def __init__(
+        self,
+        broker: Any,
+        *,
+        app: Any = None,
+        metrics: Metrics | None = None,
+        consumer: str | None = None,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        """Bind to a broker.
+
+        Args:
+            broker: A faststream ``RedisBroker``, a ``redis://`` URL, or an
+                ``eventlab.broker.Broker``.
+            app: A ``FastStream`` app: the consumers then start after it and stop
+                before it shuts down.
+            metrics: Records every handled event (see :mod:`eventlab.metrics`).
+            consumer: Default consumer name in each group (default ``host-pid``).
+            stop_timeout: Seconds :meth:`stop` waits for in-flight batches.
+        """
+        self.broker = broker
+        self.metrics = metrics
+        self.consumer = consumer or _default_consumer()
+        self.stop_timeout = stop_timeout
+        self.subscriptions: list[Subscription] = []
+        self._client: redis.asyncio.Redis | None = None
+        self._running = False
+        if app is not None:
+            self.attach(app)
+
+    def __repr__(self) -> str:
+        """Show how many subscriptions and whether they run."""
+        state = "running" if self._running else "stopped"
+        return f"<Reliable {len(self.subscriptions)} subscriptions {state}>"
+
+    def attach(self, app: Any) -> None:
+        """Start with a ``FastStream`` app (after it connects) and stop before it shuts down."""
+
+        # wrappers without parameters: faststream resolves hook parameters by injection
+        async def start_reliable() -> None:
+            await self.start()
+
+        async def stop_reliable() -> None:
+            await self.stop()
+
+        app.after_startup(start_reliable)
+        app.on_shutdown(stop_reliable)
+
+    def subscriber(
+        self,
+        stream: Any,
+        *,
+        start: str,
+        group: str | None = None,
+        consumer: str | None = None,
+        batch: int | None = None,
+        block: float | None = None,
+        min_idle: float = 30.0,
+        reclaim_every: float | None = None,
+        attempts: int = 3,
+        backoff: Backoff | None = None,
+        retry_timeout: float = 10.0,
+        max_deliveries: int = 5,
+        permanent: Sequence[type[BaseException]] = (),
+        dedupe: bool = True,
+        dedupe_window: float = 24 * 3600.0,
+        dedupe_max: int | None = DEDUPE_MAX,
+        recreate_group: bool = False,
+        dlq_maxlen: int | None = DLQ_MAXLEN,
+        seed: int | None = 0,
+        validate: Callable[[Event], Event | None] | None = None,
+        cluster_safe: bool = True,
+    ) -> Callable[[Handler], Handler]:
+        """Declare a reliable handler on a stream and group (a decorator).
+
+        Args:
+            stream: The stream key (``"lab:{orders}"``) or a faststream ``StreamSub``
+                (its ``name``, ``group``, ``consumer``, ``max_records`` and
+                ``polling_interval`` are used).
+            start: Where a new group starts: ``"0"`` the whole history, ``"$"``
+                only events added from now on. Always explicit.
+            group: The consumer group (the owning service: ``"billing"``).
+            consumer: This consumer's name in the group (default: the runtime's).
+            batch: Entries per read (``XREADGROUP COUNT``); default 100.
+            block: Seconds a read waits for new entries; default 0.2.
+            min_idle: Seconds an entry must sit unacked before another consumer
+                reclaims it. Longer than your slowest handler.
+            reclaim_every: Seconds between reclaim scans (default ``min_idle / 4``, ≤ 1 s).
+            attempts: Handler tries per delivery (in process, with backoff).
+            backoff: Delays between tries and between deliveries.
+            retry_timeout: Seconds the in-process tries of one event may take.
+            max_deliveries: Deliveries before an event that keeps failing is dead-lettered.
+            permanent: Exception types that dead-letter at once (plus :class:`PermanentError`).
+            dedupe: Skip an event id already processed by this group (and apply
+                its effects once). Turn off only for measurements.
+            dedupe_window: Seconds an event id is remembered.
+            dedupe_max: At most this many event ids are remembered per group
+                (default :data:`DEDUPE_MAX`); past it the oldest are forgotten
+                first, and an event redelivered after its id was forgotten is
+                applied again. ``None``: only the window bounds the store.
+            recreate_group: Recreate the group at ``start`` if the broker lost it.
+            dlq_maxlen: Trim ``<stream>:dlq`` to about this many entries (default
+                :data:`DLQ_MAXLEN`; the oldest dead letters are dropped first).
+                ``None`` keeps every dead letter.
+            seed: Seed of the backoff jitter (repeatable runs); ``None`` for random.
+            validate: Called with each decoded event before the handler (e.g.
+                ``schema.Registry.validate``); it may return a replacement event
+                (defaults filled, upcast). If it raises, the event is dead-lettered
+                at once with the reason: invalid data never becomes valid by retrying.
+            cluster_safe: Refuse effect keys outside the stream's Redis Cluster hash
+                slot (the event is dead-lettered with the fix). ``False`` allows
+                effects on any key, e.g. ``effects.publish`` to another stream — on
+                one broker only: one Lua call cannot span slots on a cluster.
+        """
+        name, group, consumer, batch, block = _stream_options(stream, group, consumer, batch, block)
+        if start not in {"0", "$"} and "-" not in start:
+            raise ConsumerError(
+                f"start={start!r} is not a group position",
+                fix="use start='0' (whole history) or start='$' (only new events)",
+            )
+        _positive(batch=batch, block=block, min_idle=min_idle, attempts=attempts)
+        _positive(max_deliveries=max_deliveries, dedupe_window=dedupe_window)
+        if retry_timeout < 0:
+            raise ConsumerError("retry_timeout is negative", fix="pass seconds >= 0")
+
+        def decorate(handler: Handler) -> Handler:
+            _wants_effects(handler)  # fail at declaration, not at the first event
+            sub = Subscription(
+                handler,
+                stream=name,
+                group=group,
+                consumer=consumer or self.consumer,
+                start=start,
+                batch=batch,
+                block=block,
+                min_idle=min_idle,
+                reclaim_every=reclaim_every,
+                attempts=attempts,
+                backoff=backoff or Backoff(),
+                retry_timeout=retry_timeout,
+                max_deliveries=max_deliveries,
+                # a ConsumerError from a handler is a mistake in it (an effect key in
+                # another hash slot): retrying cannot fix it, the dead letter says how
+                permanent=(PermanentError, ConsumerError, *permanent),
+                dedupe=dedupe,
+                dedupe_window=dedupe_window,
+                dedupe_max=dedupe_max,
+                recreate_group=recreate_group,
+                dlq_maxlen=dlq_maxlen,
+                seed=seed,
+                metrics=self.metrics,
+                validate=validate,
+                cluster_safe=cluster_safe,
+            )
+            if _hash_tag(name) is None:
+                logger.warning(
+                    "stream %r has no {hash tag}: its dead letters, dedupe store and "
+                    "effect keys hash to different Redis Cluster slots, so %s runs on one "
+                    "broker only; name it like 'lab:{orders}' (streams.stream_key)",
+                    name,
+                    getattr(handler, "__name__", "the handler"),
+                )
+            self.subscriptions.append(sub)
+            if self._running:
+                asyncio.get_running_loop().create_task(sub._start(self._connection()))  # noqa: SLF001
+            return handler
+
+        return decorate
+
+    def health(self) -> dict[str, Health]:
+        """Return ``{"<stream>/<group>": Health}`` for every subscription."""
+        return {f"{s.stream}/{s.group}": s.health for s in self.subscriptions}
+
+    def health_frame(self) -> pd.DataFrame:
+        """Return :meth:`health` as a DataFrame, one row per subscription."""
+        rows = [
+            {name: getattr(h, name) for name in Health.__slots__} for h in self.health().values()
+        ]
+        return pd.DataFrame(rows)
+
+    def _connection(self) -> redis.asyncio.Redis:
+        if self._client is None:
+            self._client = _client_for(
+                self.broker, block=max((s.block for s in self.subscriptions), default=0.2)
+            )
+        return self._client
+
+    async def start(self) -> None:
+        """Create the groups (at their explicit start) and start readers and reclaimers."""
+        if self._running:
+            return
+        client = self._connection()
+        self._running = True
+        try:
+            for sub in self.subscriptions:
+                await sub._start(client)  # noqa: SLF001 - the runtime owns its subscriptions
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109 - seconds
+        """Stop reading, finish (commit) in-flight batches, release the rest, close."""
+        wait = self.stop_timeout if timeout is None else timeout
+        await asyncio.gather(*(s._stop(timeout=wait) for s in self.subscriptions))  # noqa: SLF001
+        self._running = False
+        if self._client is not None:
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await self._client.aclose()
+            self._client = None
+
+    async def __aenter__(self) -> Self:
+        """Start the subscriptions."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Stop the subscriptions gracefully."""
+        await self.stop()
+
+    async def run(self, *, until: asyncio.Event | None = None, ready: bool = True) -> None:
+        """Run until SIGTERM/SIGINT (or ``until`` is set): the main of a service process.
+
+        Args:
+            until: Stop when this event is set.
+            ready: Call :func:`eventlab.processes.signal_ready` once started.
+        """
+        done = until or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, done.set)
+        await self.start()
+        if ready:
+            from eventlab.processes import signal_ready  # noqa: PLC0415 - only services need it
+
+            signal_ready()
+        try:
+            await done.wait()
+        finally:
+            await self.stop()
+
+    async def drain(self, *, timeout: float = 30.0, poll: float = 0.05) -> bool:  # noqa: ASYNC109
+        """Wait until every group has no lag, nothing pending, and every outcome is recorded.
+
+        Returns:
+            ``True`` if drained within ``timeout`` seconds.
+        """
+        client = self._connection()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await _drained(client, self.subscriptions):
+                return True
+            await asyncio.sleep(poll)
+        return False
+
+
+async def _drained(client: redis.asyncio.Redis, subs: Iterable[Subscription]) -> bool:
+    for sub in subs:
+        if sub._held or not sub._queue.empty() or sub._backlog:  # noqa: SLF001 - work in hand
+            return False
+        try:
+            groups = await client.xinfo_groups(sub.stream)
+        except (redis.ResponseError, *_CONNECTION_ERRORS):
+            return False
+        info = next((g for g in groups if g["name"] == sub.group), None)
+        if info is None or int(info["pending"]) or (info.get("lag") not in (0, None)):
+            return False
+    return True
+
+
+def _stream_options(
+    stream: Any, group: str | None, consumer: str | None, batch: int | None, block: float | None
+) -> tuple[str, str, str | None, int, float]:
+    if isinstance(stream, str):
+        name = stream
+    else:  # a faststream StreamSub
+        name = str(getattr(stream, "name", "") or "")
+        group = group or getattr(stream, "group", None)
+        consumer = consumer or getattr(stream, "consumer", None)
+        batch = batch or getattr(stream, "max_records", None)
+        interval = getattr(stream, "polling_interval", None)
+        if block is None and interval:
+            block = float(interval) / 1000.0
+    if not name:
+        raise ConsumerError("no stream given", fix="pass a key such as 'lab:{orders}'")
+    if not group:
+        raise ConsumerError(
+            f"no consumer group for {name}",
+            fix="pass group='<service name>' (groups are named after the owning service)",
+        )
+    return name, group, consumer, batch or 100, 0.2 if block is None else block
+
+
+def _positive(**values: float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ConsumerError(f"{name}={value!r} must be positive", fix=f"pass {name} > 0")
+
+
+def _client_for(broker: Any, *, block: float) -> redis.asyncio.Redis:
+    """Our own connection pool to the broker (reads block; they must not starve others)."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": 2.0,
+        # a read blocks for `block` seconds; anything much longer is a paused or dead broker
+        "socket_timeout": block + 5.0,
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+    }
+    if isinstance(broker, str):
+        return redis.asyncio.Redis.from_url(broker, **options)
+    url = getattr(broker, "url", None)
+    if isinstance(url, str):  # eventlab.broker.Broker
+        return redis.asyncio.Redis.from_url(url, **options)
+    state = getattr(
+        getattr(getattr(broker, "config", None), "broker_config", None), "connection", None
+    )
+    conn_options = getattr(state, "_options", None)
+    if isinstance(conn_options, dict):  # faststream RedisBroker: same host, port, db, password
+        keep = {
+            k: v
+            for k, v in conn_options.items()
+            if k in {"host", "port", "db", "username", "password", "ssl", "path"}
+        }
+        if "path" in keep:
+            return redis.asyncio.Redis(unix_socket_path=keep.pop("path"), **keep, **options)
+        return redis.asyncio.Redis(**keep, **options)
+    raise ConsumerError(
+        f"cannot tell where {broker!r} connects",
+        fix="pass a faststream RedisBroker, an eventlab Broker or a redis:// URL",
+    )
+
+
+# -- dead letters -------------------------------------------------------------------
