@@ -10,6 +10,7 @@ one node of each kind and on the Valkey cluster.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,8 +55,18 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[broker_mod.Broker]:
-    """One managed Valkey for the session (no persistence)."""
+def broker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[broker_mod.Broker]:
+    """One managed Valkey for the session (no persistence).
+
+    With ``EVENTLAB_TEST_CLUSTER=1`` it is the session's local Valkey cluster
+    instead: a whole module then runs on a cluster (tests that kill, pause or
+    read the pid of the broker process fail there by design).
+    """
+    if os.environ.get("EVENTLAB_TEST_CLUSTER"):
+        yield request.getfixturevalue("cluster").broker
+        return
     handle = _start(tmp_path_factory.mktemp("broker"), "valkey")
     yield handle
     handle.stop()

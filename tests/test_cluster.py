@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,3 +99,37 @@ def test_primary_killed_replica_takes_over(each_cluster: cluster_mod.Cluster) ->
     roles = {n.port: n.role for n in each_cluster.nodes()}
     assert roles[victim] == "replica"
     client.close()
+
+
+def test_cli_up_cluster_status_down(tmp_path: Path) -> None:
+    """`up --cluster` starts six nodes, `status` lists them and the streams, `down` stops them."""
+    state = ["--state", str(tmp_path)]
+    up = _run(*state, "up", "--cluster", "--persistence", "none", "--json")
+    assert up.returncode == 0, up.stderr
+    info = json.loads(up.stdout)
+    assert info["cluster"] is True
+    assert sorted(n["role"] for n in info["nodes"]) == ["primary"] * 3 + ["replica"] * 3
+    client = redis.RedisCluster.from_url(info["url"], decode_responses=True)
+    client.xadd(streams.stream_key("orders"), {"k": "v"})
+    client.close()
+    status = _run(*state, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert shown["cluster"] is True
+    assert len(shown["nodes"]) == 6
+    assert shown["streams"] == {"{lab:orders}": 1}
+    down = _run(*state, "down")
+    assert "broker stopped" in down.stdout
+    assert _run(*state, "status").returncode == 2
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "EVENTLAB_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "eventlab.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=60,
+    )

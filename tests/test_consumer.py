@@ -30,8 +30,8 @@ from eventlab.consumer import (
 from eventlab.envelope import Event
 from eventlab.metrics import Metrics
 
-STREAM = "lab:{orders}"
-COUNTS = "lab:{orders}:counts"
+STREAM = "{lab:orders}"
+COUNTS = "{lab:orders}:counts"
 
 
 def _events(n: int, **data: object) -> list[Event]:
@@ -266,25 +266,25 @@ async def test_permanent_error_skips_retries(broker, client):
 
 async def test_effect_failing_in_redis_is_dead_lettered(broker, client):
     """An effect Redis rejects (wrong type) dead-letters the event instead of losing it."""
-    client.set("lab:{orders}:total", "x")
+    client.set("{lab:orders}:total", "x")
     streams.publish(client, STREAM, _events(1)[0])
     reliable = Reliable(broker.url)
 
     @reliable.subscriber(STREAM, group="billing", start="0")
     async def bill(_event: Event, effects: Effects) -> None:
-        effects.hincrby("lab:{orders}:total", "sum", 1)
+        effects.hincrby("{lab:orders}:total", "sum", 1)
 
     async with reliable:
         assert await reliable.drain(timeout=10)
     (letter,) = dead_letters(client, STREAM)
     assert "WRONGTYPE" in letter.reason
     assert letter.error == "EffectError"
-    assert client.get("lab:{orders}:total") == "x"
+    assert client.get("{lab:orders}:total") == "x"
 
 
 async def test_failing_effect_among_several_applies_none_and_redrive_applies_once(broker, client):
     """A non-integer HINCRBY target after other effects applies nothing; redrive applies once."""
-    totals, log, seen = "lab:{orders}:totals", "lab:{orders}:log", "lab:{orders}:seen-ids"
+    totals, log, seen = "{lab:orders}:totals", "{lab:orders}:log", "{lab:orders}:seen-ids"
     client.hset(totals, "sum", "not a number")
     event = _events(1)[0]
     streams.publish(client, STREAM, event)
@@ -292,7 +292,7 @@ async def test_failing_effect_among_several_applies_none_and_redrive_applies_onc
 
     @reliable.subscriber(STREAM, group="billing", start="0")
     async def bill(event: Event, effects: Effects) -> None:
-        effects.incrby("lab:{orders}:n", 1)
+        effects.incrby("{lab:orders}:n", 1)
         effects.sadd(seen, event.id)
         effects.xadd(log, {"id": event.id})
         effects.hincrby(totals, "sum", 5)  # fails: the field holds text
@@ -304,14 +304,14 @@ async def test_failing_effect_among_several_applies_none_and_redrive_applies_onc
         assert "not an integer" in letter.reason
         assert letter.error == "EffectError"
         # nothing of the entry was applied: no partial effect to be applied again
-        assert client.get("lab:{orders}:n") is None
+        assert client.get("{lab:orders}:n") is None
         assert client.exists(seen, log) == 0
         assert client.hgetall(totals) == {"sum": "not a number"}
 
         client.hset(totals, "sum", "10")  # the fix
         assert len(redrive(client, STREAM)) == 1
         assert await reliable.drain(timeout=10)
-    assert client.get("lab:{orders}:n") == "1"
+    assert client.get("{lab:orders}:n") == "1"
     assert client.smembers(seen) == {event.id}
     assert client.xlen(log) == 1
     assert client.hgetall(totals) == {"sum": "15", "last": event.id}
@@ -319,7 +319,7 @@ async def test_failing_effect_among_several_applies_none_and_redrive_applies_onc
 
 async def test_effect_checks_follow_earlier_effects_of_the_same_event(broker, client):
     """The dry run sees what earlier effects leave: SET text then INCRBY fails as a whole."""
-    client.set("lab:{orders}:n", "1")
+    client.set("{lab:orders}:n", "1")
     streams.publish_many(client, STREAM, _events(2))
     reliable = Reliable(broker.url)
 
@@ -327,34 +327,34 @@ async def test_effect_checks_follow_earlier_effects_of_the_same_event(broker, cl
     async def bill(event: Event, effects: Effects) -> None:
         effects.hincrby(COUNTS, event.id, 1)
         if event.data["n"] == 0:  # fails at the INCRBY: the SET before it leaves text
-            effects.set("lab:{orders}:n", "text")
-            effects.incrby("lab:{orders}:n", 1)
+            effects.set("{lab:orders}:n", "text")
+            effects.incrby("{lab:orders}:n", 1)
         else:  # succeeds: a deleted key is a new hash, counting from zero
-            effects.delete("lab:{orders}:n")
-            effects.hset("lab:{orders}:n", {"a": "1"})
-            effects.hincrby("lab:{orders}:n", "a", 2)
+            effects.delete("{lab:orders}:n")
+            effects.hset("{lab:orders}:n", {"a": "1"})
+            effects.hincrby("{lab:orders}:n", "a", 2)
 
     async with reliable:
         assert await reliable.drain(timeout=10)
     (letter,) = dead_letters(client, STREAM)
     assert "earlier effect" in letter.reason
     assert len(client.hgetall(COUNTS)) == 1
-    assert client.hgetall("lab:{orders}:n") == {"a": "3"}
+    assert client.hgetall("{lab:orders}:n") == {"a": "3"}
 
 
 def test_effects_refuse_keys_outside_the_stream_hash_slot():
     """An effect key in another Redis Cluster slot than the stream's is refused with the fix."""
     effects = Effects(stream=STREAM)
-    effects.hincrby("lab:{orders}:billed", "c1", 5)  # same tag: fine
-    effects.publish("other:{orders}", _events(1)[0])
+    effects.hincrby("{lab:orders}:billed", "c1", 5)  # same tag: fine
+    effects.publish("{lab:orders}:other", _events(1)[0])
     with pytest.raises(ConsumerError, match="hash slot") as refused:
-        effects.hincrby("lab:{payments}:billed", "c1", 5)
+        effects.hincrby("{lab:payments}:billed", "c1", 5)
     assert "cluster_safe=False" in str(refused.value)
-    assert "lab:{orders}:<name>" in str(refused.value)
+    assert "{lab:orders}:<name>" in str(refused.value)
     for record in (
         lambda e: e.set("lab:orders:x", 1),  # no tag: the whole key is hashed
         lambda e: e.sadd("lab:{}{orders}", "m"),  # an empty {} is no tag (Redis's rule)
-        lambda e: e.guard_version("lab:{orders2}:view", 1),
+        lambda e: e.guard_version("{lab:orders2}:view", 1),
     ):
         with pytest.raises(ConsumerError):
             record(effects)
@@ -364,7 +364,7 @@ def test_effects_refuse_keys_outside_the_stream_hash_slot():
     with pytest.raises(ConsumerError, match="slot 11058"):
         Effects(stream="foo{hash_tag}").incrby("somekey")
     unchecked = Effects(stream=STREAM, cluster_safe=False)
-    unchecked.hincrby("lab:{payments}:billed", "c1", 5)
+    unchecked.hincrby("{lab:payments}:billed", "c1", 5)
     assert len(unchecked) == 1
 
 
@@ -374,7 +374,7 @@ async def test_cross_slot_effect_dead_letters_at_once_unless_opted_out(broker, c
     streams.publish_many(client, STREAM, _events(2))
     client.xadd("lab:orders-untagged", _events(1)[0].to_fields())  # type: ignore[arg-type]
     reliable = Reliable(broker.url)
-    elsewhere = "lab:{payments}:billed"
+    elsewhere = "{lab:payments}:billed"
 
     @reliable.subscriber(STREAM, group="strict", start="0", attempts=3)
     async def strict(event: Event, effects: Effects) -> None:
@@ -442,20 +442,20 @@ async def test_version_guard_keeps_newest_state(broker, client):
 
     @reliable.subscriber(STREAM, group="projection", start="0", dedupe=False)
     async def project(event: Event, effects: Effects) -> None:
-        key = f"lab:{{orders}}:order:{event.subject}"
+        key = f"{{lab:orders}}:order:{event.subject}"
         effects.guard_version(key, event.data["v"])
         effects.hset(key, {"status": f"v{event.data['v']}"})
 
     async with reliable:
         assert await reliable.drain(timeout=10)
-    assert client.hgetall("lab:{orders}:order:order-7") == {"version": "4", "status": "v4"}
+    assert client.hgetall("{lab:orders}:order:order-7") == {"version": "4", "status": "v4"}
     assert list(metrics.frame()["outcome"]) == ["ok", "ok", "duplicate", "duplicate", "ok"]
 
 
 async def test_outbox_publish_is_atomic_with_ack(broker, client):
     """A follow-up event recorded with effects.publish is appended exactly once."""
     streams.publish_many(client, STREAM, _events(4))
-    out = "lab:{orders}:billed"
+    out = "{lab:orders}:billed"
     reliable = Reliable(broker.url)
 
     @reliable.subscriber(STREAM, group="billing", start="0")
@@ -873,7 +873,7 @@ def test_dlq_command_lists_and_redrives(broker, client, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "billing" in out
     assert "ValueError: boom" in out
-    assert "1 dead letters in lab:{orders}:dlq" in out
+    assert "1 dead letters in {lab:orders}:dlq" in out
     assert cli.main(["dlq", "orders", "--redrive"]) == 0
     assert "redrove 1 dead letters" in capsys.readouterr().out
     assert cli.main(["dlq", "orders", "--redrive"]) == 0
@@ -960,6 +960,9 @@ async def test_broker_paused_longer_than_socket_timeout_then_resumes(fresh_broke
 
 def _bytes_client(client: redis.Redis) -> redis.Redis:
     """Another client on the same server that writes and reads bytes, not text."""
+    if isinstance(client, redis.RedisCluster):
+        node = client.get_default_node()
+        return redis.RedisCluster(host=node.host, port=node.port, decode_responses=False)  # type: ignore[return-value]
     kwargs = client.connection_pool.connection_kwargs
     return redis.Redis(host=kwargs["host"], port=kwargs["port"], decode_responses=False)
 

@@ -163,9 +163,8 @@ class Cluster:
 
     def nodes_frame(self) -> pd.DataFrame:
         """Return :meth:`nodes` as a DataFrame (one row per node)."""
-        return pd.DataFrame(
-            [{name: getattr(n, name) for name in Node.__slots__} for n in self.nodes()]
-        )
+        rows = [{name: getattr(n, name) for name in Node.__slots__} for n in self.nodes()]
+        return pd.DataFrame(rows, columns=list(Node.__slots__)).astype({"primary": "Int64"})
 
     def primary_of(self, key: str) -> int:
         """Return the port of the primary serving ``key``'s slot now."""
