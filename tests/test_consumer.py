@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 from faststream import FastStream
-from faststream.redis import RedisBroker, StreamSub
+from faststream.redis import RedisBroker, RedisClusterBroker, StreamSub
 
 from eventlab import processes, streams
 from eventlab._consumer_demo import effects_key
@@ -509,7 +509,8 @@ async def test_vanished_group_reported_and_recreated_only_on_opt_in(broker, clie
 async def test_faststream_app_starts_and_stops_reliable(broker, client):
     """Declared from a StreamSub on a RedisBroker, it starts and stops with the FastStream app."""
     streams.publish_many(client, STREAM, _events(20))
-    fs_broker = RedisBroker(broker.url, logger=None)
+    kind = RedisClusterBroker if broker.cluster else RedisBroker  # faststream's own cluster broker
+    fs_broker = kind(broker.url, logger=None)
     app = FastStream(fs_broker, logger=None)
     reliable = Reliable(fs_broker, app=app)
 
@@ -835,15 +836,15 @@ async def test_entry_redelivered_past_max_deliveries_is_dead_lettered_unhandled(
     assert letter.original_id == entry_id
 
 
-async def test_core_path_on_redis_7_and_valkey(each_broker, each_client):
-    """Effects, dedupe, dead letters, reclaim and retention counts hold on both server kinds."""
-    client = each_client
+async def test_core_path_on_redis_7_valkey_and_a_cluster(each_store, store_client):
+    """Effects, dedupe, dead letters, reclaim, retention hold on both kinds and on a cluster."""
+    client = store_client
     streams.publish_many(client, STREAM, _events(30))
     streams.publish(client, STREAM, streams.replay(client, STREAM)[0][1])  # a duplicate id
     client.xadd(STREAM, {"junk": "1"})
     streams.create_group(client, STREAM, "billing", start="0")
     client.xreadgroup("billing", "gone", {STREAM: ">"}, count=5)  # held by a dead consumer
-    reliable = Reliable(each_broker.url)
+    reliable = Reliable(each_store.url)
 
     @reliable.subscriber(STREAM, group="billing", start="0", min_idle=0.3, batch=8)
     async def bill(event: Event, effects: Effects) -> None:
@@ -1075,17 +1076,25 @@ async def test_commit_refused_at_maxmemory_applies_nothing_until_memory_is_freed
         client.close()
 
 
+def _config_set(client: redis.Redis, name: str, value: object) -> None:
+    """CONFIG SET on the server (on a cluster: on every node; config is per node)."""
+    if isinstance(client, redis.RedisCluster):
+        client.config_set(name, value, target_nodes=redis.RedisCluster.ALL_NODES)
+    else:
+        client.config_set(name, value)
+
+
 def test_redrive_at_maxmemory_is_a_clear_error(client):
     """A redrive the broker refuses for lack of memory raises an EventlabError naming the fix."""
     client.xadd(f"{STREAM}:dlq", {"id": "e1", "dlqreason": "x"})
-    client.config_set("maxmemory-policy", "noeviction")
-    client.config_set("maxmemory", 1)
+    _config_set(client, "maxmemory-policy", "noeviction")
+    _config_set(client, "maxmemory", 1)
     try:
         with pytest.raises(EventlabError, match="maxmemory") as caught:
             redrive(client, STREAM)
         assert "CONFIG SET maxmemory" in caught.value.fix
     finally:
-        client.config_set("maxmemory", 0)
+        _config_set(client, "maxmemory", 0)
     assert client.xlen(f"{STREAM}:dlq") == 1
 
 
@@ -1118,3 +1127,28 @@ async def test_dedupe_store_and_dead_letters_are_bounded_by_default(broker, clie
     assert len(client.hgetall(COUNTS)) == 250  # every event applied once
     # MAXLEN ~ trims whole stream nodes: about the bound, never all 250
     assert 100 <= client.xlen(f"{STREAM}:dlq") < 250
+
+
+async def test_partitions_spread_over_a_cluster_are_each_handled_once(cluster):
+    """Partition streams land on different primaries; one runtime reads them all, once each."""
+    client = cluster.client()
+    client.flushall()
+    parts = [streams.stream_key(f"orders-{n}") for n in range(6)]
+    assert len({cluster.primary_of(key) for key in parts}) >= 2
+    for key in parts:
+        streams.publish_many(client, key, _events(20))
+        client.xadd(key, {"junk": "1"})
+    reliable = Reliable(cluster.broker)
+    for key in parts:
+
+        @reliable.subscriber(key, group="billing", start="0", batch=7)
+        async def bill(event: Event, effects: Effects, key: str = key) -> None:
+            effects.hincrby(f"{key}:counts", event.id, 1)
+
+    async with reliable:
+        assert await reliable.drain(timeout=20)
+    for key in parts:
+        assert set(client.hgetall(f"{key}:counts").values()) == {"1"}
+        assert len(client.hgetall(f"{key}:counts")) == 20
+        assert [d.reason for d in dead_letters(client, key)] != []
+    client.close()

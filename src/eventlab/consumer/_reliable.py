@@ -380,6 +380,9 @@ def _client_for(broker: Any, *, block: float) -> redis.asyncio.Redis:
         }
         if "Cluster" in type(state).__name__:  # faststream's RedisClusterBroker
             keep.pop("db", None)
+            for node in conn_options.get("startup_nodes") or []:  # its seed nodes
+                keep.setdefault("host", node.host)
+                keep.setdefault("port", node.port)
             return cast("redis.asyncio.Redis", redis.asyncio.RedisCluster(**keep, **options))
         if "path" in keep:
             return redis.asyncio.Redis(unix_socket_path=keep.pop("path"), **keep, **options)
