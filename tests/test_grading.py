@@ -66,7 +66,8 @@ def _grade(folder: Path, broker, **options) -> grading.Score:
 def _no_keys_left(broker, score: grading.Score) -> None:
     client = broker.client()
     try:
-        assert list(client.scan_iter(match=score.namespace + "*")) == []
+        for glob in (score.namespace + "*", "{" + score.namespace + "*"):
+            assert list(client.scan_iter(match=glob)) == []
     finally:
         client.close()
 
