@@ -28,8 +28,12 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def acl_room(each_broker: broker_mod.Broker) -> Iterator[tuple[broker_mod.Broker, dict[str, str]]]:
-    """The session broker (Redis 7.0 and Valkey 8.1) with ACL users alice and bob; their URLs."""
+def acl_room(each_store: broker_mod.Broker) -> Iterator[tuple[broker_mod.Broker, dict[str, str]]]:
+    """Redis 7.0, Valkey 8.1 and a Valkey cluster with ACL users alice and bob; their URLs.
+
+    On the cluster ``workshop.add`` reaches every node (ACL users are per node).
+    """
+    each_broker = each_store
     admin = each_broker.client()
     admin.flushall()
     urls = {}
@@ -38,13 +42,13 @@ def acl_room(each_broker: broker_mod.Broker) -> Iterator[tuple[broker_mod.Broker
         urls[name] = f"redis://{name}:{password}@127.0.0.1:{each_broker.port}/0"
     yield each_broker, urls
     for name in ("alice", "bob"):
-        admin.execute_command("ACL", "DELUSER", name)
+        workshop._acl(admin, "DELUSER", name)  # on a cluster: every node
     admin.flushall()
     admin.close()
 
 
 def _as(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True)
+    return broker_mod.client_for_url(url, decode_responses=True)
 
 
 def test_acl_learner_cannot_read_write_or_delete_another_learners_keys(acl_room):

@@ -547,7 +547,8 @@ def _target(client: redis.Redis) -> Iterator[tuple[redis.Redis, str, bool]]:
         with room_client(room) as target:
             yield target, broker.redact(room), True
         return
-    kwargs = client.connection_pool.connection_kwargs
+    pool = getattr(client, "connection_pool", None)  # a cluster client has one per node
+    kwargs = pool.connection_kwargs if pool is not None else {"port": "cluster"}
     where = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
     yield client, where, False
 
@@ -736,7 +737,7 @@ def forget(client: redis.Redis, name: str) -> int:
     count = int(client.xlen(key))
     client.unlink(key)
     with contextlib.suppress(redis.ResponseError):  # a server without that user, or no ACL
-        client.execute_command("ACL", "DELUSER", name)  # type: ignore[no-untyped-call]
+        _acl(client, "DELUSER", name)
     return count
 
 
@@ -818,13 +819,21 @@ def acl_rules(name: str, password: str) -> list[str]:
     ]
 
 
+def _acl(client: redis.Redis, *args: str) -> None:
+    """Run ``ACL <args>``; on a cluster on every node (ACL users are per node, not replicated)."""
+    if isinstance(client, redis.RedisCluster):
+        client.execute_command("ACL", *args, target_nodes=redis.RedisCluster.ALL_NODES)
+    else:
+        client.execute_command("ACL", *args)  # type: ignore[no-untyped-call]
+
+
 def add(client: redis.Redis, name: str, *, password: str | None = None) -> str:
     """Create (or replace) the ACL user of learner ``name`` on the room; return its password.
 
     Needs the instructor's credentials (``ACL SETUSER`` is an admin command).
     """
     secret = password or secrets.token_urlsafe(18)
-    client.execute_command("ACL", "SETUSER", name, *acl_rules(name, secret))  # type: ignore[no-untyped-call]
+    _acl(client, "SETUSER", name, *acl_rules(name, secret))
     return secret
 
 
