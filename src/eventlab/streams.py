@@ -5,8 +5,8 @@ hash tag holding the namespace *and* the name, so on a cluster each learner's
 streams spread over the slots (``{alice:orders}`` and ``{bob:orders}`` land
 apart) while a stream, its dead letters (``<stream>:dlq``) and its dedupe and
 effect keys (``<stream>:…``) share one slot. On one node nothing changes but the
-spelling; keys written before 0.9 as ``<namespace>:{<name>}`` are not found under
-the new names (``docs/runtime.md``, "Migrating keys", shows the one-line rename).
+spelling; keys written by earlier checkouts as ``<namespace>:{<name>}`` are not
+found under the new names (``docs/runtime.md``, "Redis Cluster", shows the rename).
 
 Introduced in lessons 01 (publish, replay) and 02 (groups, pending, lag).
 """

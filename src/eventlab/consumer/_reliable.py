@@ -130,7 +130,7 @@ class Reliable:
         """Declare a reliable handler on a stream and group (a decorator).
 
         Args:
-            stream: The stream key (``"lab:{orders}"``) or a faststream ``StreamSub``
+            stream: The stream key (``"{lab:orders}"``) or a faststream ``StreamSub``
                 (its ``name``, ``group``, ``consumer``, ``max_records`` and
                 ``polling_interval`` are used).
             start: Where a new group starts: ``"0"`` the whole history, ``"$"``
@@ -212,7 +212,7 @@ class Reliable:
                 logger.warning(
                     "stream %r has no {hash tag}: its dead letters, dedupe store and "
                     "effect keys hash to different Redis Cluster slots, so %s runs on one "
-                    "broker only; name it like 'lab:{orders}' (streams.stream_key)",
+                    "broker only; name it like '{lab:orders}' (streams.stream_key)",
                     name,
                     getattr(handler, "__name__", "the handler"),
                 )
@@ -338,7 +338,7 @@ def _stream_options(
         if block is None and interval:
             block = float(interval) / 1000.0
     if not name:
-        raise ConsumerError("no stream given", fix="pass a key such as 'lab:{orders}'")
+        raise ConsumerError("no stream given", fix="pass a key such as '{lab:orders}'")
     if not group:
         raise ConsumerError(
             f"no consumer group for {name}",
