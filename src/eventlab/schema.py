@@ -468,6 +468,13 @@ class Registry:
     def _key(self, event_type: str) -> str:
         return f"{{{streams.namespace()}:@schema}}:{event_type}"
 
+    def schema_key(self, event_type: str) -> str:
+        """Return the hash holding ``event_type``'s schemas (version → JSON), for a look.
+
+        Introduced in lesson 08 (the registry is plain data in the broker).
+        """
+        return self._key(event_type)
+
     def _types_key(self) -> str:
         return f"{{{streams.namespace()}:@schema}}:types"
 
