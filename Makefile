@@ -1,6 +1,8 @@
 # Two commands on a fresh machine (README.md):
 #   make lab   installs everything, starts the broker, opens the course in JupyterLab
 #   make test  installs everything and runs lint, types, tests, lessons and lab grading
+# and the edit-test loop (CONTRIBUTING.md):
+#   make check lint, types and the fast tests, in under a minute
 # Both install the pinned versions in constraints.txt into .venv/.
 
 PYTHON ?= python3
@@ -9,11 +11,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PIP_VERSION := 26.3
 
-.PHONY: help install git-filter lab test lint system-deps lock down clean mutate
+.PHONY: help install git-filter lab test check check-unit check-runtime lint system-deps lock down clean mutate
 
 help:
 	@echo "make lab    install, start the broker, open the course in JupyterLab"
 	@echo "make test   install, then lint, type-check and run every test"
+	@echo "make check  lint, type-check and the fast tests (the edit-test loop, < 1 min)"
 	@echo "make down   stop the managed broker"
 	@echo "make lock   re-resolve constraints.txt from pyproject.toml (an upgrade on purpose)"
 	@echo "make mutate optional mutation testing (mutmut) of the fast modules; docs/guarantees.md"
@@ -58,6 +61,26 @@ lint: install
 
 test: install system-deps lint
 	$(BIN)/python -m pytest
+
+# The fast loop: no lessons (nbval), no browser, Docker, Binder or environment
+# checks, no grading, workshop or scenario runs, no test marked slow (chaos
+# runs, large data files). Two pytest processes at once: the runtime tests
+# mostly wait on the broker and on faults, the others mostly compute.
+CHECK_SKIP := browser browser_quiz docker binder environment notebooks \
+	lesson_activities grading workshop workshop_room workshop_day scenarios \
+	labs labs_pack shop_runtime jupyter
+CHECK_RUNTIME := tests/test_consumer.py tests/test_faults.py tests/test_crash.py tests/test_broker.py
+CHECK_PYTEST := $(BIN)/python -m pytest -q -m "not slow and not browser"
+
+check: install lint
+	@$(MAKE) --no-print-directory -j2 --output-sync=target check-unit check-runtime
+
+check-unit:
+	$(CHECK_PYTEST) tests $(foreach f,$(CHECK_SKIP),--ignore=tests/test_$(f).py) \
+	  $(foreach f,$(CHECK_RUNTIME),--ignore=$(f))
+
+check-runtime:
+	$(CHECK_PYTEST) $(CHECK_RUNTIME)
 
 down:
 	$(BIN)/eventlab down

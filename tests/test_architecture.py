@@ -126,3 +126,88 @@ def test_print_is_allowed_only_in_the_cli_package():
         if not p.is_relative_to(CLI) and "noqa: T201" in p.read_text(encoding="utf-8")
     ]
     assert silenced == []
+
+
+LAYERS = (
+    (
+        "foundations",
+        {"_errors", "_env", "_show", "_poll", "_lua", "envelope", "__init__"},
+    ),
+    (
+        "runtime",
+        {
+            "broker",
+            "streams",
+            "processes",
+            "consumer",
+            "metrics",
+            "backpressure",
+            "schema",
+            "_crash",
+            "eventstore",
+            "versions",
+        },
+    ),
+    (
+        "faults and verdicts",
+        {
+            "_proxy",
+            "faults",
+            "history",
+            "checker",
+            "freshness",
+            "reconcile",
+            "reservations",
+            "sla",
+            "scenarios",
+            "_scenario_workers",
+        },
+    ),
+    ("shop", {"shop", "contracts"}),
+    ("delivery", {"workshop", "doctor", "_jupyter", "_jupyter_config"}),
+    (
+        "course tooling",
+        {
+            "course",
+            "quiz",
+            "exercises",
+            "demos",
+            "charts",
+            "dashboard",
+            "labs",
+            "grading",
+            "_grader_child",
+            "_labkit",
+        },
+    ),
+    ("cli", {"cli"}),
+)
+"""The groups of docs/architecture.md, in the order imports may go (a group uses earlier ones)."""
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else "__init__"
+    for index, (_, members) in enumerate(LAYERS):
+        if top in members:
+            return index
+    raise AssertionError(f"{module} is in no group of LAYERS: add it (docs/architecture.md)")
+
+
+def test_imports_go_one_way_between_the_groups():
+    """No module imports one from a later group (the runtime never imports a lesson or a fault)."""
+    backwards = [
+        f"{module} -> {target}"
+        for module, targets in _graph().items()
+        for target in targets
+        if _layer(target) > _layer(module)
+    ]
+    assert backwards == []
+
+
+def test_every_environment_variable_is_documented():
+    """docs/architecture.md lists every variable eventlab._env reads."""
+    from eventlab import _env  # noqa: PLC0415
+
+    text = (SRC.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    assert [name for name in _env.VARIABLES if f"`{name}`" not in text] == []

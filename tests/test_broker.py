@@ -427,6 +427,7 @@ broker.up(state=sys.argv[1])
 """
 
 
+@pytest.mark.slow  # loads a large data file (~30 s): `make test` runs it, `make check` does not
 @pytest.mark.parametrize("kind", ["valkey", "redis"])
 def test_a_loading_broker_is_waited_for_reported_and_never_killed(tmp_path, kind, caplog):
     """restart()/up() return only once the data is loaded; status says loading; no kill."""
@@ -491,3 +492,9 @@ def test_a_loading_broker_is_waited_for_reported_and_never_killed(tmp_path, kind
             owner.kill()
             owner.wait()
         broker.down(state=state)
+
+
+def test_persistence_modes_are_listed_once():
+    """Every Persistence mode has server arguments, and the command offers exactly those modes."""
+    assert set(broker._PERSISTENCE_ARGS) == set(broker.PERSISTENCE_MODES)
+    assert broker.PERSISTENCE_MODES == ("none", "aof-everysec", "aof-always", "rdb")

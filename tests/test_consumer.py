@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import inspect
 import logging
 import time
 from pathlib import Path
@@ -13,7 +15,6 @@ from faststream import FastStream
 from faststream.redis import RedisBroker, RedisClusterBroker, StreamSub
 
 from eventlab import processes, streams
-from eventlab._consumer_demo import effects_key
 from eventlab._errors import EventlabError
 from eventlab.consumer import (
     Backoff,
@@ -21,6 +22,7 @@ from eventlab.consumer import (
     Effects,
     PermanentError,
     Reliable,
+    SubscriptionOptions,
     aredrive,
     dead_letters,
     dead_letters_frame,
@@ -29,6 +31,7 @@ from eventlab.consumer import (
 )
 from eventlab.envelope import Event
 from eventlab.metrics import Metrics
+from tests._consumer_demo import effects_key
 
 STREAM = "{lab:orders}"
 COUNTS = "{lab:orders}:counts"
@@ -559,7 +562,7 @@ async def test_aredrive_and_selection(broker, client):
 
 def _spawn_counter(url: str, consumer: str, *, delay: float, min_idle: float = 1.0):
     proc = processes.spawn(
-        "eventlab._consumer_demo:counter",
+        "tests._consumer_demo:counter",
         args=[url, STREAM, "billing", consumer, str(min_idle), str(delay), "10"],
         name=f"counter-{consumer}",
     )
@@ -615,6 +618,7 @@ def test_sigterm_finishes_in_flight_batch(broker, client):
     _assert_exactly_once(client, handled)
 
 
+@pytest.mark.slow  # ~5-10 s of chaos: `make test` runs it, `make check` does not
 def test_broker_killed_and_restarted_consumers_resume_without_second_effect(fresh_broker):
     """Broker SIGKILLed (AOF everysec) mid-stream: consumers reconnect, no event has two effects."""
     server = fresh_broker(persistence="aof-everysec")
@@ -933,6 +937,7 @@ async def test_validation_failure_dead_letters_at_once_and_valid_events_are_repl
     assert letter.attempts == 1
 
 
+@pytest.mark.slow  # ~5-10 s of chaos: `make test` runs it, `make check` does not
 async def test_broker_paused_longer_than_socket_timeout_then_resumes(fresh_broker):
     """A broker frozen (SIGSTOP) past the client timeout: the consumer recovers, effects once."""
     server = fresh_broker()
@@ -1114,11 +1119,10 @@ async def test_dedupe_store_and_dead_letters_are_bounded_by_default(broker, clie
     async def refuse(event: Event) -> None:
         raise PermanentError(f"audit refuses {event.id}")
 
-    assert (reliable.subscriptions[1].dlq_maxlen, reliable.subscriptions[1].dedupe_max) == (
-        DLQ_MAXLEN,
-        DEDUPE_MAX,
-    )
-    reliable.subscriptions[1].dlq_maxlen = 100  # the default, scaled down for the test
+    audit = reliable.subscriptions[1]
+    assert (audit.options.dlq_maxlen, audit.options.dedupe_max) == (DLQ_MAXLEN, DEDUPE_MAX)
+    # the default, scaled down for the test
+    audit.options = dataclasses.replace(audit.options, dlq_maxlen=100)
     async with reliable:
         assert await reliable.drain(timeout=30)
     seen = client.zrange(seen_key(STREAM, "billing"), 0, -1)
@@ -1127,6 +1131,23 @@ async def test_dedupe_store_and_dead_letters_are_bounded_by_default(broker, clie
     assert len(client.hgetall(COUNTS)) == 250  # every event applied once
     # MAXLEN ~ trims whole stream nodes: about the bound, never all 250
     assert 100 <= client.xlen(f"{STREAM}:dlq") < 250
+
+
+def test_subscriber_options_are_one_record_shown_in_its_signature():
+    """Options are SubscriptionOptions' fields: a typo names the known ones; help() lists them."""
+    reliable = Reliable("redis://127.0.0.1:1/0")
+    with pytest.raises(ConsumerError, match="unknown subscriber option") as err:
+        reliable.subscriber(STREAM, group="g", start="0", min_idel=1.0)
+    assert "min_idle" in err.value.fix
+    shown = list(inspect.signature(Reliable.subscriber).parameters)
+    assert shown == ["self", "stream", *(f.name for f in dataclasses.fields(SubscriptionOptions))]
+
+    @reliable.subscriber(STREAM, group="g", start="$", attempts=2)
+    def handle(event):
+        return event
+
+    sub = reliable.subscriptions[0]
+    assert (sub.options.attempts, sub.options.min_idle, sub.batch, sub.block) == (2, 30.0, 100, 0.2)
 
 
 async def test_partitions_spread_over_a_cluster_are_each_handled_once(cluster):

@@ -1,6 +1,6 @@
 import json
 
-from eventlab import schema, shop, streams
+from eventlab import schema, shop, streams, versions
 from eventlab.cli import main as cli_main
 from eventlab.shop import app as shop_app
 from eventlab.shop import contracts, events
@@ -56,7 +56,7 @@ def test_contracts_check_fails_on_a_seeded_breaking_change(client, broker, tmp_p
     good = tmp_path / "good.json"
     good.write_text(json.dumps(contracts.document()))
     assert cli_main(["--state", str(state), "contracts", "check", "--doc", str(good)]) == 0
-    assert "40 of 40 messages agree" in capsys.readouterr().out
+    assert "42 of 42 messages agree" in capsys.readouterr().out
 
     breaking = tmp_path / "breaking.json"
     breaking.write_text(
@@ -132,3 +132,38 @@ async def test_document_is_generated_from_the_apps_shop_up_runs(broker, client, 
     assert groups.loc["orders", "consumers"] == 1
     accepted = [e for _, e in streams.replay(client, shop.stream()) if e.type == "OrderAccepted"]
     assert [e.subject for e in accepted] == [placed.subject]
+
+
+def test_contracts_check_refuses_a_version_outside_a_live_consumers_range(
+    client, broker, tmp_path, capsys
+):
+    """A compatible PaymentRefunded v2 is refused while live consumer orders accepts only v1..v1."""
+    registry = schema.Registry(client)
+    shop.setup(client, registry=registry)
+    versions.declare(registry, "orders", versions.VersionRange("PaymentRefunded", 1, 1))
+
+    def optional_note(body):
+        body["properties"]["note"] = {"type": "string"}
+
+    doc = seeded(contracts.document(), "PaymentRefunded", optional_note)
+    changed = tmp_path / "refund-note.json"
+    changed.write_text(json.dumps(doc))
+    argv = ["--state", str(broker.state), "contracts", "check", "--doc", str(changed)]
+    try:
+        assert cli_main(argv) == 1
+        out = capsys.readouterr().out
+        assert "[FAIL] billing:PaymentRefunded: a new PaymentRefunded schema (v2)" in out
+        assert "outside the range of live consumer orders (PaymentRefunded v1..v1)" in out
+        [subscriber] = [
+            f
+            for f in contracts.check(doc, registry)
+            if f.channel.startswith("orders:on:PaymentRefunded")
+        ]
+        assert "live consumer" not in subscriber.problem  # ranges gate producers only
+        versions.declare(registry, "orders", versions.VersionRange("PaymentRefunded", 1, 2))
+        [producer] = [
+            f for f in contracts.check(doc, registry) if f.channel == "billing:PaymentRefunded"
+        ]
+        assert "live consumer" not in producer.problem
+    finally:
+        versions.forget(registry, "PaymentRefunded")

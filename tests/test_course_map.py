@@ -161,3 +161,17 @@ def test_every_lesson_ends_with_lesson_done(path):
 def test_the_done_cell_script_is_idempotent():
     """scripts/lesson_done_cell.py --check finds nothing to change (re-applying is a no-op)."""
     assert _script("lesson_done_cell").main(["--check"]) == 0
+
+
+def test_seed_coverage_names_real_proving_cells():
+    """docs/seed-coverage.md: each row's proving cells exist in its lesson and assert a claim."""
+    table = (ROOT / "docs" / "seed-coverage.md").read_text()
+    lessons = {p.name[:2]: p for p in NOTEBOOKS.glob("[0-9][0-9]-*.ipynb")}
+    rows = re.findall(r"^\| [^|]+ \| (\d\d) \| [^|]+ \| ([^|]+) \|", table, re.MULTILINE)
+    assert len(rows) >= 70
+    assert {lesson for lesson, _ in rows} == set(lessons) - {"00"}
+    for lesson, cells in rows:
+        nb = json.loads(lessons[lesson].read_text())
+        sources = {c.get("id"): "".join(c["source"]) for c in nb["cells"]}
+        for cell in re.findall(r"`([\w-]+)`", cells):
+            assert "What this just proved" in sources.get(cell, ""), (lesson, cell)

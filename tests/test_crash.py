@@ -17,9 +17,9 @@ import redis
 
 from eventlab import _labkit as kit
 from eventlab import processes, streams
-from eventlab._consumer_demo import effects_key
 from eventlab._crash import die_after_commands
 from eventlab.envelope import Event
+from tests._consumer_demo import effects_key
 
 
 class _DiedError(Exception):
@@ -136,7 +136,7 @@ def _wait(condition, *, timeout: float = 30.0, what: str) -> None:
 def _counter(url: str, stream: str, consumer: str, *, die_after: int) -> processes.Proc:
     # min_idle 0.3 s: the other consumer reclaims what the dead one held
     args = [url, stream, "billing", consumer, "0.3", "0", str(BATCH), str(die_after)]
-    return processes.spawn("eventlab._consumer_demo:counter", args=args, name=f"cut-{consumer}")
+    return processes.spawn("tests._consumer_demo:counter", args=args, name=f"cut-{consumer}")
 
 
 def _ready(proc: processes.Proc) -> bool:

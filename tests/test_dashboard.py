@@ -344,7 +344,7 @@ async def test_press_shows_what_each_button_changed_and_raises_on_failure(broker
         with pytest.raises(RuntimeError, match="no live consumer process"):
             await dash.press("Kill a consumer")
         consumers.append(
-            processes.spawn("eventlab._consumer_demo:counter", args=[broker.url, STREAM, "g", "d"])
+            processes.spawn("tests._consumer_demo:counter", args=[broker.url, STREAM, "g", "d"])
         )
         await dash.refresh()
         assert "alive: 1 of 2" in dash.shown()  # a list the notebook extends is seen

@@ -35,6 +35,7 @@ def _kill_then_finish(broker, client, target, stream, *, pause, batch_args=()):
     return killed_at
 
 
+@pytest.mark.slow  # kills a process: `make test` runs it, `make check` does not
 def test_naive_consumer_applies_an_effect_twice_after_a_kill_before_ack(broker, client):
     """demos.naive: the entry whose effect was applied is redelivered and applied again."""
     stream = streams.stream_key("naive")
@@ -43,6 +44,7 @@ def test_naive_consumer_applies_an_effect_twice_after_a_kill_before_ack(broker, 
     assert _balance(client, stream) == 550
 
 
+@pytest.mark.slow  # kills a process: `make test` runs it, `make check` does not
 def test_reliable_consumer_applies_each_effect_once_after_a_kill(broker, client):
     """demos.reliable: effect and ack are atomic, so the same kill leaves a balance of 500."""
     stream = streams.stream_key("reliable")
@@ -78,6 +80,7 @@ return redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 """
 
 
+@pytest.mark.slow  # kills a process: `make test` runs it, `make check` does not
 def test_scripted_consumer_runs_the_given_script_and_survives_a_kill(broker, client):
     """demos.scripted: lesson 03's effect+mark+XACK script, killed mid-run, counts each once."""
     stream = streams.stream_key("scripted")

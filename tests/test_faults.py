@@ -552,6 +552,7 @@ def test_cli_pauses_kills_and_restarts_the_managed_broker(fresh_broker, capsys):
     assert "restarted (aof-always)" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # ~5-10 s of chaos: `make test` runs it, `make check` does not
 def test_hold_partition_stops_a_reply_already_in_flight_under_latency(proxy, broker):
     """A reply sitting out its latency when a hold partition starts waits for the heal."""
     proxy.latency(1.5, direction="downstream")
@@ -573,6 +574,7 @@ def test_hold_partition_stops_a_reply_already_in_flight_under_latency(proxy, bro
     c.close()
 
 
+@pytest.mark.slow  # ~5-10 s of chaos: `make test` runs it, `make check` does not
 def test_hold_partition_stops_a_request_already_in_flight_under_latency(proxy, broker):
     """A request sitting out its latency when a hold partition starts never reaches the broker."""
     proxy.latency(1.5, direction="upstream")

@@ -73,6 +73,7 @@ def test_config_sets_the_terminal_the_save_hook_and_no_news():
     assert str(_jupyter.CONFIG_DIR / "terminal.bashrc") in shell
     assert "-l" not in shell  # a login shell would reset PATH from /etc/profile
     assert c.ContentsManager.pre_save_hook == "eventlab._jupyter.pre_save"
+    assert c.FileContentsManager.post_save_hook == "eventlab._jupyter.post_save"
     assert c.LabApp.news_url is None
     page = json.loads((_jupyter.CONFIG_DIR / "labconfig" / "page_config.json").read_text())
     assert page["disabledExtensions"]["@jupyterlab/apputils-extension:announcements"]
@@ -242,3 +243,55 @@ def test_stored_notebooks_are_what_the_git_filter_and_the_save_hook_make_of_them
         meta = json.loads(path.read_text())["metadata"]
         assert meta.get("kernelspec") == _jupyter.KERNELSPEC, path.relative_to(ROOT)
         assert meta.get("language_info") == {"name": "python"}, path.relative_to(ROOT)
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@localhost", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_a_saved_run_of_a_lesson_leaves_git_status_clean_and_a_real_edit_shows(tmp_path):
+    """post_save: outputs alone never show in `git status`; an edited cell still does."""
+    repo = tmp_path / "course"
+    (repo / "notebooks").mkdir(parents=True)
+    lesson = repo / "notebooks" / "00.ipynb"
+    lesson.write_bytes((ROOT / "notebooks" / "00-setup-check.ipynb").read_bytes())
+    (repo / ".gitattributes").write_text("*.ipynb filter=nbstripout\n")
+    _git(repo, "init", "-q")
+    clean = f'"{sys.executable}" -m nbstripout --keep-id'
+    _git(repo, "config", "filter.nbstripout.clean", clean)
+    _git(repo, "config", "filter.nbstripout.smudge", "cat")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "course")
+
+    nb = json.loads(lesson.read_text())
+    nb["metadata"]["kernelspec"]["display_name"] = "Python 3 (ipykernel)"  # JupyterLab's
+    model = {"type": "notebook", "content": nb}
+    _jupyter.pre_save(model=model, path="notebooks/00.ipynb", contents_manager=None)
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            cell["execution_count"] = 1
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "ran\n"}]
+    lesson.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    assert _git(repo, "status", "--porcelain") != ""  # git's size shortcut: the bug this fixes
+    _jupyter.post_save(model=model, os_path=str(lesson), contents_manager=None)
+    assert _git(repo, "status", "--porcelain") == ""
+    assert "ran" in lesson.read_text()  # the learner's outputs stay on disk
+
+    nb["cells"][0]["source"] = "# my own note\n"
+    lesson.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    _jupyter.post_save(model=model, os_path=str(lesson), contents_manager=None)
+    assert _git(repo, "status", "--porcelain").split() == ["M", "notebooks/00.ipynb"]
+    assert _git(repo, "diff", "--cached", "--name-only") == ""  # nothing staged
+
+
+def test_refreshing_outside_a_repository_does_nothing(tmp_path):
+    """post_save outside git (a copied course, Binder without .git) is a quiet no-op."""
+    (tmp_path / "x.ipynb").write_text("{}")
+    assert _jupyter.refresh_git_index(tmp_path / "x.ipynb") is False
+    _jupyter.post_save(model={}, os_path=str(tmp_path / "x.ipynb"), contents_manager=None)

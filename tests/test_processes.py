@@ -101,6 +101,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow  # kills a process: `make test` runs it, `make check` does not
 def test_child_dies_with_its_parent():
     """SIGKILL of the parent takes the child with it: no orphan consumers."""
     parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True)

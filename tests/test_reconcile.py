@@ -73,3 +73,20 @@ def test_gives_up_when_keys_never_settle(client):
 
     with pytest.raises(EventlabError, match="kept changing"):
         reconcile.reconcile(client, truth, attempts=3)
+
+
+def test_explain_accounts_for_every_repaired_field_as_drift_or_lag(client):
+    """Repair.explain: one row per repaired field; tampered fields are drift, the rest lag."""
+    client.delete("t:view", "t:view:versions")
+    client.hset("t:view", mapping={"a": "1", "ghost": "x"})
+    truth = {"t:view": {"a": "1", "b": "2", "c": "3"}, "t:view:versions": {"s|b": "1"}}
+    repair = reconcile.reconcile(client, lambda: truth)
+    fixes = repair.explain(tampered={("t:view", "ghost"), ("t:view", "b")})
+    assert len(fixes) == repair.repaired == 4
+    causes = {(r.key, r.field): (r.action, r.cause) for r in fixes.itertuples()}
+    assert causes == {
+        ("t:view", "b"): ("written", "drift"),
+        ("t:view", "c"): ("written", "lag"),
+        ("t:view:versions", "s|b"): ("written", "lag"),
+        ("t:view", "ghost"): ("removed", "drift"),
+    }

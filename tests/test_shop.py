@@ -111,7 +111,10 @@ async def test_every_compensation_branch(ashop, saga_kind, failure, compensation
     assert_one_terminal(client)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+# seeds whose schedules confirm some orders and cancel others; seed 3 left the set when
+# courier began to read OrderCancelled (a new delivery in the pool reshuffles the schedule)
+# and its choreography run then rejected every order for stock, which tests nothing
+@pytest.mark.parametrize("seed", [1, 2, 4])
 @pytest.mark.parametrize("saga_kind", SAGAS)
 async def test_duplicates_and_reordering_still_one_terminal_state(ashop, saga_kind, seed):
     """30% duplicates in a seeded random order: one terminal state each, stock and money right."""
@@ -179,6 +182,11 @@ async def test_orchestrated_step_timeout_compensates_and_ignores_late_reply(asho
     await shop.deliver(aclient, services)
     assert "CourierAssigned" in types_for(client, order.subject)
     assert_one_terminal(client)
+    # lesson 07 exercise 1's bug, fixed: courier releases the courier it assigned too late
+    late = types_for(client, order.subject)
+    assert late.index("CourierAssigned") < late.index("CourierReleased")
+    courier = next(s for s in services if s.name == "courier")
+    assert (await courier.state(order.subject))["status"] == "released"
     # a repeated timeout (relay crash) is harmless
     await aclient.zadd(shop.events.key("orders", "deadlines"), {f"{order.subject}|courier": 1})
     await saga.fire_timeouts(aclient, registry, now=2e9)
@@ -526,6 +534,44 @@ async def test_concurrent_inventory_consumers_never_oversell(ashop, broker):
     assert emitted.count("StockReserved") == 5
     assert emitted.count("StockRejected") == 4
     assert shop.levels(client)["pear"] == 0
+
+
+async def test_one_writer_per_event_type_and_a_second_writer_fails_lesson_06s_check(ashop):
+    """On the shop's traffic every type has one source, its owner; a second writer is flagged."""
+    client, _, registry = ashop
+    place(client, registry, "choreography")
+    writers = shop.writers_frame(client)
+    assert set(writers["type"]) == {"StockAdded", "OrderPlaced"}
+    assert writers["type"].is_unique
+    assert (writers["source"] == writers["owner"]).all()
+    data = {"order_id": "o-1", "customer": "ann", "total": 100}
+    for source in ("billing", "orders"):  # orders writes billing's event type too
+        streams.publish(
+            client, shop.stream(), Event(type="PaymentCaptured", source=source, data=data)
+        )
+    writers = shop.writers_frame(client)
+    assert not writers["type"].is_unique
+    assert writers.loc[writers["source"] != writers["owner"], "source"].tolist() == ["orders"]
+
+
+async def test_cancelled_first_a_late_assign_courier_assigns_nobody(ashop):
+    """Courier reads OrderCancelled first (reordering): the order is void, no courier assigned."""
+    _, aclient, registry = ashop
+    services = shop.make_services(aclient, registry)
+    courier = next(s for s in services if s.name == "courier")
+    data = {"order_id": "o-void", "customer": "ann", "items": [{"sku": "pear", "qty": 1}]}
+    data |= {"total": 100, "zone": "central"}
+    cancelled = Event(
+        type="OrderCancelled",
+        source="orders",
+        subject="o-void",
+        data={"order_id": "o-void", "reason": "timed out in step courier"},
+    )
+    assign = Event(type="AssignCourier", source="orders", subject="o-void", data=data)
+    state = {}
+    assert courier.decide(state, cancelled, {}).outputs == []
+    assert courier.decide(state, assign, {"closed": False}).outputs == []
+    assert state["status"] == "void"
 
 
 @pytest.fixture

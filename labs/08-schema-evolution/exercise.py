@@ -1,6 +1,6 @@
 """Lab 08 — schema evolution: a compatibility rule, an upcaster, and a view for old readers.
 
-``OrderPlaced`` v1 carried ``amount`` in dollars (a float); v2 carries
+``OrderPlaced`` v1 carried ``amount`` in euros (a float); v2 carries
 ``amount_cents`` (an integer) and a ``currency``. Both versions stay in the
 stream forever, and consumers upgrade one at a time, so:
 
@@ -71,10 +71,10 @@ def compatible(new: Schema, old: Schema, *, mode: str) -> bool:
 
 
 def upcast_v1(data: dict[str, Any]) -> dict[str, Any]:
-    """Turn v1 ``data`` into v2: dollars to whole cents (rounded), currency ``"EUR"``."""
+    """Turn v1 ``data`` into v2: euros to whole cents (rounded), currency ``"EUR"``."""
     raise NotImplementedError
 
 
 def downcast_v2(data: dict[str, Any]) -> dict[str, Any]:
-    """Turn v2 ``data`` into v1 for old consumers: cents back to dollars, no currency."""
+    """Turn v2 ``data`` into v1 for old consumers: cents back to euros, no currency."""
     raise NotImplementedError

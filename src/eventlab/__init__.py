@@ -1,7 +1,7 @@
 """eventlab: a hands-on course and lab kit on eventual consistency over Redis Streams.
 
 Import the modules by concept: ``eventlab.broker``, ``eventlab.envelope``,
-``eventlab.streams`` and the rest (architecture.md lists them).
+``eventlab.streams`` and the rest (docs/architecture.md lists them by role).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ A pipeline counts as one command: it goes out in one write, so a client that
 dies cannot stop it halfway (the kill lands after its last reply).
 
 Used by the crash tests (``tests/test_crash.py``) through
-``eventlab._consumer_demo:counter`` and by lesson 03, whose "killed between
+``tests._consumer_demo:counter`` and by lesson 03, whose "killed between
 effect and XACK" cells run ``eventlab.demos:reliable`` with ``die_after``.
 """
 

@@ -44,6 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from eventlab import _env
 from eventlab.grading import CheckContext
 
 _PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
@@ -172,13 +173,13 @@ def _worker(fd: int) -> int:
     send = _channel(fd, bytes.fromhex(first.pop("token")))
     lab = Path(first["lab"])
     sys.path.insert(0, str(lab))  # the learner's exercise may import its neighbours
-    url = os.environ["REDIS_URL"]
+    url = os.environ[_env.REDIS_URL]  # set by the grader (always)
     checks: list[dict[str, Any]] = first["checks"]
     modules: list[types.ModuleType] | None = None
     for index in range(int(first["start"]), len(checks)):
         spec = checks[index]
         namespace = f"{first['prefix']}-c{index}"
-        os.environ["EVENTLAB_NAMESPACE"] = namespace
+        os.environ[_env.NAMESPACE] = namespace
         send({"event": "start", "index": index})
         began = time.monotonic()
         ctx = CheckContext(

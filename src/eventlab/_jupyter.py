@@ -11,7 +11,9 @@ folder of the interpreter that runs the kit in front of ``PATH``
 - saving a notebook writes the kernel metadata the course stores (``Python 3``,
   ``language_info`` reduced to its name), so opening a lesson does not mark it
   modified in ``git status`` (outputs are kept out of git by the nbstripout
-  filter that ``make install`` sets up);
+  filter that ``make install`` sets up); after the save, git's index is
+  refreshed (:func:`post_save`), because ``git status`` calls a file whose size
+  changed modified without running the filter, while ``git diff`` is empty;
 - a saved live dashboard becomes the line "re-run this cell to get the live
   dashboard back" instead of a widget whose model is gone after a reload;
 - no news or update check: nothing is fetched from the internet, and no
@@ -25,6 +27,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,7 +44,9 @@ __all__ = [
     "course_root",
     "environment",
     "normalize_notebook",
+    "post_save",
     "pre_save",
+    "refresh_git_index",
     "shell_exports",
 ]
 
@@ -133,6 +138,7 @@ def configure(c: Any) -> None:
     """Apply the course's JupyterLab settings to a traitlets config object ``c``."""
     c.ServerApp.terminado_settings = {"shell_command": _terminal_shell()}
     c.ContentsManager.pre_save_hook = "eventlab._jupyter.pre_save"
+    c.FileContentsManager.post_save_hook = "eventlab._jupyter.post_save"
     c.LabApp.news_url = None
     c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
 
@@ -170,6 +176,69 @@ def pre_save(*, model: dict[str, Any], **_: Any) -> None:
     """JupyterLab's pre-save hook: :func:`normalize_notebook` on every notebook saved."""
     if model.get("type") == "notebook" and isinstance(model.get("content"), dict):
         normalize_notebook(model["content"])
+
+
+def refresh_git_index(path: str | Path, *, timeout: float = 20.0) -> bool:
+    """Make ``git status`` compare the saved file ``path`` by content, not by size.
+
+    ``git status`` (and ``git update-index --refresh``) call a tracked file
+    whose size changed modified without running its clean filter, so a lesson
+    saved with outputs is listed although ``git diff`` is empty. This re-enters
+    the file's index entry with the blob it already has (``update-index
+    --cacheinfo``: nothing is staged, the size is forgotten), then refreshes:
+    git compares the file through the nbstripout filter and keeps the new stat
+    data where they agree. A file the learner really changed stays modified.
+    Returns whether git ran and left every file clean; outside a repository,
+    for an untracked file, without git, or while another git command holds
+    the index, it changes nothing and returns False.
+
+    Args:
+        path: The saved file.
+        timeout: Seconds to wait for each git command before giving up.
+    """
+    git = shutil.which("git")
+    path = Path(path)
+    if git is None:
+        return False
+
+    def run(*args: str) -> subprocess.CompletedProcess[str] | None:
+        try:
+            return subprocess.run(  # noqa: S603 - fixed arguments, git from PATH
+                [git, "-C", str(path.parent), *args],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    listed = run("ls-files", "--stage", "--full-name", "--", path.name)
+    entries = listed.stdout.splitlines() if listed and listed.returncode == 0 else []
+    if len(entries) != 1:  # untracked, outside git, or a merge conflict: leave it to git
+        return False
+    meta, name = entries[0].split("\t", 1)
+    mode, blob, stage = meta.split()
+    if stage != "0":
+        return False
+    top = run("rev-parse", "--show-toplevel")
+    if top is None or top.returncode != 0:
+        return False
+    again = run("-C", top.stdout.strip(), "update-index", "--cacheinfo", f"{mode},{blob},{name}")
+    if again is None or again.returncode != 0:
+        return False
+    refreshed = run("update-index", "-q", "--refresh")
+    return refreshed is not None and refreshed.returncode == 0
+
+
+def post_save(*, os_path: str, **_: Any) -> None:
+    """JupyterLab's post-save hook: after a notebook is saved, :func:`refresh_git_index`.
+
+    So ``git status`` lists a lesson only when the learner changed what git
+    stores (a cell), not because outputs changed its size on disk.
+    """
+    if os_path.endswith(".ipynb"):
+        refresh_git_index(os_path)
 
 
 def shell_exports() -> str:

@@ -11,7 +11,6 @@ import contextlib
 import multiprocessing
 import os
 import signal
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,6 +18,7 @@ import redis
 from redis.connection import Connection
 
 from eventlab import broker
+from eventlab._poll import poll as wait_until
 from eventlab.envelope import Event
 
 __all__ = [
@@ -189,13 +189,3 @@ def entries_in(client: redis.Redis, stream: str) -> list[Entry]:
     """Return every entry of ``stream`` (XRANGE)."""
     reply: Any = client.xrange(stream)
     return [(str(i), dict(f)) for i, f in reply]
-
-
-def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.01) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` seconds pass; return whether it held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())

@@ -16,6 +16,8 @@ from typing import Any
 
 import redis
 
+from eventlab import _env
+
 # Effect + "seen" mark in one atomic step: a redelivered event id has no second
 # effect. Every key shares the stream's {hash tag}.
 DEDUPE_EFFECT = """
@@ -100,7 +102,7 @@ def _line(process: str, kind: str, f: str, value: Any) -> str:
     return json.dumps(record) + "\n"
 
 
-URL_ENV = "EVENTLAB_SCENARIO_URL"
+URL_ENV = _env.SCENARIO_URL
 """The broker URL reaches a worker in its environment: argv shows in ``ps``, passwords too."""
 
 
@@ -121,7 +123,7 @@ def crashing_consumer(  # noqa: PLR0917 - spawn passes arguments by position
     """
     from eventlab.processes import signal_ready  # noqa: PLC0415 - light import, child only
 
-    client = redis.Redis.from_url(os.environ[URL_ENV], decode_responses=True)
+    client = redis.Redis.from_url(_env.get(URL_ENV) or "", decode_responses=True)
     limit, delivered = int(crash_after), 0
     with open(history_path, "a", encoding="utf-8") as log:  # noqa: PTH123 - one plain file
         while True:

@@ -1,6 +1,6 @@
 """Find or start the Redis-compatible broker that lessons, labs and tests use.
 
-Precedence (architecture.md, "The broker"):
+Precedence (docs/architecture.md, "The broker"):
 
 1. ``REDIS_URL`` when set: used as is. Faults on the server (``kill``,
    ``pause``, ``restart``) are refused there: the kit did not start that broker,
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from eventlab import _env
 from eventlab._errors import EventlabError
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MIN_SERVER_VERSION",
+    "PERSISTENCE_MODES",
     "Broker",
     "BrokerError",
     "Persistence",
@@ -62,6 +65,7 @@ __all__ = [
     "connect",
     "current",
     "down",
+    "exposed_without_password",
     "find_server",
     "is_cluster",
     "redact",
@@ -78,10 +82,13 @@ writes on ``kill -9``; ``aof-always`` fsyncs every write; ``rdb`` snapshots at
 most once a minute and loses everything since the last snapshot on ``kill -9``.
 """
 
+PERSISTENCE_MODES: tuple[Persistence, ...] = get_args(Persistence)
+"""Every :data:`Persistence` mode, in order (the choices of ``eventlab up --persistence``)."""
+
 MIN_SERVER_VERSION = (7, 0)
 """The oldest server the course supports (XAUTOCLAIM's 7.x reply, XINFO lag)."""
 
-_PERSISTENCE_ARGS: dict[str, list[str]] = {
+_PERSISTENCE_ARGS: dict[Persistence, list[str]] = {  # one entry per PERSISTENCE_MODES
     "none": ["--appendonly", "no", "--save", ""],
     "aof-everysec": ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
     "aof-always": ["--appendonly", "yes", "--appendfsync", "always", "--save", ""],
@@ -192,6 +199,24 @@ def check_url(url: str, *, name: str = "REDIS_URL") -> str:
     return url
 
 
+def exposed_without_password(url: str) -> str | None:
+    """Return the host of ``url`` if other machines can reach it and the URL has no password.
+
+    The one test of "a remote broker without a password" (:mod:`eventlab.doctor`
+    warns, :mod:`eventlab.workshop` refuses). A unix socket or a loopback host
+    is not exposed; a host that does not resolve counts as exposed (the safe side).
+    """
+    parts = urlsplit(url)
+    if parts.password or parts.scheme == "unix":
+        return None
+    host = parts.hostname or "127.0.0.1"
+    try:
+        loopback = ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        loopback = False
+    return None if loopback else host
+
+
 _PROJECT_MARKERS = ("pyproject.toml", ".git")
 
 
@@ -208,7 +233,7 @@ def state_dir(path: str | os.PathLike[str] | None = None) -> Path:
     """
     if path is not None:
         return Path(path).resolve()
-    env = os.environ.get("EVENTLAB_STATE")
+    env = _env.get(_env.STATE)
     if env:
         return Path(env).resolve()
     cwd = Path.cwd().resolve()
@@ -247,7 +272,7 @@ def find_server(*, binary: str | None = None) -> ServerBinary:
     Raises:
         BrokerError: No server executable exists anywhere.
     """
-    explicit = binary or os.environ.get("EVENTLAB_SERVER")
+    explicit = binary or _env.get(_env.SERVER)
     if explicit:
         found = shutil.which(explicit)
         if found is None:
@@ -950,7 +975,7 @@ def up(
         BrokerError: ``REDIS_URL`` is malformed, unreachable or too old; the port
             asked for is taken; or no server can start.
     """
-    url = os.environ.get("REDIS_URL")
+    url = _env.get(_env.REDIS_URL)
     if url:
         return _external(url)
     local = _local_cluster(state)
@@ -988,7 +1013,7 @@ def current(*, state: str | os.PathLike[str] | None = None) -> Broker | None:
     Raises:
         BrokerError: ``REDIS_URL`` is set but unreachable or too old.
     """
-    url = os.environ.get("REDIS_URL")
+    url = _env.get(_env.REDIS_URL)
     if url:
         return _external(url, wait=False)
     local = _local_cluster(state)

@@ -15,7 +15,7 @@ selects Altair's ``svg`` renderer. It draws the chart in the kernel with
 vl-convert and sends a static SVG, so charts show in JupyterLab 4.6 with no
 network and survive reopening a saved notebook. JupyterLab 4.6 cannot render
 Altair 6's ``vegalite.v6`` mime type, and Altair's default renderer loads Vega
-from a CDN (field-notes.md, "Charts offline").
+from a CDN (docs/architecture.md, "Charts offline").
 
 Introduced in lesson 02 (lag), used through lesson 11 (convergence after heal).
 """

@@ -189,7 +189,7 @@ LESSONS: tuple[LessonInfo, ...] = (
         "04",
         "04-failures-retries-dead-letters.ipynb",
         "Failures, retries, dead letters",
-        40,
+        45,
         frozenset({"kill-consumer"}),
         (
             (
@@ -198,6 +198,10 @@ LESSONS: tuple[LessonInfo, ...] = (
             ),
             "faststream's nack() does nothing on Redis: a failed entry stays pending for ever.",
             "A reclaimer takes over a crashed consumer's pending entries after min_idle.",
+            (
+                "In order, a poison event blocks everything behind it: give retries a budget "
+                "below the latency SLA (retry_timeout, then dead letter)."
+            ),
         ),
         (
             (
@@ -237,12 +241,17 @@ LESSONS: tuple[LessonInfo, ...] = (
         "06",
         "06-eventual-consistency-in-an-order-flow.ipynb",
         "Eventual consistency in an order flow",
-        25,
-        _PLAIN,
+        35,
+        frozenset({"kill-consumer"}),
         (
             "Accepted at once, confirmed later: the UI must say which one it shows.",
             "Optimistic views answer fast; authoritative views answer right.",
             "Measure the time to converge per order, not just the average.",
+            "One writer per event type on a shared log; keys by owner prefix.",
+            (
+                "A state change and its event as two writes can be cut in two by a crash: "
+                "write both at once (an outbox) and relay at least once to idempotent consumers."
+            ),
         ),
         (
             (
@@ -281,12 +290,16 @@ LESSONS: tuple[LessonInfo, ...] = (
         "08",
         "08-contracts-and-schema-evolution.ipynb",
         "Contracts and schema evolution",
-        30,
+        35,
         _PLAIN,
         (
             "The schema is the contract between teams; the registry checks it before it ships.",
             "BACKWARD: new readers read old events. FORWARD: old readers read new ones.",
             "Upcast old events on read instead of rewriting history.",
+            (
+                "Consumers declare the versions they accept; the deploy gate refuses a producer "
+                "outside a live consumer's range."
+            ),
         ),
         (
             (
@@ -301,12 +314,16 @@ LESSONS: tuple[LessonInfo, ...] = (
         "09",
         "09-event-sourcing-and-projections.ipynb",
         "Event sourcing and projections",
-        30,
+        35,
         _PLAIN,
         (
             "The log is the truth; every read model is a fold you can throw away and rebuild.",
             "A new projection is backfilled from old history: no migration script.",
             "Snapshots make rebuilds fast; they never replace the log.",
+            (
+                "Commands decide from the fold and append with an expected version, checked and "
+                "appended atomically: the loser of a race re-reads and decides again."
+            ),
         ),
         (
             (
@@ -606,10 +623,12 @@ def _setup_b() -> str:
             "or watch that part on the projector |"
         )
     safe = [i.id for i in LESSONS if not i.needs & PRIVATE_BROKER_NEEDS]
+    killers = [i.id for i in LESSONS if "kill-consumer" in i.needs and i.id in safe]
     rows.append("")
     rows.append(
         f"Every other lesson ({', '.join(safe)}) touches only the learner's own keys and "
-        "processes (03 and 04 kill consumer processes the lesson itself started)."
+        f"processes ({', '.join(killers[:-1])} and {killers[-1]} kill processes the lesson "
+        "itself started)."
     )
     return "\n".join(rows)
 

@@ -9,7 +9,8 @@ latency, partition, poison event, duplicate burst) and heal them all.
 
 The panel is one HTML widget whose ``value`` is replaced on every tick: nothing
 is appended to the cell's output, so a dashboard left running for an hour does
-not flood the notebook (field-notes.md: ``clear_output()`` from a task races).
+not flood the notebook (``clear_output()`` from a task races: docs/architecture.md,
+"Charts offline").
 Polling uses the asyncio client with a timeout, so a paused broker shows as
 "not answering" instead of freezing the kernel. The task stops on
 :meth:`Dashboard.close`, when the kernel stops, and when ``show()`` runs again;

@@ -23,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
 from typing import Any
 
 import redis
 
 from eventlab import streams
 from eventlab._crash import die_after_commands
+from eventlab._poll import await_until, wait_until
 from eventlab.consumer import Effects, Reliable
 from eventlab.envelope import Event
 from eventlab.processes import signal_ready
@@ -44,35 +44,6 @@ __all__ = [
     "seen_key",
     "wait_until",
 ]
-
-
-def wait_until(condition: Callable[[], Any], *, timeout: float = 10.0, every: float = 0.01) -> Any:
-    """Poll ``condition()`` every ``every`` seconds until it is truthy; return its value.
-
-    Raises:
-        TimeoutError: It stayed falsy for ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"still false after {timeout:.1f} s: {condition}")
-        time.sleep(every)
-    return value
-
-
-async def await_until(
-    condition: Callable[[], Any],
-    *,
-    timeout: float = 10.0,  # noqa: ASYNC109 - seconds, like wait_until; the notebooks read it
-    every: float = 0.01,
-) -> Any:
-    """Asyncio :func:`wait_until`: poll without blocking the event loop (consumers keep running)."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"still false after {timeout:.1f} s: {condition}")
-        await asyncio.sleep(every)
-    return value
 
 
 def drained(client: redis.Redis, stream: str, group: str) -> bool:

@@ -6,18 +6,15 @@ Used by ``eventlab doctor`` and by lesson 00.
 from __future__ import annotations
 
 import ipaddress
-import os
-import socket
 import sys
 from dataclasses import dataclass
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import redis
 
-from eventlab import broker, workshop
+from eventlab import _env, broker, workshop
 from eventlab._errors import EventlabError
 
 if TYPE_CHECKING:
@@ -84,7 +81,7 @@ def _python() -> Check:
 
 
 def _server() -> Check:
-    if os.environ.get("REDIS_URL"):
+    if _env.get(_env.REDIS_URL):
         return Check("server binary", ok=True, detail="not needed (REDIS_URL is set)")
     try:
         found = broker.find_server()
@@ -98,15 +95,8 @@ _AUTH_FIX = "set requirepass on the server and put it in REDIS_URL (redis://:PAS
 
 def _exposed_without_auth(url: str) -> Check | None:
     """Warn when a broker without a password is reachable on a non-loopback address."""
-    parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    if parts.password:
-        return None
-    try:
-        address = ipaddress.ip_address(socket.gethostbyname(host))
-    except (OSError, ValueError):
-        return None
-    if address.is_loopback:
+    host = broker.exposed_without_password(url)
+    if host is None:
         return None
     return Check(
         "broker auth",
@@ -197,7 +187,7 @@ def _room(state: str | _os.PathLike[str] | None) -> Check | None:
         return Check("workshop name", ok=False, detail=str(exc.args[0]), fix=exc.fix)
     url = workshop.room_url(state=state)
     if url is None:
-        if name is None or os.environ.get("REDIS_URL"):
+        if name is None or _env.get(_env.REDIS_URL):
             return None  # solo, or setup B: progress goes to the REDIS_URL broker itself
         return Check(
             "workshop room",

@@ -25,18 +25,36 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
+import pandas as pd
 import redis
 
 from eventlab import streams
+from eventlab._errors import EventlabError
 from eventlab.history import History
+
+if TYPE_CHECKING:
+    from eventlab.envelope import Event
+
+
+class _Projection(Protocol):
+    """What :func:`staleness` needs of a read model (``shop.projections.Projection`` has it)."""
+
+    @property
+    def ops(self) -> Callable[[Event], Sequence[Any]]: ...
+
 
 __all__ = [
     "ORDER_EVENT_VERSIONS",
     "ORDER_STATUS_VERSIONS",
+    "SHOP_REQUIREMENTS",
+    "Requirement",
     "log_writes",
     "read_view",
+    "staleness",
+    "table",
     "watch_view",
 ]
 
@@ -148,3 +166,110 @@ def log_writes(
         history.record(process, "ok", "write", value, time_ns=acked)
         count += 1
     return count
+
+
+# -- lesson 12: the freshness-vs-latency table, one measurement per row ----------------
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What the product asks of one piece of data, and how it is measured (lesson 12).
+
+    Attributes:
+        data: The piece of data.
+        freshness: The requirement in the product's words.
+        budget: The bound the measurement must stay within, in ``unit``.
+        unit: ``"s"`` or a count (``"units oversold"``).
+        measured_as: The statistic that is measured.
+        guarantee: The guarantee chosen for it.
+    """
+
+    data: str
+    freshness: str
+    budget: float
+    unit: str
+    measured_as: str
+    guarantee: str
+
+
+SHOP_REQUIREMENTS: dict[str, Requirement] = {
+    "status": Requirement(
+        "order status shown to the customer",
+        "a few seconds",
+        5.0,
+        "s",
+        "p95 emitted → applied to the status board",
+        "eventual: projection",
+    ),
+    "revenue": Requirement(
+        "revenue per hour",
+        "minutes",
+        300.0,
+        "s",
+        "p95 emitted → applied to revenue per hour",
+        "eventual: projection, rebuildable",
+    ),
+    "settle": Requirement(
+        "order accepted → confirmed",
+        "p99 under 5 s",
+        5.0,
+        "s",
+        "p99 accepted → terminal, per order",
+        "eventual: saga",
+    ),
+    "plums": Requirement(
+        "plums left when reserving",
+        "exact, now",
+        0.0,
+        "units oversold",
+        "plums sold beyond the stock, fifty racing buyers",
+        "strong: atomic in the broker",
+    ),
+}
+"""The shop's requirements: the one place lesson 12's table and its stale-read check read."""
+
+
+def staleness(
+    handled: pd.DataFrame, client: redis.Redis, stream: str, projection: _Projection
+) -> pd.Series:
+    """Seconds from emitted to applied, per event that changes ``projection`` (indexed by id).
+
+    Args:
+        handled: ``Metrics.frame()`` rows of the projector's group with outcome ``ok``.
+        client: A sync client.
+        stream: The log the projector reads.
+        projection: Only events for which ``projection.ops(event)`` writes something count.
+    """
+    relevant = {e.id for _, e in streams.replay(client, stream) if projection.ops(e)}
+    rows = handled[handled["id"].isin(relevant)].drop_duplicates("id").set_index("id")
+    return (rows["handled"] - rows["emitted"]).dt.total_seconds()
+
+
+def table(
+    measured: Mapping[str, float], requirements: Mapping[str, Requirement] = SHOP_REQUIREMENTS
+) -> pd.DataFrame:
+    """One row per requirement: its budget, its own measured value, and whether it is within.
+
+    Raises:
+        EventlabError: A requirement has no measurement (every row is measured, none shared).
+    """
+    missing = sorted(set(requirements) - set(measured))
+    if missing:
+        raise EventlabError(
+            f"no measurement for {', '.join(missing)}",
+            fix="measure every row of the table: pass measured={name: value, …}",
+        )
+    rows = [
+        {
+            "data": r.data,
+            "required freshness": r.freshness,
+            "budget": r.budget,
+            "measured": float(measured[name]),
+            "unit": r.unit,
+            "measured as": r.measured_as,
+            "within": float(measured[name]) <= r.budget,
+            "guarantee": r.guarantee,
+        }
+        for name, r in requirements.items()
+    ]
+    return pd.DataFrame(rows, index=list(requirements))

@@ -22,33 +22,56 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import pandas as pd
 import redis
 import redis.asyncio
 
-__all__ = ["EVENT_COLUMNS", "LAG_COLUMNS", "Metrics", "Outcome"]
+__all__ = ["EVENT_COLUMNS", "LAG_COLUMNS", "EventRow", "Metrics", "Outcome"]
 
 Outcome = Literal["ok", "retry", "dead", "duplicate"]
 """What happened to one handler attempt: applied, will be retried, dead-lettered, or skipped."""
 
-EVENT_COLUMNS = (
-    "id",
-    "type",
-    "correlationid",
-    "causationid",
-    "source",
-    "stream",
-    "group",
-    "consumer",
-    "emitted",
-    "received",
-    "handled",
-    "attempt",
-    "outcome",
-)
-"""Columns of :meth:`Metrics.frame`, in order."""
+
+class EventRow(NamedTuple):
+    """One handler outcome, as :meth:`Metrics.frame` shows it (a named tuple: cheap, columnar).
+
+    Attributes:
+        id: The event id.
+        type: The event type.
+        correlationid: The flow it belongs to.
+        causationid: The event that caused it.
+        source: Who emitted it.
+        stream: The stream it was read from.
+        group: The consumer group that handled it.
+        consumer: The consumer in the group.
+        emitted: The event's own ``time``.
+        received: When the consumer read it (``time.time()`` seconds).
+        handled: When its outcome was committed (``time.time()`` seconds).
+        attempt: The delivery attempt (1 = first).
+        outcome: See :data:`Outcome`.
+
+    Introduced in lesson 03.
+    """
+
+    id: str
+    type: str | None
+    correlationid: str | None
+    causationid: str | None
+    source: str | None
+    stream: str
+    group: str
+    consumer: str
+    emitted: datetime | None
+    received: float
+    handled: float
+    attempt: int
+    outcome: Outcome
+
+
+EVENT_COLUMNS = EventRow._fields
+"""Columns of :meth:`Metrics.frame`, in order (the fields of :class:`EventRow`)."""
 
 LAG_COLUMNS = ("time", "stream", "group", "length", "lag", "pending")
 """Columns of :meth:`Metrics.lag_frame`, in order."""
@@ -70,7 +93,7 @@ class Metrics:
 
     def __init__(self, *, max_rows: int = 50_000, max_samples: int = 20_000) -> None:
         """Create an empty recorder (bounded to the newest rows and samples)."""
-        self._rows: deque[tuple[Any, ...]] = deque(maxlen=max_rows)
+        self._rows: deque[EventRow] = deque(maxlen=max_rows)
         self._samples: deque[tuple[Any, ...]] = deque(maxlen=max_samples)
 
     def __len__(self) -> int:
@@ -96,7 +119,7 @@ class Metrics:
     ) -> None:
         """Record one handler outcome; ``received`` and ``handled`` are ``time.time()`` seconds."""
         self._rows.append(
-            (
+            EventRow(
                 id,
                 type,
                 correlationid,
@@ -113,8 +136,8 @@ class Metrics:
             )
         )
 
-    def extend(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Append rows already in :data:`EVENT_COLUMNS` order (the runtime's fast path)."""
+    def extend(self, rows: Iterable[EventRow]) -> None:
+        """Append rows the runtime built (its fast path: one call per batch)."""
         self._rows.extend(rows)
 
     def clear(self) -> None:

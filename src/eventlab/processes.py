@@ -28,11 +28,12 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from eventlab import _env
 from eventlab._errors import EventlabError
 
 __all__ = ["Proc", "ProcessError", "signal_ready", "spawn"]
 
-_READY_ENV = "EVENTLAB_READY_FILE"
+_READY_ENV = _env.READY_FILE
 
 
 class ProcessError(EventlabError):
@@ -222,7 +223,7 @@ def _reveal(arg: str) -> str:
 
 def signal_ready() -> None:
     """Tell the parent (waiting in :meth:`Proc.wait_ready`) that this child is ready."""
-    path = os.environ.get(_READY_ENV)
+    path = _env.get(_env.READY_FILE)
     if path:
         Path(path).touch()
 

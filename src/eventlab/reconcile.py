@@ -23,10 +23,11 @@ Introduced in lesson 11 (a reconciliation job that repairs drift).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import redis
 
 from eventlab._errors import EventlabError
@@ -59,6 +60,31 @@ class Repair:
     def repaired(self) -> int:
         """How many fields differed from the truth."""
         return len(self.written) + len(self.removed)
+
+    def explain(self, *, tampered: Collection[tuple[str, str]]) -> pd.DataFrame:
+        """One row per repaired field, with its cause: a field ``tampered`` with, or else lag.
+
+        Lesson 11 uses it to account for "repaired N": the fields tampered with
+        (``tampered``, as ``(key, field)``; a ``<key>:versions`` field counts with its key)
+        and the rest — changes already in the log that the live projector had not
+        applied yet when the job ran (lag, not drift).
+
+        Returns:
+            Columns ``key``, ``field``, ``action`` (``written``/``removed``), ``cause``
+            (``drift``/``lag``); one row per repaired field, so ``len()`` is :attr:`repaired`.
+        """
+        known = set(tampered)
+        rows = [
+            {
+                "key": key,
+                "field": name,
+                "action": action,
+                "cause": "drift" if (key.removesuffix(":versions"), name) in known else "lag",
+            }
+            for action, pairs in (("written", self.written), ("removed", self.removed))
+            for key, name in pairs
+        ]
+        return pd.DataFrame(rows, columns=["key", "field", "action", "cause"])
 
     def __str__(self) -> str:
         """One line: how many fields were checked and repaired."""

@@ -40,14 +40,16 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import jsonschema
 import redis
 
 from eventlab import streams
 from eventlab._errors import EventlabError
 from eventlab.envelope import Event
+
+if TYPE_CHECKING:
+    import jsonschema
 
 __all__ = [
     "KEYWORDS",
@@ -410,6 +412,8 @@ def _check_shape(schema: Any, path: str = "") -> None:
         _check_shape(extra, f"{path}/*")
     if "items" in schema:
         _check_shape(schema["items"], f"{path}/[]")
+    import jsonschema  # noqa: PLC0415 - 2 s to import: only where a schema is checked
+
     try:
         jsonschema.Draft202012Validator.check_schema(dict(schema))
     except jsonschema.SchemaError as exc:
@@ -640,6 +644,8 @@ class Registry:
         schema = self.get(event_type, version)
         validator = self._validators.get((event_type, version))
         if validator is None:
+            import jsonschema  # noqa: PLC0415 - 2 s to import: only once something validates
+
             validator = jsonschema.Draft202012Validator(schema)
             self._validators[event_type, version] = validator
         data = _fill_defaults(schema, event.data)

@@ -1,19 +1,19 @@
 """Publish, replay, and inspect streams and consumer groups (sync and asyncio).
 
-Names: a stream is ``{<namespace>:<name>}``. The braces are a Redis Cluster
-hash tag holding the namespace *and* the name, so on a cluster each learner's
-streams spread over the slots (``{alice:orders}`` and ``{bob:orders}`` land
-apart) while a stream, its dead letters (``<stream>:dlq``) and its dedupe and
-effect keys (``<stream>:…``) share one slot. On one node nothing changes but the
-spelling; keys written by earlier checkouts as ``<namespace>:{<name>}`` are not
-found under the new names (``docs/runtime.md``, "Redis Cluster", shows the rename).
+Names (docs/architecture.md, "One event, from publish to chart"): a stream is
+``{<namespace>:<name>}``. The braces are a Redis Cluster hash tag holding the
+namespace *and* the name, so on a cluster each learner's streams spread over the
+slots (``{alice:orders}`` and ``{bob:orders}`` land apart) while a stream, its
+dead letters (``<stream>:dlq``) and its dedupe and effect keys (``<stream>:…``)
+share one slot. On one node nothing changes but the spelling; keys written by
+earlier checkouts as ``<namespace>:{<name>}`` are not found under the new names
+(``docs/runtime.md``, "Redis Cluster", shows the rename).
 
 Introduced in lessons 01 (publish, replay) and 02 (groups, pending, lag).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,6 +25,7 @@ import pandas as pd
 import redis
 import redis.asyncio
 
+from eventlab import _env
 from eventlab._errors import EventlabError
 from eventlab.broker import state_dir
 from eventlab.envelope import Event
@@ -32,9 +33,11 @@ from eventlab.envelope import Event
 __all__ = [
     "GROUP_COLUMNS",
     "PendingSummary",
+    "StreamError",
     "acreate_group",
     "apublish",
     "apublish_many",
+    "check_start",
     "create_group",
     "dlq_key",
     "entries",
@@ -77,7 +80,7 @@ def namespace() -> str:
         EventlabError: The namespace has characters other than letters, digits, ``_.-``,
             or is reserved (``eventlab``, or ``lab`` in another letter case).
     """
-    value = os.environ.get("EVENTLAB_NAMESPACE") or _joined_namespace() or "lab"
+    value = _env.get(_env.NAMESPACE) or _joined_namespace() or "lab"
     if not _NAME.match(value):
         raise EventlabError(
             f"EVENTLAB_NAMESPACE={value!r} has characters other than letters, digits, _ . -",
@@ -101,7 +104,7 @@ def _joined_namespace() -> str | None:
     # The file is read on every call: a learner may join or leave while a kernel
     # runs, and a stale name would write into someone else's keys. Only the
     # folder search is cached (it stats every parent), once the folder exists.
-    where = (str(Path.cwd()), os.environ.get("EVENTLAB_STATE"))
+    where = (str(Path.cwd()), _env.get(_env.STATE))
     folder = _STATE_FOLDERS.get(where)
     if folder is None:
         folder = state_dir()
@@ -273,17 +276,35 @@ def replay(
     ]
 
 
-def _group_start(start: str) -> str:
-    if start not in {"0", "$"} and not re.match(r"^\d+-\d+$", start):
-        raise ValueError(
-            f"start={start!r}: use '0' (read the whole history), '$' (only new events) "
-            "or an entry id"
-        )
-    return start
+class StreamError(EventlabError, ValueError):
+    """A stream or group option is wrong (a start that is not a group position)."""
+
+
+def check_start(start: str) -> str:
+    """Return ``start`` if it is a group position: ``"0"``, ``"$"`` or an entry id.
+
+    The one check of a group's start position (:func:`create_group` and
+    :class:`eventlab.consumer.Reliable` use it). Introduced in lesson 02.
+
+    Raises:
+        StreamError: Anything else (faststream's implied ``$`` is never assumed).
+    """
+    if start in {"0", "$"} or re.fullmatch(r"\d+-\d+", start):
+        return start
+    raise StreamError(
+        f"start={start!r} is not a group position",
+        fix="use '0' (read the whole history), '$' (only new events) or an entry id",
+    )
 
 
 def create_group(
-    client: redis.Redis, stream: str, group: str, *, start: str, mkstream: bool = True
+    client: redis.Redis,
+    stream: str,
+    group: str,
+    *,
+    start: str,
+    mkstream: bool = True,
+    entries_read: int | None = None,
 ) -> bool:
     """Create consumer group ``group`` on ``stream`` reading from ``start``.
 
@@ -294,12 +315,16 @@ def create_group(
         start: ``"0"`` reads the whole history; ``"$"`` only events added from now
             on. Always explicit: faststream's implied ``$`` skips earlier events.
         mkstream: Create an empty stream if it does not exist.
+        entries_read: The group's ``ENTRIESREAD`` (how many entries ``start``
+            stands after), so its lag is exact from the first read.
 
     Returns:
         ``True`` if created, ``False`` if it already existed (its position is kept).
     """
     try:
-        client.xgroup_create(stream, group, id=_group_start(start), mkstream=mkstream)
+        client.xgroup_create(
+            stream, group, id=check_start(start), mkstream=mkstream, entries_read=entries_read
+        )
     except redis.ResponseError as exc:
         if "BUSYGROUP" in str(exc):
             return False
@@ -308,11 +333,19 @@ def create_group(
 
 
 async def acreate_group(
-    client: redis.asyncio.Redis, stream: str, group: str, *, start: str, mkstream: bool = True
+    client: redis.asyncio.Redis,
+    stream: str,
+    group: str,
+    *,
+    start: str,
+    mkstream: bool = True,
+    entries_read: int | None = None,
 ) -> bool:
     """Asyncio :func:`create_group`."""
     try:
-        await client.xgroup_create(stream, group, id=_group_start(start), mkstream=mkstream)
+        await client.xgroup_create(
+            stream, group, id=check_start(start), mkstream=mkstream, entries_read=entries_read
+        )
     except redis.ResponseError as exc:
         if "BUSYGROUP" in str(exc):
             return False

@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import os
 import re
 import secrets
-import socket
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +44,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from eventlab import broker, streams
+from eventlab import _env, broker, streams
 from eventlab._errors import EventlabError
 from eventlab.envelope import EnvelopeError, Event
 
@@ -93,7 +91,7 @@ Deliberately outside every learner namespace, so resetting a learner's keys
 keeps their progress.
 """
 
-WORKSHOP_URL_ENV = "EVENTLAB_WORKSHOP_URL"
+WORKSHOP_URL_ENV = _env.WORKSHOP_URL
 """Optional: the room broker that holds the progress streams (wins over ``join --room``)."""
 
 NAMESPACE_FILE = "namespace"
@@ -370,7 +368,7 @@ def joined(*, state: str | os.PathLike[str] | None = None) -> str | None:
 
 def room_url(*, state: str | os.PathLike[str] | None = None) -> str | None:
     """Return the room broker's URL: ``EVENTLAB_WORKSHOP_URL``, else the one saved by ``join``."""
-    env = os.environ.get(WORKSHOP_URL_ENV)
+    env = _env.get(_env.WORKSHOP_URL)
     if env:
         return env
     try:
@@ -414,13 +412,6 @@ def learner() -> str | None:
 # -- security ---------------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
-    except (OSError, ValueError):
-        return False  # unresolvable: treat as remote, the safe side
-
-
 def check_room_url(url: str) -> None:
     """Refuse a broker that other machines can reach unless ``url`` carries a password.
 
@@ -428,9 +419,7 @@ def check_room_url(url: str) -> None:
         WorkshopError: ``url`` names a non-loopback host and has no password.
     """
     broker.check_url(url, name=WORKSHOP_URL_ENV)  # malformed: one line naming the fix
-    parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    if parts.password or _is_loopback(host):
+    if broker.exposed_without_password(url) is None:
         return
     raise WorkshopError(
         f"the workshop broker {broker.redact(url)} is on another machine and "
@@ -449,7 +438,7 @@ def check_learner_url() -> None:
         WorkshopError: A workshop namespace is active and ``REDIS_URL`` names a
             non-loopback host without a password.
     """
-    url = os.environ.get("REDIS_URL")
+    url = _env.get(_env.REDIS_URL)
     if url and learner() is not None:
         check_room_url(url)
 
@@ -858,7 +847,7 @@ def join_room(
     What ``eventlab workshop join NAME [--room URL]`` does.
     """
     name = _check_name(name, joining=True)
-    room_or_env = room or os.environ.get(WORKSHOP_URL_ENV)
+    room_or_env = room or _env.get(_env.WORKSHOP_URL)
     seat = _seat(state)
     if room_or_env:
         info = check_room(room_or_env)
@@ -873,7 +862,7 @@ def join_room(
             streams.publish(client, progress_key(name), event, maxlen=_MAXLEN)
         where = f"the room {info.url} ({info.server} {info.version})"
     else:
-        url = os.environ.get("REDIS_URL")
+        url = _env.get(_env.REDIS_URL)
         if url:
             check_room_url(url)
         handle = broker.up(state=state)

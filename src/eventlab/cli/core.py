@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from eventlab import broker, doctor, streams
+from eventlab import _env, broker, doctor, streams
 from eventlab._errors import EventlabError
 from eventlab.cli._common import Subcommands
 
@@ -77,7 +77,7 @@ def _cmd_up_cluster(args: argparse.Namespace) -> int:
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
-    if os.environ.get("REDIS_URL"):
+    if _env.get(_env.REDIS_URL):
         print("REDIS_URL is set: that broker is not eventlab's to stop; nothing done")
         return 0
     stopped = broker.down(state=args.state)  # the single node and a local cluster
@@ -87,7 +87,7 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     handle = broker.current(state=args.state)
-    folder = None if os.environ.get("REDIS_URL") else broker.state_dir(args.state)
+    folder = None if _env.get(_env.REDIS_URL) else broker.state_dir(args.state)
     if handle is None:
         raise EventlabError(
             f"no broker is running (state folder {folder})", fix="start one with `eventlab up`"
@@ -199,7 +199,7 @@ def register(sub: Subcommands[argparse.ArgumentParser]) -> None:
     up.add_argument("--port", type=int, default=None, help="port for a new managed broker")
     up.add_argument(
         "--persistence",
-        choices=["none", "aof-everysec", "aof-always", "rdb"],
+        choices=broker.PERSISTENCE_MODES,
         default="aof-everysec",
         help="persistence mode of a new managed broker",
     )

@@ -181,9 +181,7 @@ def _register_broker_cli(actions: Subcommands[argparse.ArgumentParser]) -> None:
     kill.add_argument("--state", help="state folder of the managed broker")
     kill.set_defaults(handler=_cmd_broker)
     restart = actions.add_parser("restart", help="restart the managed broker")
-    restart.add_argument(
-        "--persistence", choices=["none", "aof-everysec", "aof-always", "rdb"], default=None
-    )
+    restart.add_argument("--persistence", choices=broker_mod.PERSISTENCE_MODES, default=None)
     restart.add_argument("--hard", action="store_true", help="kill -9 instead of SHUTDOWN")
     restart.add_argument("--state", help="state folder of the managed broker")
     restart.set_defaults(handler=_cmd_broker)

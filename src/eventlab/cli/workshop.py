@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
-from eventlab import broker, workshop
+from eventlab import _env, broker, workshop
 from eventlab.cli._common import Subcommands
 
 __all__ = ["register"]
@@ -29,7 +28,7 @@ def _instructor_url(args: argparse.Namespace) -> str:
     url = (
         getattr(args, "room", None)
         or workshop.room_url(state=args.state)
-        or os.environ.get("REDIS_URL")
+        or _env.get(_env.REDIS_URL)
     )
     if not url:
         raise workshop.WorkshopError(
@@ -44,17 +43,17 @@ def _instructor_url(args: argparse.Namespace) -> str:
 def _cmd_join(args: argparse.Namespace) -> int:
     done = workshop.join_room(args.name, room=args.room, state=args.state)
     name, where, path = done.name, done.where, done.path
-    room = args.room or os.environ.get(workshop.WORKSHOP_URL_ENV)
+    room = args.room or _env.get(_env.WORKSHOP_URL)
     _say(f"joined as {name!r}; progress goes to {where}")
     if args.room:
         _say(f"saved name and room in {path.parent} (room file readable by you only)")
     else:
         _say(f"saved in {path}")
     _say(f"notebooks and commands in this checkout now use keys '{name}:*' (running kernels too)")
-    if not room and not os.environ.get("REDIS_URL"):
+    if not room and not _env.get(_env.REDIS_URL):
         _say("no room URL: the instructor will not see your progress; if you were given one, "
              f"run: eventlab workshop join {name} --room URL")  # fmt: skip
-    shell = os.environ.get("EVENTLAB_NAMESPACE")
+    shell = _env.get(_env.NAMESPACE)
     if shell and shell != name:
         _say(f"note: EVENTLAB_NAMESPACE={shell} is set here and wins; unset it to use {name!r}")
     return 0

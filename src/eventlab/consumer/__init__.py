@@ -1,10 +1,11 @@
 """The reliable consumer runtime: ack after effect, retries, reclaim, dead letters, idempotency.
 
-faststream's Redis subscriber leaves the hard parts out (field-notes.md): its
-``nack()`` does nothing, a restarted consumer never re-reads its pending
-entries, there are no retries and no dead letters, and it handles one message
-per call (~100x slower than a batched loop). :class:`Reliable` adds those to a
-faststream service while keeping the handler per event::
+faststream's Redis subscriber leaves the hard parts out (docs/architecture.md,
+"faststream 0.7.8 on Redis Streams"): its ``nack()`` does nothing, a restarted
+consumer never re-reads its pending entries, there are no retries and no dead
+letters, and it handles one message per call (~100x slower than a batched loop).
+:class:`Reliable` adds those to a faststream service while keeping the handler
+per event::
 
     from faststream import FastStream
     from faststream.redis import RedisBroker, StreamSub
@@ -45,7 +46,8 @@ What each failure does (docs/runtime.md has the whole table):
 
 Introduced in lesson 03 (idempotent consumer) and lesson 04 (retries, dead letters).
 
-The package, by job: ``_types`` (records, errors, :class:`Effects`), ``_engine``
+The package, by job: ``_types`` (records, errors, :class:`Effects`), ``_options``
+(:class:`SubscriptionOptions`, every option of a subscriber, once), ``_engine``
 (:class:`Subscription`, the read/handle/commit loop), ``_reliable``
 (:class:`Reliable`), ``_dead_letters`` (:func:`dead_letters`, :func:`redrive`).
 Import from ``eventlab.consumer``; the submodules are private. The ``eventlab dlq``
@@ -56,6 +58,7 @@ from __future__ import annotations
 
 from eventlab.consumer._dead_letters import aredrive, dead_letters, dead_letters_frame, redrive
 from eventlab.consumer._engine import Subscription
+from eventlab.consumer._options import SubscriptionOptions
 from eventlab.consumer._reliable import Reliable
 from eventlab.consumer._types import (
     DEDUPE_MAX,
@@ -84,6 +87,7 @@ __all__ = [
     "PermanentError",
     "Reliable",
     "Subscription",
+    "SubscriptionOptions",
     "aredrive",
     "dead_letters",
     "dead_letters_frame",

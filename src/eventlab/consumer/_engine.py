@@ -19,14 +19,13 @@ import redis.asyncio
 from redis.client import NEVER_DECODE
 
 from eventlab.backpressure import alost_by_retention
+from eventlab.consumer._options import SubscriptionOptions
 from eventlab.consumer._types import (
     _COMMIT,
     _CONNECTION_ERRORS,
     _OOM_RETRY,
     _RECLAIM,
     _WITH_EFFECTS,
-    DEDUPE_MAX,
-    Backoff,
     ConsumerError,
     Effects,
     Handler,
@@ -43,8 +42,8 @@ from eventlab.consumer._types import (
     seen_key,
 )
 from eventlab.envelope import EnvelopeError, Event
-from eventlab.metrics import Metrics
-from eventlab.streams import dlq_key
+from eventlab.metrics import EventRow, Metrics, Outcome
+from eventlab.streams import acreate_group, dlq_key
 
 logger = logging.getLogger("eventlab.consumer")
 
@@ -60,56 +59,30 @@ class Subscription:
         handler: Handler,
         *,
         stream: str,
-        group: str,
-        consumer: str,
-        start: str,
-        batch: int,
-        block: float,
-        min_idle: float,
-        reclaim_every: float | None,
-        attempts: int,
-        backoff: Backoff,
-        retry_timeout: float,
-        max_deliveries: int,
-        permanent: tuple[type[BaseException], ...],
-        dedupe: bool,
-        dedupe_window: float,
-        recreate_group: bool,
-        dedupe_max: int | None = DEDUPE_MAX,
-        dlq_maxlen: int | None,
-        seed: int | None,
-        metrics: Metrics | None,
-        validate: Callable[[Event], Event | None] | None = None,
-        cluster_safe: bool = True,
+        options: SubscriptionOptions,
+        metrics: Metrics | None = None,
     ) -> None:
-        """Store the options; :meth:`Reliable.subscriber` checks them."""
+        """Store the options (resolved and checked by :meth:`Reliable.subscriber`)."""
+        if options.group is None or options.consumer is None:
+            raise ConsumerError(
+                f"options for {stream} are not resolved", fix="declare it with Reliable.subscriber"
+            )
         self.handler = handler
-        self.cluster_safe = cluster_safe
-        self.validate = validate
+        self.options = options
         self.stream = stream
-        self.group = group
-        self.consumer = consumer
-        self.start = start
-        self.batch = batch
-        self.block = block
-        self.min_idle = min_idle
+        self.group: str = options.group
+        self.consumer: str = options.consumer
+        self.batch = options.batch or 100
+        self.block = 0.2 if options.block is None else options.block
         self.reclaim_every = (
-            reclaim_every if reclaim_every is not None else min(1.0, max(0.05, min_idle / 4))
+            options.reclaim_every
+            if options.reclaim_every is not None
+            else min(1.0, max(0.05, options.min_idle / 4))
         )
-        self.attempts = attempts
-        self.backoff = backoff
-        self.retry_timeout = retry_timeout
-        self.max_deliveries = max_deliveries
-        self.permanent = permanent
-        self.dedupe = dedupe
-        self.dedupe_window = dedupe_window
-        self.dedupe_max = dedupe_max
-        self.recreate_group = recreate_group
-        self.dlq_maxlen = dlq_maxlen
         self.metrics = metrics
         self.dlq = dlq_key(stream)
-        self.seen = seen_key(stream, group)
-        self._rng = random.Random(seed)  # noqa: S311 - jitter, not secrets
+        self.seen = seen_key(stream, self.group)
+        self._rng = random.Random(options.seed)  # noqa: S311 - jitter, not secrets
         self._pass_effects = _wants_effects(handler)
         self._is_async = inspect.iscoroutinefunction(handler)
         self._queue: asyncio.Queue[list[_Entry]] = asyncio.Queue(maxsize=2)
@@ -163,6 +136,15 @@ class Subscription:
             asyncio.create_task(self._reclaim_loop(), name=f"eventlab-reclaim-{self.stream}"),
         ]
 
+    async def _finish(self, task: asyncio.Task[None], what: str, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait up to ``timeout`` seconds for ``task``; log (never raise) if it cannot finish."""
+        try:
+            await asyncio.wait_for(task, timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            logger.warning("%s: %s not finished in %.1f s", self, what, timeout)
+        except _CONNECTION_ERRORS as exc:
+            logger.warning("%s: %s stopped with the broker unreachable: %s", self, what, exc)
+
     async def _stop(self, *, timeout: float) -> None:  # noqa: ASYNC109 - seconds, documented
         self._stopping.set()
         if not self._tasks:
@@ -170,18 +152,8 @@ class Subscription:
         reader, reclaimer = self._tasks
         # not cancelled: a reclaim call in flight has already claimed its entries (the
         # server counted a delivery); the reclaimer sees _stopping and hands them back
-        try:
-            await asyncio.wait_for(reclaimer, timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            logger.warning("%s: reclaimer not finished in %.1f s", self, timeout)
-        except _CONNECTION_ERRORS as exc:
-            logger.warning("%s: reclaimer stopped with the broker unreachable: %s", self, exc)
-        try:
-            await asyncio.wait_for(reader, timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            logger.warning("%s: in-flight batch not finished in %.1f s", self, timeout)
-        except _CONNECTION_ERRORS as exc:
-            logger.warning("%s: stopped with the broker unreachable: %s", self, exc)
+        await self._finish(reclaimer, "reclaimer", timeout)
+        await self._finish(reader, "in-flight batch", timeout)
         await self._release_queued()
         self._tasks = []
         if self._state != "failed":
@@ -208,7 +180,7 @@ class Subscription:
         by_count: dict[int, list[str]] = {}
         for entry_id, _, delivery in entries:
             by_count.setdefault(max(0, delivery - 1), []).append(entry_id)
-        idle = int(self.min_idle * 1000)
+        idle = int(self.options.min_idle * 1000)
         with contextlib.suppress(redis.RedisError, *_CONNECTION_ERRORS):
             async with self._client.pipeline(transaction=False) as pipe:
                 for count, ids in by_count.items():
@@ -246,18 +218,19 @@ class Subscription:
         assert self._client is not None
         position, entries_read = await self._group_position()
         try:
-            await self._client.xgroup_create(
-                self.stream, self.group, id=position, mkstream=True, entries_read=entries_read
+            created = await acreate_group(
+                self._client, self.stream, self.group, start=position, entries_read=entries_read
             )
         except redis.ResponseError as exc:
-            if _is_oom(exc):  # refused before the server looked: does the group exist?
-                with contextlib.suppress(redis.ResponseError):
-                    groups: Any = await self._client.xinfo_groups(self.stream)
-                    if any(g["name"] == self.group for g in groups):
-                        return False
-                raise _out_of_memory(exc, f"create consumer group {self.group!r}") from None
-            if "BUSYGROUP" not in str(exc):
+            if not _is_oom(exc):
                 raise
+            # refused before the server looked: does the group exist?
+            with contextlib.suppress(redis.ResponseError):
+                groups: Any = await self._client.xinfo_groups(self.stream)
+                if any(g["name"] == self.group for g in groups):
+                    return False
+            raise _out_of_memory(exc, f"create consumer group {self.group!r}") from None
+        if not created:
             return False
         if not create:
             logger.error(
@@ -266,17 +239,17 @@ class Subscription:
                 self,
                 self.group,
                 self.stream,
-                self.start,
+                self.options.start,
             )
         return True
 
     async def _group_position(self) -> tuple[str, int | None]:
         """The explicit start as an id plus ENTRIESREAD, so lag and retention loss are exact."""
         assert self._client is not None
-        if self.start == "0":
+        if self.options.start == "0":
             return "0", 0
-        if self.start != "$":
-            return self.start, None
+        if self.options.start != "$":
+            return self.options.start, None
         try:
             info: Any = await self._client.xinfo_stream(self.stream)
         except redis.ResponseError:  # no stream yet: "$" and "0" mean the same
@@ -397,11 +370,11 @@ class Subscription:
                 self.group,
                 self.stream,
                 "recreating it"
-                if self.recreate_group
+                if self.options.recreate_group
                 else "not recreating it (pass recreate_group=True to opt in)",
             )
         self._set_state("group-missing", str(exc))
-        if self.recreate_group:
+        if self.options.recreate_group:
             with contextlib.suppress(redis.RedisError, *_CONNECTION_ERRORS):
                 await self._ensure_group(create=False)
                 self._set_state("running")
@@ -428,7 +401,7 @@ class Subscription:
 
     async def _reclaim_loop(self) -> None:
         start = "-"
-        min_idle_ms = max(1, int(self.min_idle * 1000))
+        min_idle_ms = max(1, int(self.options.min_idle * 1000))
         while not self._stopping.is_set():
             # the script skips entries this subscription still holds (queued or being
             # handled): claiming them would reset their idle time, hiding a slow
@@ -491,10 +464,10 @@ class Subscription:
                     delivery=delivery,
                 )
                 continue
-            if delivery > self.max_deliveries:
+            if delivery > self.options.max_deliveries:
                 reason = (
                     f"delivered {delivery} times without an ack (max_deliveries="
-                    f"{self.max_deliveries}): a consumer crashed or stalled on it each time"
+                    f"{self.options.max_deliveries}): a consumer crashed or stalled on it each time"
                 )
                 self._dead_reason(
                     plan,
@@ -506,9 +479,9 @@ class Subscription:
                     error="Redelivery",
                 )
                 continue
-            if self.validate is not None:
+            if self.options.validate is not None:
                 try:
-                    event = self.validate(event) or event
+                    event = self.options.validate(event) or event
                 except Exception as exc:  # noqa: BLE001 - any validation failure is permanent
                     self._dead_reason(
                         plan,
@@ -526,26 +499,26 @@ class Subscription:
     async def _run_handler(
         self, plan: _Plan, entry_id: str, event: Event, delivery: int, received: float
     ) -> None:
-        deadline = time.monotonic() + self.retry_timeout
-        first = (delivery - 1) * self.attempts
+        deadline = time.monotonic() + self.options.retry_timeout
+        first = (delivery - 1) * self.options.attempts
         tried = 0
         while True:
             tried += 1
-            effects = Effects(stream=self.stream, cluster_safe=self.cluster_safe)
+            effects = Effects(stream=self.stream, cluster_safe=self.options.cluster_safe)
             try:
                 result = self.handler(event, effects) if self._pass_effects else self.handler(event)
                 if self._is_async or inspect.isawaitable(result):
                     await result
             except Exception as exc:  # noqa: BLE001 - non-permanent errors are transient by contract
-                permanent = isinstance(exc, self.permanent)
+                permanent = isinstance(exc, self.options.permanent)
                 if not permanent:
-                    wait = self.backoff.delay(first + tried, self._rng)
-                    if tried < self.attempts and time.monotonic() + wait < deadline:
+                    wait = self.options.backoff.delay(first + tried, self._rng)
+                    if tried < self.options.attempts and time.monotonic() + wait < deadline:
                         self._row(event, received, first + tried, "retry")
                         self._counts["retried"] += 1
                         await asyncio.sleep(wait)
                         continue
-                if permanent or delivery >= self.max_deliveries:
+                if permanent or delivery >= self.options.max_deliveries:
                     self._dead(
                         plan,
                         entry_id,
@@ -558,15 +531,15 @@ class Subscription:
                     )
                     return
                 # release for redelivery after a backoff: the reclaimer picks it up
-                delay = self.backoff.delay(delivery, self._rng)
-                idle = max(0, int((self.min_idle - delay) * 1000))
+                delay = self.options.backoff.delay(delivery, self._rng)
+                idle = max(0, int((self.options.min_idle - delay) * 1000))
                 plan.entries.append([entry_id, event.id, "retry", [str(idle)]])
                 plan.rows.append(self._event_row(event, received, first + tried, "retry"))
                 logger.info("%s: %s failed (%r), redelivery in %.2f s", self, entry_id, exc, delay)
                 return
             else:
                 ops = [[op, plan.key(key), args] for op, key, args in effects.ops]
-                plan.entries.append([entry_id, event.id if self.dedupe else "", "ok", ops])
+                plan.entries.append([entry_id, event.id if self.options.dedupe else "", "ok", ops])
                 plan.rows.append(self._event_row(event, received, first + tried, "ok"))
                 return
 
@@ -586,33 +559,17 @@ class Subscription:
         error = _error_name(kind)
         if isinstance(exc, EnvelopeError):
             reason = f"not a valid event: {'; '.join(f'{k}: {v}' for k, v in exc.problems.items())}"
-        elif isinstance(exc, self.permanent):
+        elif isinstance(exc, self.options.permanent):
             reason = f"permanent error: {kind.__name__}: {exc}"
         else:
             reason = (
-                f"failed on all {delivery} deliveries (max_deliveries={self.max_deliveries}): "
-                f"{kind.__name__}: {exc}"
+                f"failed on all {delivery} deliveries "
+                f"(max_deliveries={self.options.max_deliveries}): {kind.__name__}: {exc}"
             )
         if event is None:
             text = dict(fields or {})
             plan.entries.append([entry_id, "", "dead", [reason, error, str(attempt)]])
-            plan.rows.append(
-                (
-                    text.get("id") or entry_id,
-                    text.get("type"),
-                    text.get("correlationid"),
-                    text.get("causationid"),
-                    text.get("source"),
-                    self.stream,
-                    self.group,
-                    self.consumer,
-                    None,
-                    received,
-                    0.0,
-                    attempt,
-                    "dead",
-                )
-            )
+            plan.rows.append(self._raw_row(text, entry_id, received, attempt))
             return
         self._dead_reason(
             plan, entry_id, event, attempt=attempt, received=received, reason=reason, error=error
@@ -624,23 +581,7 @@ class Subscription:
         """Dead-letter an entry whose bytes are not UTF-8 (the script copies them raw)."""
         reason = f"not a valid event: not UTF-8: {fields.problem}"
         plan.entries.append([entry_id, "", "dead", [reason, "UnicodeDecodeError", str(attempt)]])
-        plan.rows.append(
-            (
-                fields.get("id") or entry_id,
-                fields.get("type"),
-                fields.get("correlationid"),
-                fields.get("causationid"),
-                fields.get("source"),
-                self.stream,
-                self.group,
-                self.consumer,
-                None,
-                received,
-                0.0,
-                attempt,
-                "dead",
-            )
-        )
+        plan.rows.append(self._raw_row(fields, entry_id, received, attempt))
 
     def _dead_reason(
         self,
@@ -656,10 +597,8 @@ class Subscription:
         plan.entries.append([entry_id, event.id, "dead", [reason, error, str(attempt)]])
         plan.rows.append(self._event_row(event, received, attempt, "dead"))
 
-    def _event_row(
-        self, event: Event, received: float, attempt: int, outcome: str
-    ) -> tuple[Any, ...]:
-        return (
+    def _event_row(self, event: Event, received: float, attempt: int, outcome: Outcome) -> EventRow:
+        return EventRow(
             event.id,
             event.type,
             event.correlationid,
@@ -675,11 +614,30 @@ class Subscription:
             outcome,
         )
 
-    def _row(self, event: Event, received: float, attempt: int, outcome: str) -> None:
+    def _raw_row(
+        self, fields: Mapping[str, str], entry_id: str, received: float, attempt: int
+    ) -> EventRow:
+        """The row of an entry dead-lettered before it became an event (what its fields say)."""
+        return EventRow(
+            fields.get("id") or entry_id,
+            fields.get("type"),
+            fields.get("correlationid"),
+            fields.get("causationid"),
+            fields.get("source"),
+            self.stream,
+            self.group,
+            self.consumer,
+            None,
+            received,
+            0.0,
+            attempt,
+            "dead",
+        )
+
+    def _row(self, event: Event, received: float, attempt: int, outcome: Outcome) -> None:
         if self.metrics is not None:
-            row = list(self._event_row(event, received, attempt, outcome))
-            row[10] = time.time()
-            self.metrics.extend([tuple(row)])
+            row = self._event_row(event, received, attempt, outcome)
+            self.metrics.extend([row._replace(handled=time.time())])
 
     # -- committing -------------------------------------------------------------
 
@@ -694,7 +652,7 @@ class Subscription:
         if not plan.entries:
             return
         keys = [self.stream, self.seen, self.dlq, *plan.keys]
-        window = int(self.dedupe_window * 1000) if self.dedupe else 0
+        window = int(self.options.dedupe_window * 1000) if self.options.dedupe else 0
         packed = _dumps(plan.entries)
         while True:
             args = [
@@ -702,9 +660,9 @@ class Subscription:
                 self.consumer,
                 int(time.time() * 1000),
                 window,
-                self.dlq_maxlen or 0,
+                self.options.dlq_maxlen or 0,
                 packed,
-                self.dedupe_max or 0,
+                self.options.dedupe_max or 0,
             ]
             assert self._client is not None
             try:
@@ -748,7 +706,8 @@ class Subscription:
     def _account(self, plan: _Plan, statuses: Sequence[str]) -> None:
         counts = self._counts
         handled = time.time()
-        rows = []
+        rows: list[EventRow] = []
+        outcome: Outcome
         for row, status in zip(plan.rows, statuses, strict=True):
             if status == "ok":
                 counts["ok"] += 1
@@ -763,8 +722,8 @@ class Subscription:
                 counts["dead"] += 1
                 outcome = "dead"
                 if status.startswith("error:"):
-                    logger.error("%s: effect of %s failed: %s", self, row[0], status[6:])
-            rows.append((*row[:10], handled, row[11], outcome))
+                    logger.error("%s: effect of %s failed: %s", self, row.id, status[6:])
+            rows.append(row._replace(handled=handled, outcome=outcome))
         if self.metrics is not None:
             self.metrics.extend(rows)
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, Self, cast
 
 import pandas as pd
@@ -23,18 +24,15 @@ from redis.backoff import ExponentialBackoff
 
 from eventlab import broker as broker_mod
 from eventlab.consumer._engine import Subscription, _wants_effects
+from eventlab.consumer._options import SubscriptionOptions, subscriber_signature
 from eventlab.consumer._types import (
     _CONNECTION_ERRORS,
-    DEDUPE_MAX,
-    DLQ_MAXLEN,
-    Backoff,
     ConsumerError,
     Handler,
     Health,
     PermanentError,
     _hash_tag,
 )
-from eventlab.envelope import Event
 from eventlab.metrics import Metrics
 
 logger = logging.getLogger("eventlab.consumer")
@@ -103,29 +101,7 @@ class Reliable:
         app.on_shutdown(stop_reliable)
 
     def subscriber(
-        self,
-        stream: Any,
-        *,
-        start: str,
-        group: str | None = None,
-        consumer: str | None = None,
-        batch: int | None = None,
-        block: float | None = None,
-        min_idle: float = 30.0,
-        reclaim_every: float | None = None,
-        attempts: int = 3,
-        backoff: Backoff | None = None,
-        retry_timeout: float = 10.0,
-        max_deliveries: int = 5,
-        permanent: Sequence[type[BaseException]] = (),
-        dedupe: bool = True,
-        dedupe_window: float = 24 * 3600.0,
-        dedupe_max: int | None = DEDUPE_MAX,
-        recreate_group: bool = False,
-        dlq_maxlen: int | None = DLQ_MAXLEN,
-        seed: int | None = 0,
-        validate: Callable[[Event], Event | None] | None = None,
-        cluster_safe: bool = True,
+        self, stream: Any, *, start: str, **options: Any
     ) -> Callable[[Handler], Handler]:
         """Declare a reliable handler on a stream and group (a decorator).
 
@@ -135,79 +111,22 @@ class Reliable:
                 ``polling_interval`` are used).
             start: Where a new group starts: ``"0"`` the whole history, ``"$"``
                 only events added from now on. Always explicit.
-            group: The consumer group (the owning service: ``"billing"``).
-            consumer: This consumer's name in the group (default: the runtime's).
-            batch: Entries per read (``XREADGROUP COUNT``); default 100.
-            block: Seconds a read waits for new entries; default 0.2.
-            min_idle: Seconds an entry must sit unacked before another consumer
-                reclaims it. Longer than your slowest handler.
-            reclaim_every: Seconds between reclaim scans (default ``min_idle / 4``, ≤ 1 s).
-            attempts: Handler tries per delivery (in process, with backoff).
-            backoff: Delays between tries and between deliveries.
-            retry_timeout: Seconds the in-process tries of one event may take.
-            max_deliveries: Deliveries before an event that keeps failing is dead-lettered.
-            permanent: Exception types that dead-letter at once (plus :class:`PermanentError`).
-            dedupe: Skip an event id already processed by this group (and apply
-                its effects once). Turn off only for measurements.
-            dedupe_window: Seconds an event id is remembered.
-            dedupe_max: At most this many event ids are remembered per group
-                (default :data:`DEDUPE_MAX`); past it the oldest are forgotten
-                first, and an event redelivered after its id was forgotten is
-                applied again. ``None``: only the window bounds the store.
-            recreate_group: Recreate the group at ``start`` if the broker lost it.
-            dlq_maxlen: Trim ``<stream>:dlq`` to about this many entries (default
-                :data:`DLQ_MAXLEN`; the oldest dead letters are dropped first).
-                ``None`` keeps every dead letter.
-            seed: Seed of the backoff jitter (repeatable runs); ``None`` for random.
-            validate: Called with each decoded event before the handler (e.g.
-                ``schema.Registry.validate``); it may return a replacement event
-                (defaults filled, upcast). If it raises, the event is dead-lettered
-                at once with the reason: invalid data never becomes valid by retrying.
-            cluster_safe: Refuse effect keys outside the stream's Redis Cluster hash
-                slot (the event is dead-lettered with the fix). ``False`` allows
-                effects on any key, e.g. ``effects.publish`` to another stream — on
-                one broker only: one Lua call cannot span slots on a cluster.
+            **options: Any attribute of :class:`SubscriptionOptions` (``group``,
+                ``min_idle``, ``attempts``, ``max_deliveries``, ``dedupe_max``, …),
+                which documents each one and its default.
         """
-        name, group, consumer, batch, block = _stream_options(stream, group, consumer, batch, block)
-        if start not in {"0", "$"} and "-" not in start:
-            raise ConsumerError(
-                f"start={start!r} is not a group position",
-                fix="use start='0' (whole history) or start='$' (only new events)",
-            )
-        _positive(batch=batch, block=block, min_idle=min_idle, attempts=attempts)
-        _positive(max_deliveries=max_deliveries, dedupe_window=dedupe_window)
-        if retry_timeout < 0:
-            raise ConsumerError("retry_timeout is negative", fix="pass seconds >= 0")
+        name, chosen = SubscriptionOptions.of({"start": start, **options}).resolved(
+            stream, consumer=self.consumer
+        )
+        # a ConsumerError from a handler is a mistake in it (an effect key in
+        # another hash slot): retrying cannot fix it, the dead letter says how
+        chosen = dataclasses.replace(
+            chosen, permanent=(PermanentError, ConsumerError, *chosen.permanent)
+        )
 
         def decorate(handler: Handler) -> Handler:
             _wants_effects(handler)  # fail at declaration, not at the first event
-            sub = Subscription(
-                handler,
-                stream=name,
-                group=group,
-                consumer=consumer or self.consumer,
-                start=start,
-                batch=batch,
-                block=block,
-                min_idle=min_idle,
-                reclaim_every=reclaim_every,
-                attempts=attempts,
-                backoff=backoff or Backoff(),
-                retry_timeout=retry_timeout,
-                max_deliveries=max_deliveries,
-                # a ConsumerError from a handler is a mistake in it (an effect key in
-                # another hash slot): retrying cannot fix it, the dead letter says how
-                permanent=(PermanentError, ConsumerError, *permanent),
-                dedupe=dedupe,
-                dedupe_window=dedupe_window,
-                dedupe_max=dedupe_max,
-                recreate_group=recreate_group,
-                dlq_maxlen=dlq_maxlen,
-                seed=seed,
-                metrics=self.metrics,
-                validate=validate,
-                cluster_safe=cluster_safe,
-            )
+            sub = Subscription(handler, stream=name, options=chosen, metrics=self.metrics)
             if _hash_tag(name) is None:
                 logger.warning(
                     "stream %r has no {hash tag}: its dead letters, dedupe store and "
@@ -222,6 +141,8 @@ class Reliable:
             return handler
 
         return decorate
+
+    subscriber.__signature__ = subscriber_signature(subscriber)  # type: ignore[attr-defined]
 
     def health(self) -> dict[str, Health]:
         """Return ``{"<stream>/<group>": Health}`` for every subscription."""
@@ -322,35 +243,6 @@ async def _drained(client: redis.asyncio.Redis, subs: Iterable[Subscription]) ->
         if info is None or int(info["pending"]) or (info.get("lag") not in (0, None)):
             return False
     return True
-
-
-def _stream_options(
-    stream: Any, group: str | None, consumer: str | None, batch: int | None, block: float | None
-) -> tuple[str, str, str | None, int, float]:
-    if isinstance(stream, str):
-        name = stream
-    else:  # a faststream StreamSub
-        name = str(getattr(stream, "name", "") or "")
-        group = group or getattr(stream, "group", None)
-        consumer = consumer or getattr(stream, "consumer", None)
-        batch = batch or getattr(stream, "max_records", None)
-        interval = getattr(stream, "polling_interval", None)
-        if block is None and interval:
-            block = float(interval) / 1000.0
-    if not name:
-        raise ConsumerError("no stream given", fix="pass a key such as '{lab:orders}'")
-    if not group:
-        raise ConsumerError(
-            f"no consumer group for {name}",
-            fix="pass group='<service name>' (groups are named after the owning service)",
-        )
-    return name, group, consumer, batch or 100, 0.2 if block is None else block
-
-
-def _positive(**values: float) -> None:
-    for name, value in values.items():
-        if value <= 0:
-            raise ConsumerError(f"{name}={value!r} must be positive", fix=f"pass {name} > 0")
 
 
 def _client_for(broker: Any, *, block: float) -> redis.asyncio.Redis:

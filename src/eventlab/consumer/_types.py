@@ -21,6 +21,7 @@ from redis.crc import key_slot
 from eventlab import _lua
 from eventlab._errors import EventlabError
 from eventlab.envelope import Event
+from eventlab.metrics import EventRow
 
 DEDUPE_MAX = 200_000
 """Default bound of a group's dedupe store (event ids); ~27 MB of broker memory at ~134 B each."""
@@ -384,7 +385,7 @@ class _Plan:
 
     entries: list[list[Any]] = field(default_factory=list)
     keys: dict[str, int] = field(default_factory=dict)
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rows: list[EventRow] = field(default_factory=list)
 
     def key(self, name: str) -> int:
         index = self.keys.get(name)

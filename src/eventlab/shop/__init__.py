@@ -16,12 +16,14 @@ from eventlab.shop.core import (
     disagreement_frame,
     make_services,
     order_events,
+    owners,
     place_order,
     random_orders,
     reset,
     setup,
     transitions_frame,
     views_frame,
+    writers_frame,
 )
 from eventlab.shop.courier import Courier, close_zones
 from eventlab.shop.events import SCHEMAS, SERVICES, TERMINAL, register_schemas, stream
@@ -48,6 +50,7 @@ __all__ = [
     "levels",
     "make_services",
     "order_events",
+    "owners",
     "place_order",
     "random_orders",
     "register_schemas",
@@ -57,4 +60,5 @@ __all__ = [
     "stream",
     "transitions_frame",
     "views_frame",
+    "writers_frame",
 ]

@@ -42,6 +42,7 @@ from eventlab.shop.billing import Billing
 from eventlab.shop.courier import Courier
 from eventlab.shop.inventory import Inventory
 from eventlab.shop.orders import Orders
+from eventlab.shop.outbox import Outbox
 from eventlab.shop.projections import PROJECTIONS, Projection, Projector
 
 __all__ = [
@@ -188,6 +189,11 @@ class ShopRuntime:
         services: Which to run (default: the four services and ``views``).
         metrics: One recorder for all of them.
         step_timeouts: The orchestrator's per-step timeouts.
+        min_idle: Seconds before a crashed consumer's entries are reclaimed.
+        relays: Services whose outbox this runtime relays to the shop stream, every
+            ``relay_every`` seconds (lesson 06: ``["storefront"]``, whose
+            ``place_order(outbox=…)`` writes there); :meth:`drain` also waits for them.
+        relay_every: Seconds between relay rounds.
     """
 
     def __init__(
@@ -198,6 +204,8 @@ class ShopRuntime:
         metrics: Metrics | None = None,
         step_timeouts: dict[str, float] | None = None,
         min_idle: float = 5.0,
+        relays: Sequence[str] = (),
+        relay_every: float = 0.05,
     ) -> None:
         """Build the apps (nothing runs yet)."""
         self.metrics = metrics if metrics is not None else Metrics()
@@ -213,6 +221,15 @@ class ShopRuntime:
         ]
         self._timer_done = asyncio.Event()
         self._timers: list[asyncio.Task[None]] = []
+        self._relay_client = (
+            broker_mod.client_for_url(url, decode_responses=True) if relays else None
+        )
+        self.outboxes = (
+            [Outbox(self._relay_client, service=name) for name in relays]
+            if self._relay_client is not None
+            else []
+        )
+        self.relay_every = relay_every
 
     async def start(self) -> None:
         """Start every service's subscriptions and the order timer.
@@ -241,7 +258,16 @@ class ShopRuntime:
                         saga.run_timer(service.client, registry, until=self._timer_done)
                     )
                 )
+        self._timers += [asyncio.create_task(self._relay(o)) for o in self.outboxes]
         return self
+
+    async def _relay(self, outbox: Outbox) -> None:
+        """Relay ``outbox`` to the shop stream until stopped (a broker hiccup skips a round)."""
+        while not self._timer_done.is_set():
+            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                await asyncio.to_thread(outbox.relay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_done.wait(), self.relay_every)
 
     async def __aexit__(self, *exc: object) -> None:
         """Stop them gracefully."""
@@ -255,14 +281,20 @@ class ShopRuntime:
             registry = getattr(service.handler, "registry", None)
             if registry is not None:
                 registry.client.close()
+        if self._relay_client is not None:
+            self._relay_client.close()
 
     async def drain(self, *, timeout: float = 60.0) -> bool:  # noqa: ASYNC109 - seconds
-        """Wait until no group has lag or pending entries; ``True`` if so within ``timeout`` s."""
+        """Wait until no group has lag or pending entries and every relayed outbox is empty.
+
+        Returns ``True`` if so within ``timeout`` seconds.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
+            relayed = [await asyncio.to_thread(o.pending) == 0 for o in self.outboxes]
             results = [await s.reliable.drain(timeout=0.05, poll=0.02) for s in self.apps]
-            if all(results):
+            if all(relayed) and all(results):
                 return True
             await asyncio.sleep(0.05)
         return False

@@ -28,6 +28,7 @@ from faststream.redis import RedisBroker
 from faststream.specification import AsyncAPI
 
 from eventlab import schema
+from eventlab import versions as version_ranges
 from eventlab.shop._asyncapi import STOREFRONT_EMITS, declare
 from eventlab.shop.app import DEFAULT_SERVICES, build
 
@@ -120,13 +121,28 @@ def payloads(doc: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def check(doc: Mapping[str, Any], registry: schema.Registry) -> list[Finding]:
-    """Compare every message schema in ``doc`` with the registry; one finding per channel."""
+    """Compare every message schema in ``doc`` with the registry; one finding per channel.
+
+    A publisher's message must also be inside the declared version range of every
+    live consumer of its type (:func:`eventlab.versions.gate`): the version it
+    matches, or for a compatible new schema the version it would be registered as.
+    """
     findings: list[Finding] = []
     for channel, event_type, payload in payloads(doc):
         versions = registry.schemas(event_type)
         same = [v for v, s in versions.items() if s == payload]
+        publishes = ":on:" not in channel  # a subscriber's channel is '<service>:on:<type>'
         if same:
-            findings.append(Finding(channel, event_type, ok=True, version=same[-1]))
+            out_of_range = version_ranges.gate(registry, event_type, same[-1]) if publishes else []
+            findings.append(
+                Finding(
+                    channel,
+                    event_type,
+                    ok=not out_of_range,
+                    version=same[-1],
+                    problem="; ".join(out_of_range),
+                )
+            )
             continue
         if not versions:
             problem = f"{event_type} is not in the registry"
@@ -136,6 +152,12 @@ def check(doc: Mapping[str, Any], registry: schema.Registry) -> list[Finding]:
             if broken:
                 problem = f"breaks {mode.value}: " + "; ".join(str(p) for p in broken)
             else:
-                problem = f"a new {event_type} schema, compatible but not registered yet"
+                after = max(versions) + 1
+                problem = "; ".join(
+                    [
+                        f"a new {event_type} schema (v{after}), compatible but not registered yet",
+                        *(version_ranges.gate(registry, event_type, after) if publishes else []),
+                    ]
+                )
         findings.append(Finding(channel, event_type, ok=False, version=None, problem=problem))
     return findings

@@ -14,7 +14,7 @@ import random
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pandas as pd
 import redis
@@ -29,6 +29,19 @@ from eventlab.shop.courier import Courier
 from eventlab.shop.inventory import Inventory, restock
 from eventlab.shop.orders import Orders
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from redis.client import Pipeline
+
+
+class _Outbox(Protocol):
+    """What :func:`place_order` needs of an outbox (:class:`eventlab.shop.outbox.Outbox`)."""
+
+    def commit(self, event: Event, write: Callable[[Pipeline], Any] | None = None) -> None:
+        """Write the state change and the event in one ``MULTI``."""
+
+
 __all__ = [
     "CONVERGENCE_COLUMNS",
     "DEFAULT_STOCK",
@@ -37,12 +50,17 @@ __all__ = [
     "disagreement_frame",
     "make_services",
     "order_events",
+    "order_placed",
+    "owners",
     "place_order",
     "random_orders",
+    "record_order",
     "reset",
     "setup",
+    "submit_order",
     "transitions_frame",
     "views_frame",
+    "writers_frame",
 ]
 
 Saga = Literal["choreography", "orchestration"]
@@ -118,8 +136,14 @@ def place_order(
     zone: str = "central",
     saga: Saga = "choreography",
     order_id: str | None = None,
+    outbox: _Outbox | None = None,
 ) -> Event:
     """Publish ``OrderPlaced`` (validated against the registry); return the event.
+
+    Without ``outbox`` the storefront keeps no state of its own: the publish is its
+    one write. With ``outbox`` (lesson 06) it records the order in its own
+    ``{lab:shop}:storefront:orders`` hash *and* the event in its outbox, in one
+    ``MULTI``; the outbox's relay publishes it (:mod:`eventlab.shop.outbox`).
 
     Args:
         client: A sync client.
@@ -130,9 +154,62 @@ def place_order(
         zone: The delivery zone (courier may have none there).
         saga: ``"choreography"`` or ``"orchestration"``.
         order_id: Default: a new ``order-<hex>``.
+        outbox: The storefront's outbox (default: publish straight to the stream).
+    """
+    event = order_placed(
+        registry=registry,
+        customer=customer,
+        items=items,
+        total=total,
+        zone=zone,
+        saga=saga,
+        order_id=order_id,
+    )
+    submit_order(client, event, outbox=outbox)
+    return event
+
+
+def submit_order(client: redis.Redis, event: Event, *, outbox: _Outbox | None = None) -> None:
+    """Send a built ``OrderPlaced``: straight to the stream, or through the storefront's outbox.
+
+    Through ``outbox``: the storefront's record (:func:`record_order`) and the event in
+    one ``MULTI``, published later by the relay. What :func:`place_order` does after
+    building the event.
+    """
+    if outbox is None:
+        streams.publish(client, events.stream(), event)
+    else:
+        outbox.commit(event, lambda pipe: record_order(pipe, event))
+
+
+def record_order(client: redis.Redis | Pipeline, event: Event) -> None:
+    """Write the storefront's own record of a placed order (order id → customer).
+
+    The storefront's state, under its prefix: the "my orders" list a customer sees.
+    A dual write does this and the publish as two steps (lesson 06).
+    """
+    client.hset(events.key("storefront", "orders"), str(event.subject), event.data["customer"])
+
+
+def order_placed(
+    *,
+    registry: schema.Registry,
+    customer: str,
+    items: Sequence[Mapping[str, Any]],
+    total: int,
+    zone: str = "central",
+    saga: Saga = "choreography",
+    order_id: str | None = None,
+    validate: bool = True,
+) -> Event:
+    """Return the storefront's ``OrderPlaced`` event, stamped and validated, not published.
+
+    ``validate=False`` only stamps it: lesson 06's writer processes skip validation
+    (and so the 2 s import of ``jsonschema``) to start fast; every consumer validates.
     """
     oid = order_id or f"order-{uuid.uuid4().hex[:12]}"
-    event = registry.validate(
+    check = registry.validate if validate else (lambda event: event)
+    return check(
         registry.stamp(
             Event(
                 type="OrderPlaced",
@@ -150,8 +227,6 @@ def place_order(
             )
         )
     )
-    streams.publish(client, events.stream(), event)
-    return event
 
 
 def random_orders(
@@ -291,3 +366,30 @@ def disagreement_frame(client: redis.Redis, *, samples: int = 60) -> pd.DataFram
     terminal = frame["terminal"].fillna(pd.Timestamp.max.tz_localize("UTC")).to_numpy()
     counts = [int(((accepted <= m) & (terminal > m)).sum()) for m in moments.to_numpy()]
     return pd.DataFrame({"time": moments, "disagreeing": counts}).astype({"disagreeing": "int64"})
+
+
+def owners() -> dict[str, str]:
+    """Return each shop event type's one writer (type → service), from the services' ``emits``.
+
+    The rule on a shared log (lessons 01 and 06): every event type has exactly one
+    owner, the only ``source`` allowed to append it. ``OrderPlaced`` is the storefront's.
+    """
+    owned = {"OrderPlaced": "storefront"}
+    for service in (Orders, Inventory, Billing, Courier):
+        for kind in service.emits:
+            if owned.setdefault(kind, service.name) != service.name:
+                raise ValueError(f"{kind} is emitted by {owned[kind]} and {service.name}")
+    return owned
+
+
+def writers_frame(client: redis.Redis) -> pd.DataFrame:
+    """Per (event type, source) on the shop's log: how many events, and the type's owner.
+
+    Columns: ``type``, ``source``, ``owner`` (:func:`owners`, ``None`` if undeclared),
+    ``events``. One writer per event type means ``type`` is unique and
+    ``source == owner`` on every row (lesson 06's ownership check).
+    """
+    log = order_events(client)
+    frame = log.groupby(["type", "source"]).size().rename("events").reset_index()
+    frame.insert(2, "owner", frame["type"].map(owners()))
+    return frame

@@ -102,6 +102,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     # courier
     "CourierAssigned": _obj({"order_id": _ID, "courier": _ID}),
     "CourierUnavailable": _obj({"order_id": _ID, "reason": _REASON}),
+    "CourierReleased": _obj({"order_id": _ID, "courier": _ID}),
     # the orchestrator's commands and its timer
     "ReserveStock": _obj(dict(_ORDER)),
     "CapturePayment": _obj(dict(_ORDER)),

@@ -11,33 +11,48 @@ how far it got. A relay that dies after publishing but before recording
 publishes those entries again — *at least once*, never lost; consumers dedupe by
 event id.
 
+The shop's **storefront** publishes through an outbox for real:
+``shop.place_order(..., outbox=Outbox(client, service="storefront"))`` records the
+order in the storefront's own hash and ``OrderPlaced`` in one ``MULTI``, and
+``ShopRuntime(url, relays=["storefront"])`` runs its relay beside the services.
 :func:`naive_writer`, :func:`outbox_writer` and :func:`relay_main` are process
 targets (``processes.spawn("eventlab.shop.outbox:naive_writer", args=[…])``) that
-pause, ready to be killed, right between the two steps.
+place orders as the storefront and pause, ready to be SIGKILLed, right between
+the two steps; :func:`audit` compares what the storefront recorded with what
+reached the stream.
 
-No lesson uses this module yet: it is taught by its tests
-(``tests/test_shop_runtime.py``: the dual write that loses an event, the outbox
-that does not, and relayed events the shop's consumers accept) and described in
-issue 5 ("Outbox in Redis"). The events it writes are real ``OrderAccepted``
-events (full data, ``dataschema`` ``OrderAccepted/v1``, ``seq``), so relaying them
-to the shop stream feeds the running shop instead of its dead letters.
+Introduced in lesson 06 ("The dual write, and the outbox"); tests in
+``tests/test_shop_outbox.py`` and ``tests/test_shop_runtime.py``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from redis.client import Pipeline
 
+from eventlab import _crash, processes, schema, streams
 from eventlab import broker as broker_mod
-from eventlab import processes, schema, streams
 from eventlab.envelope import Event
-from eventlab.shop import events
+from eventlab.shop import core, events
 
-__all__ = ["Outbox", "demo_event", "naive_writer", "outbox_writer", "relay_main"]
+__all__ = [
+    "STOREFRONT",
+    "Audit",
+    "Outbox",
+    "audit",
+    "demo_event",
+    "naive_writer",
+    "outbox_writer",
+    "relay_main",
+]
+
+STOREFRONT = "storefront"
+"""The service that places orders (``OrderPlaced``) and, in lesson 06, owns an outbox."""
 
 
 class Outbox:
@@ -47,9 +62,9 @@ class Outbox:
         client: A sync client.
         service: The owning service (the outbox lives under its key prefix).
         stream: Where the relay publishes (default: the shop stream; the events must
-            then be valid against the schema registry, as :func:`demo_event`'s are).
+            then be valid against the schema registry).
 
-    Not yet used by a lesson; see the module docstring.
+    Used by the storefront in lesson 06 (``shop.place_order(..., outbox=…)``).
     """
 
     def __init__(self, client: redis.Redis, *, service: str, stream: str | None = None) -> None:
@@ -102,8 +117,43 @@ class Outbox:
             self.client.set(self.position_key, rows[-1][0])
 
 
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """What the storefront recorded against what reached the stream (:func:`audit`).
+
+    Attributes:
+        recorded: Order ids in the storefront's own state.
+        published: Order ids with an ``OrderPlaced`` on the stream.
+        lost: Recorded but never published: a customer's order nobody will handle.
+        copies: Entries on the stream beyond the first of each event id (relay re-publishes).
+    """
+
+    recorded: frozenset[str]
+    published: frozenset[str]
+    lost: frozenset[str]
+    copies: int
+
+
+def audit(client: redis.Redis, *, prefix: str = "", stream: str | None = None) -> Audit:
+    """Compare the storefront's recorded orders (ids starting ``prefix``) with the stream."""
+    recorded = {str(k) for k in client.hkeys(events.key(STOREFRONT, "orders"))}
+    placed = [
+        e
+        for _, e in streams.replay(client, stream or events.stream())
+        if e.type == "OrderPlaced" and str(e.subject).startswith(prefix)
+    ]
+    recorded = {oid for oid in recorded if oid.startswith(prefix)}
+    published = {str(e.subject) for e in placed}
+    return Audit(
+        recorded=frozenset(recorded),
+        published=frozenset(published),
+        lost=frozenset(recorded - published),
+        copies=len(placed) - len({e.id for e in placed}),
+    )
+
+
 def demo_event(number: int) -> Event:
-    """Return the ``OrderAccepted`` the demo writers emit for order ``order-<number>``.
+    """Return the ``OrderAccepted`` the orders service would emit for ``order-<number>``.
 
     A complete event, valid against ``OrderAccepted/v1`` and carrying the orders
     aggregate's first version (``seq`` 1), so the shop's consumers handle it.
@@ -132,34 +182,56 @@ def _hang() -> None:
         time.sleep(1)
 
 
-def naive_writer(url: str, stream: str, count: str, pause_at: str) -> None:
-    """Process target: ``count`` times write state, then XADD; hang after state ``pause_at``."""
+def _orders(client: redis.Redis, count: str, seed: str) -> list[Event]:
+    """Build the writer's orders before any counted command is sent (the consumers validate)."""
+    registry = schema.Registry(client)
+    return [
+        core.order_placed(registry=registry, validate=False, **order)
+        for order in core.random_orders(int(count), seed=int(seed))
+    ]
+
+
+def naive_writer(  # noqa: PLR0917 - process targets take positional strings
+    url: str, stream: str, count: str, pause_at: str, seed: str = "0", die_after: str = "0"
+) -> None:
+    """Process target: the storefront as a dual write, ``count`` orders ``order-<seed>-…``.
+
+    Per order: record it in the storefront's state, *then* XADD ``OrderPlaced`` to
+    ``stream``. Hangs (ready to be killed) after the record of order number
+    ``pause_at`` (``-1``: never); ``die_after`` > 0 SIGKILLs itself after that many
+    commands instead (:func:`eventlab._crash.die_after_commands`).
+    """
     client = broker_mod.client_for_url(url, decode_responses=True)
-    for number in range(int(count)):
-        client.hset(events.key("orders", "state"), f"order-{number}", "accepted")
-        if number == int(pause_at):
-            _hang()
-        streams.publish(client, stream, demo_event(number))
+    placed = _orders(client, count, seed)
+    with _crash.die_after_commands(int(die_after)):
+        for number, event in enumerate(placed):
+            core.record_order(client, event)
+            if number == int(pause_at):
+                _hang()
+            streams.publish(client, stream, event)
 
 
-def outbox_writer(url: str, stream: str, count: str, pause_at: str) -> None:
-    """Process target: ``count`` times state + outbox in one MULTI; hang after ``pause_at``."""
+def outbox_writer(  # noqa: PLR0917 - process targets take positional strings
+    url: str, stream: str, count: str, pause_at: str, seed: str = "0", die_after: str = "0"
+) -> None:
+    """Process target: the storefront through its outbox (what ``place_order(outbox=…)`` does).
+
+    Per order: the record and ``OrderPlaced`` in one MULTI; hangs after order
+    ``pause_at`` (``-1``: never); ``die_after`` as in :func:`naive_writer`.
+    """
     client = broker_mod.client_for_url(url, decode_responses=True)
-    outbox = Outbox(client, service="orders", stream=stream)
-    for number in range(int(count)):
-        name = f"order-{number}"
-
-        def write(pipe: Pipeline, name: str = name) -> None:
-            pipe.hset(events.key("orders", "state"), name, "accepted")
-
-        outbox.commit(demo_event(number), write)
-        if number == int(pause_at):
-            _hang()
+    placed = _orders(client, count, seed)
+    outbox = Outbox(client, service=STOREFRONT, stream=stream)
+    with _crash.die_after_commands(int(die_after)):
+        for number, event in enumerate(placed):
+            core.submit_order(client, event, outbox=outbox)
+            if number == int(pause_at):
+                _hang()
 
 
-def relay_main(url: str, stream: str, crash: str = "no") -> None:
-    """Process target: relay the orders outbox; ``crash="yes"`` hangs before recording progress."""
+def relay_main(url: str, stream: str, crash: str = "no", service: str = STOREFRONT) -> None:
+    """Process target: relay ``service``'s outbox; ``crash="yes"`` hangs before recording."""
     client = broker_mod.client_for_url(url, decode_responses=True)
-    Outbox(client, service="orders", stream=stream).relay(
+    Outbox(client, service=service, stream=stream).relay(
         batch=1000, before_record=_hang if crash == "yes" else None
     )

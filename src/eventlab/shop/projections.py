@@ -365,6 +365,7 @@ def fold_order(order_events: Iterable[Event]) -> dict[str, Any]:
         "PaymentRefunded": ("payment", "refunded"),
         "CourierAssigned": ("courier", "assigned"),
         "CourierUnavailable": ("courier", "unavailable"),
+        "CourierReleased": ("courier", "released"),
     }
     seen: set[str] = set()
     for event in order_events:

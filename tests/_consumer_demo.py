@@ -1,6 +1,6 @@
 """A counting consumer to run as its own process (crash tests and demos kill it).
 
-``processes.spawn("eventlab._consumer_demo:counter", args=[url, stream, group, consumer])``
+``processes.spawn("tests._consumer_demo:counter", args=[url, stream, group, consumer])``
 runs a :class:`eventlab.consumer.Reliable` subscriber whose effect is
 ``HINCRBY <stream>:effects <event id> 1``: after any crash, every event id must
 count exactly 1. With ``die_after`` N > 0 the process SIGKILLs itself right
