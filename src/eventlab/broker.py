@@ -1028,13 +1028,51 @@ def current(*, state: str | os.PathLike[str] | None = None) -> Broker | None:
 
 
 def _local_cluster(state: str | os.PathLike[str] | None) -> Broker | None:
-    """The local cluster of ``eventlab up --cluster`` if one runs in this state folder."""
-    if not (state_dir(state) / "cluster" / "cluster.json").is_file():
-        return None
-    from eventlab import cluster  # noqa: PLC0415 - it imports this module
+    """The local cluster of ``eventlab up --cluster`` if a node of it runs in this state folder.
 
-    handle = cluster.current(state=state)
-    return None if handle is None else handle.broker
+    Read here from its record (``cluster/cluster.json``, written by
+    :mod:`eventlab.cluster`), so this module does not import that one.
+    """
+    folder = state_dir(state) / "cluster"
+    if not (folder / "cluster.json").is_file():
+        return None
+    with _locked(folder):
+        record = _read_cluster_record(folder)
+    if record is None or not record.get("version"):
+        return None
+    for port, pid in record["pids"].items():
+        if _pid_alive(int(pid)) and _pid_is_server(int(pid), record["binary"]):
+            url = f"redis://127.0.0.1:{port}/0"
+            return Broker(url=url, managed=False, version=record["version"], cluster=True)
+    return None
+
+
+def _read_cluster_record(folder: Path) -> dict[str, Any] | None:
+    try:
+        record: dict[str, Any] = json.loads((folder / "cluster.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record
+
+
+def _down_cluster(folder: Path) -> bool:
+    """Kill every node of the local cluster recorded in ``folder``; forget it."""
+    if not (folder / "cluster.json").is_file():
+        return False
+    with _locked(folder):
+        record = _read_cluster_record(folder)
+        if record is None:
+            return False
+        pids = [int(pid) for pid in record["pids"].values()]
+        running = [p for p in pids if _pid_alive(p) and _pid_is_server(p, record["binary"])]
+        for pid in running:  # no data worth a clean SHUTDOWN: the default keeps none
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGKILL)
+        for pid in running:
+            _wait_gone(pid, _STOP_TIMEOUT)
+        (folder / "cluster.json").unlink(missing_ok=True)
+    return bool(running)
 
 
 def _reap(record: dict[str, Any]) -> None:
@@ -1064,9 +1102,7 @@ def down(*, state: str | os.PathLike[str] | None = None) -> bool:
     """
     folder = state_dir(state)
     if (folder / "cluster" / "cluster.json").is_file():
-        from eventlab import cluster  # noqa: PLC0415 - it imports this module
-
-        stopped = cluster.down(state=state)
+        stopped = _down_cluster(folder / "cluster")
         return down(state=state) or stopped
     if not (folder / "broker.json").is_file():
         return False  # nothing recorded here: create no state folder just to say so

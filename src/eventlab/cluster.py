@@ -577,15 +577,4 @@ def down(*, state: str | os.PathLike[str] | None = None) -> bool:
     Returns:
         ``True`` when a node was running, ``False`` when none was.
     """
-    folder = _folder(state)
-    if not (folder / _RECORD).is_file():
-        return False
-    with _locked(folder):
-        record = _read_record(folder)
-        if record is None:
-            return False
-        server = ServerBinary(record["binary"], record["kind"], record["origin"])
-        running = any(_alive(int(p), server) for p in record["pids"].values())
-        _kill_all(record)  # no data worth a clean SHUTDOWN: the default keeps none
-        (folder / _RECORD).unlink(missing_ok=True)
-    return running
+    return broker_mod._down_cluster(_folder(state))  # noqa: SLF001 - the record's one reader
