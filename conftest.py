@@ -28,10 +28,12 @@ def pytest_configure(config: pytest.Config) -> None:  # noqa: ARG001 - hook sign
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:  # noqa: ARG001 - hook signature
-    """Stop the broker the lessons started."""
-    from eventlab import broker  # noqa: PLC0415 - after the environment is set
+    """Stop the broker (and any demo cluster) the lessons started."""
+    from eventlab import broker, cluster  # noqa: PLC0415 - after the environment is set
 
     broker.down(state=_STATE)
+    for record in _STATE.glob("*/cluster/cluster.json"):  # a lesson's demo cluster (lesson 02)
+        cluster.down(state=record.parent.parent)
     shutil.rmtree(_STATE, ignore_errors=True)
 
 

@@ -1,7 +1,7 @@
 """Workshop learners for tests/test_workshop.py, each process started by ``processes.spawn``.
 
 A process runs several learners as asyncio tasks on one shared broker. Every
-learner uses the SAME stream, group and consumer names (``{orders}``,
+learner uses the SAME stream, group and consumer names (``orders``,
 ``billing``, ``worker-1``) and goes through the kit: ``streams.stream_key``,
 ``streams.apublish_many`` and :class:`eventlab.consumer.Reliable` with dedupe
 and dead letters. The learner named by ``EVENTLAB_NAMESPACE`` (the process's
@@ -44,7 +44,7 @@ def is_duplicated(n: int) -> bool:
 
 async def _learner(url: str, name: str, count: int, *, from_env: bool) -> None:
     stream = streams.stream_key(STREAM) if from_env else streams.stream_key(STREAM, namespace_=name)
-    if stream != f"{name}:{{{STREAM}}}":
+    if stream != f"{{{name}:{STREAM}}}":
         raise AssertionError(f"learner {name} got stream key {stream!r}")
     events = [
         Event(type="OrderPlaced", source="orders", subject=f"order-{n}", data={"who": name, "n": n})

@@ -137,6 +137,7 @@ LAYERS = (
         "runtime",
         {
             "broker",
+            "cluster",
             "streams",
             "processes",
             "consumer",

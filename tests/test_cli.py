@@ -34,12 +34,12 @@ def test_up_status_down_round_trip(tmp_path):
     again = json.loads(_run("--state", str(tmp_path), "up", "--json").stdout)
     assert again["pid"] == info["pid"], "up is idempotent"
     c = redis.Redis.from_url(info["url"], decode_responses=True)
-    c.xadd("lab:{orders}", {"k": "v"})
-    c.xgroup_create("lab:{orders}", "billing", id="0")
+    c.xadd("{lab:orders}", {"k": "v"})
+    c.xgroup_create("{lab:orders}", "billing", id="0")
     c.close()
     status = _run("--state", str(tmp_path), "status")
     assert status.returncode == 0, status.stderr
-    assert "lab:{orders}" in status.stdout
+    assert "{lab:orders}" in status.stdout
     assert "billing" in status.stdout
     as_json = json.loads(_run("--state", str(tmp_path), "status", "--json").stdout)
     assert as_json["groups"][0]["lag"] == 1

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 from faststream import FastStream
-from faststream.redis import RedisBroker, StreamSub
+from faststream.redis import RedisBroker, RedisClusterBroker, StreamSub
 
 from eventlab import processes, streams
 from eventlab._errors import EventlabError
@@ -33,8 +33,8 @@ from eventlab.envelope import Event
 from eventlab.metrics import Metrics
 from tests._consumer_demo import effects_key
 
-STREAM = "lab:{orders}"
-COUNTS = "lab:{orders}:counts"
+STREAM = "{lab:orders}"
+COUNTS = "{lab:orders}:counts"
 
 
 def _events(n: int, **data: object) -> list[Event]:
@@ -269,25 +269,25 @@ async def test_permanent_error_skips_retries(broker, client):
 
 async def test_effect_failing_in_redis_is_dead_lettered(broker, client):
     """An effect Redis rejects (wrong type) dead-letters the event instead of losing it."""
-    client.set("lab:{orders}:total", "x")
+    client.set("{lab:orders}:total", "x")
     streams.publish(client, STREAM, _events(1)[0])
     reliable = Reliable(broker.url)
 
     @reliable.subscriber(STREAM, group="billing", start="0")
     async def bill(_event: Event, effects: Effects) -> None:
-        effects.hincrby("lab:{orders}:total", "sum", 1)
+        effects.hincrby("{lab:orders}:total", "sum", 1)
 
     async with reliable:
         assert await reliable.drain(timeout=10)
     (letter,) = dead_letters(client, STREAM)
     assert "WRONGTYPE" in letter.reason
     assert letter.error == "EffectError"
-    assert client.get("lab:{orders}:total") == "x"
+    assert client.get("{lab:orders}:total") == "x"
 
 
 async def test_failing_effect_among_several_applies_none_and_redrive_applies_once(broker, client):
     """A non-integer HINCRBY target after other effects applies nothing; redrive applies once."""
-    totals, log, seen = "lab:{orders}:totals", "lab:{orders}:log", "lab:{orders}:seen-ids"
+    totals, log, seen = "{lab:orders}:totals", "{lab:orders}:log", "{lab:orders}:seen-ids"
     client.hset(totals, "sum", "not a number")
     event = _events(1)[0]
     streams.publish(client, STREAM, event)
@@ -295,7 +295,7 @@ async def test_failing_effect_among_several_applies_none_and_redrive_applies_onc
 
     @reliable.subscriber(STREAM, group="billing", start="0")
     async def bill(event: Event, effects: Effects) -> None:
-        effects.incrby("lab:{orders}:n", 1)
+        effects.incrby("{lab:orders}:n", 1)
         effects.sadd(seen, event.id)
         effects.xadd(log, {"id": event.id})
         effects.hincrby(totals, "sum", 5)  # fails: the field holds text
@@ -307,14 +307,14 @@ async def test_failing_effect_among_several_applies_none_and_redrive_applies_onc
         assert "not an integer" in letter.reason
         assert letter.error == "EffectError"
         # nothing of the entry was applied: no partial effect to be applied again
-        assert client.get("lab:{orders}:n") is None
+        assert client.get("{lab:orders}:n") is None
         assert client.exists(seen, log) == 0
         assert client.hgetall(totals) == {"sum": "not a number"}
 
         client.hset(totals, "sum", "10")  # the fix
         assert len(redrive(client, STREAM)) == 1
         assert await reliable.drain(timeout=10)
-    assert client.get("lab:{orders}:n") == "1"
+    assert client.get("{lab:orders}:n") == "1"
     assert client.smembers(seen) == {event.id}
     assert client.xlen(log) == 1
     assert client.hgetall(totals) == {"sum": "15", "last": event.id}
@@ -322,7 +322,7 @@ async def test_failing_effect_among_several_applies_none_and_redrive_applies_onc
 
 async def test_effect_checks_follow_earlier_effects_of_the_same_event(broker, client):
     """The dry run sees what earlier effects leave: SET text then INCRBY fails as a whole."""
-    client.set("lab:{orders}:n", "1")
+    client.set("{lab:orders}:n", "1")
     streams.publish_many(client, STREAM, _events(2))
     reliable = Reliable(broker.url)
 
@@ -330,34 +330,34 @@ async def test_effect_checks_follow_earlier_effects_of_the_same_event(broker, cl
     async def bill(event: Event, effects: Effects) -> None:
         effects.hincrby(COUNTS, event.id, 1)
         if event.data["n"] == 0:  # fails at the INCRBY: the SET before it leaves text
-            effects.set("lab:{orders}:n", "text")
-            effects.incrby("lab:{orders}:n", 1)
+            effects.set("{lab:orders}:n", "text")
+            effects.incrby("{lab:orders}:n", 1)
         else:  # succeeds: a deleted key is a new hash, counting from zero
-            effects.delete("lab:{orders}:n")
-            effects.hset("lab:{orders}:n", {"a": "1"})
-            effects.hincrby("lab:{orders}:n", "a", 2)
+            effects.delete("{lab:orders}:n")
+            effects.hset("{lab:orders}:n", {"a": "1"})
+            effects.hincrby("{lab:orders}:n", "a", 2)
 
     async with reliable:
         assert await reliable.drain(timeout=10)
     (letter,) = dead_letters(client, STREAM)
     assert "earlier effect" in letter.reason
     assert len(client.hgetall(COUNTS)) == 1
-    assert client.hgetall("lab:{orders}:n") == {"a": "3"}
+    assert client.hgetall("{lab:orders}:n") == {"a": "3"}
 
 
 def test_effects_refuse_keys_outside_the_stream_hash_slot():
     """An effect key in another Redis Cluster slot than the stream's is refused with the fix."""
     effects = Effects(stream=STREAM)
-    effects.hincrby("lab:{orders}:billed", "c1", 5)  # same tag: fine
-    effects.publish("other:{orders}", _events(1)[0])
+    effects.hincrby("{lab:orders}:billed", "c1", 5)  # same tag: fine
+    effects.publish("{lab:orders}:other", _events(1)[0])
     with pytest.raises(ConsumerError, match="hash slot") as refused:
-        effects.hincrby("lab:{payments}:billed", "c1", 5)
+        effects.hincrby("{lab:payments}:billed", "c1", 5)
     assert "cluster_safe=False" in str(refused.value)
-    assert "lab:{orders}:<name>" in str(refused.value)
+    assert "{lab:orders}:<name>" in str(refused.value)
     for record in (
         lambda e: e.set("lab:orders:x", 1),  # no tag: the whole key is hashed
         lambda e: e.sadd("lab:{}{orders}", "m"),  # an empty {} is no tag (Redis's rule)
-        lambda e: e.guard_version("lab:{orders2}:view", 1),
+        lambda e: e.guard_version("{lab:orders2}:view", 1),
     ):
         with pytest.raises(ConsumerError):
             record(effects)
@@ -367,7 +367,7 @@ def test_effects_refuse_keys_outside_the_stream_hash_slot():
     with pytest.raises(ConsumerError, match="slot 11058"):
         Effects(stream="foo{hash_tag}").incrby("somekey")
     unchecked = Effects(stream=STREAM, cluster_safe=False)
-    unchecked.hincrby("lab:{payments}:billed", "c1", 5)
+    unchecked.hincrby("{lab:payments}:billed", "c1", 5)
     assert len(unchecked) == 1
 
 
@@ -377,7 +377,7 @@ async def test_cross_slot_effect_dead_letters_at_once_unless_opted_out(broker, c
     streams.publish_many(client, STREAM, _events(2))
     client.xadd("lab:orders-untagged", _events(1)[0].to_fields())  # type: ignore[arg-type]
     reliable = Reliable(broker.url)
-    elsewhere = "lab:{payments}:billed"
+    elsewhere = "{lab:payments}:billed"
 
     @reliable.subscriber(STREAM, group="strict", start="0", attempts=3)
     async def strict(event: Event, effects: Effects) -> None:
@@ -445,20 +445,20 @@ async def test_version_guard_keeps_newest_state(broker, client):
 
     @reliable.subscriber(STREAM, group="projection", start="0", dedupe=False)
     async def project(event: Event, effects: Effects) -> None:
-        key = f"lab:{{orders}}:order:{event.subject}"
+        key = f"{{lab:orders}}:order:{event.subject}"
         effects.guard_version(key, event.data["v"])
         effects.hset(key, {"status": f"v{event.data['v']}"})
 
     async with reliable:
         assert await reliable.drain(timeout=10)
-    assert client.hgetall("lab:{orders}:order:order-7") == {"version": "4", "status": "v4"}
+    assert client.hgetall("{lab:orders}:order:order-7") == {"version": "4", "status": "v4"}
     assert list(metrics.frame()["outcome"]) == ["ok", "ok", "duplicate", "duplicate", "ok"]
 
 
 async def test_outbox_publish_is_atomic_with_ack(broker, client):
     """A follow-up event recorded with effects.publish is appended exactly once."""
     streams.publish_many(client, STREAM, _events(4))
-    out = "lab:{orders}:billed"
+    out = "{lab:orders}:billed"
     reliable = Reliable(broker.url)
 
     @reliable.subscriber(STREAM, group="billing", start="0")
@@ -512,7 +512,8 @@ async def test_vanished_group_reported_and_recreated_only_on_opt_in(broker, clie
 async def test_faststream_app_starts_and_stops_reliable(broker, client):
     """Declared from a StreamSub on a RedisBroker, it starts and stops with the FastStream app."""
     streams.publish_many(client, STREAM, _events(20))
-    fs_broker = RedisBroker(broker.url, logger=None)
+    kind = RedisClusterBroker if broker.cluster else RedisBroker  # faststream's own cluster broker
+    fs_broker = kind(broker.url, logger=None)
     app = FastStream(fs_broker, logger=None)
     reliable = Reliable(fs_broker, app=app)
 
@@ -839,15 +840,15 @@ async def test_entry_redelivered_past_max_deliveries_is_dead_lettered_unhandled(
     assert letter.original_id == entry_id
 
 
-async def test_core_path_on_redis_7_and_valkey(each_broker, each_client):
-    """Effects, dedupe, dead letters, reclaim and retention counts hold on both server kinds."""
-    client = each_client
+async def test_core_path_on_redis_7_valkey_and_a_cluster(each_store, store_client):
+    """Effects, dedupe, dead letters, reclaim, retention hold on both kinds and on a cluster."""
+    client = store_client
     streams.publish_many(client, STREAM, _events(30))
     streams.publish(client, STREAM, streams.replay(client, STREAM)[0][1])  # a duplicate id
     client.xadd(STREAM, {"junk": "1"})
     streams.create_group(client, STREAM, "billing", start="0")
     client.xreadgroup("billing", "gone", {STREAM: ">"}, count=5)  # held by a dead consumer
-    reliable = Reliable(each_broker.url)
+    reliable = Reliable(each_store.url)
 
     @reliable.subscriber(STREAM, group="billing", start="0", min_idle=0.3, batch=8)
     async def bill(event: Event, effects: Effects) -> None:
@@ -877,7 +878,7 @@ def test_dlq_command_lists_and_redrives(broker, client, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "billing" in out
     assert "ValueError: boom" in out
-    assert "1 dead letters in lab:{orders}:dlq" in out
+    assert "1 dead letters in {lab:orders}:dlq" in out
     assert cli.main(["dlq", "orders", "--redrive"]) == 0
     assert "redrove 1 dead letters" in capsys.readouterr().out
     assert cli.main(["dlq", "orders", "--redrive"]) == 0
@@ -965,6 +966,9 @@ async def test_broker_paused_longer_than_socket_timeout_then_resumes(fresh_broke
 
 def _bytes_client(client: redis.Redis) -> redis.Redis:
     """Another client on the same server that writes and reads bytes, not text."""
+    if isinstance(client, redis.RedisCluster):
+        node = client.get_default_node()
+        return redis.RedisCluster(host=node.host, port=node.port, decode_responses=False)  # type: ignore[return-value]
     kwargs = client.connection_pool.connection_kwargs
     return redis.Redis(host=kwargs["host"], port=kwargs["port"], decode_responses=False)
 
@@ -1077,17 +1081,25 @@ async def test_commit_refused_at_maxmemory_applies_nothing_until_memory_is_freed
         client.close()
 
 
+def _config_set(client: redis.Redis, name: str, value: object) -> None:
+    """CONFIG SET on the server (on a cluster: on every node; config is per node)."""
+    if isinstance(client, redis.RedisCluster):
+        client.config_set(name, value, target_nodes=redis.RedisCluster.ALL_NODES)
+    else:
+        client.config_set(name, value)
+
+
 def test_redrive_at_maxmemory_is_a_clear_error(client):
     """A redrive the broker refuses for lack of memory raises an EventlabError naming the fix."""
     client.xadd(f"{STREAM}:dlq", {"id": "e1", "dlqreason": "x"})
-    client.config_set("maxmemory-policy", "noeviction")
-    client.config_set("maxmemory", 1)
+    _config_set(client, "maxmemory-policy", "noeviction")
+    _config_set(client, "maxmemory", 1)
     try:
         with pytest.raises(EventlabError, match="maxmemory") as caught:
             redrive(client, STREAM)
         assert "CONFIG SET maxmemory" in caught.value.fix
     finally:
-        client.config_set("maxmemory", 0)
+        _config_set(client, "maxmemory", 0)
     assert client.xlen(f"{STREAM}:dlq") == 1
 
 
@@ -1136,3 +1148,28 @@ def test_subscriber_options_are_one_record_shown_in_its_signature():
 
     sub = reliable.subscriptions[0]
     assert (sub.options.attempts, sub.options.min_idle, sub.batch, sub.block) == (2, 30.0, 100, 0.2)
+
+
+async def test_partitions_spread_over_a_cluster_are_each_handled_once(cluster):
+    """Partition streams land on different primaries; one runtime reads them all, once each."""
+    client = cluster.client()
+    client.flushall()
+    parts = [streams.stream_key(f"orders-{n}") for n in range(6)]
+    assert len({cluster.primary_of(key) for key in parts}) >= 2
+    for key in parts:
+        streams.publish_many(client, key, _events(20))
+        client.xadd(key, {"junk": "1"})
+    reliable = Reliable(cluster.broker)
+    for key in parts:
+
+        @reliable.subscriber(key, group="billing", start="0", batch=7)
+        async def bill(event: Event, effects: Effects, key: str = key) -> None:
+            effects.hincrby(f"{key}:counts", event.id, 1)
+
+    async with reliable:
+        assert await reliable.drain(timeout=20)
+    for key in parts:
+        assert set(client.hgetall(f"{key}:counts").values()) == {"1"}
+        assert len(client.hgetall(f"{key}:counts")) == 20
+        assert [d.reason for d in dead_letters(client, key)] != []
+    client.close()

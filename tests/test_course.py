@@ -6,18 +6,18 @@ from eventlab import course
 
 
 def test_setup_resets_only_the_lessons_keys(broker, client, monkeypatch, capsys):
-    """setup("03") deletes lab:{l03-*} keys, keeps other lessons' keys, and prints versions."""
+    """setup("03") deletes {lab:l03-*} keys, keeps other lessons' keys, and prints versions."""
     monkeypatch.setenv("EVENTLAB_STATE", str(broker.state))
-    client.xadd("lab:{l03-orders}", {"a": "1"})
-    client.xadd("lab:{l04-orders}", {"a": "1"})
+    client.xadd("{lab:l03-orders}", {"a": "1"})
+    client.xadd("{lab:l04-orders}", {"a": "1"})
     lesson = course.setup("03")
     out = capsys.readouterr().out
     assert "redis" in out
     assert "faststream" in out
     assert "1 old key(s) reset" in out
-    assert lesson.key("orders") == "lab:{l03-orders}"
-    assert client.exists("lab:{l03-orders}") == 0
-    assert client.exists("lab:{l04-orders}") == 1
+    assert lesson.key("orders") == "{lab:l03-orders}"
+    assert client.exists("{lab:l03-orders}") == 0
+    assert client.exists("{lab:l04-orders}") == 1
     assert lesson.broker.pid == broker.pid
 
 

@@ -261,7 +261,7 @@ def test_register_versions_and_refuse_a_breaking_change(client):
     }
     assert "required-field" in str(caught.value)
     assert Registry(client).versions("OrderPlaced") == [1, 2]
-    assert client.exists("lab:schema:OrderPlaced")
+    assert client.exists("{lab:@schema}:OrderPlaced")
 
 
 def test_transitive_mode_checks_every_earlier_version(client):

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from eventlab import checker, schema, shop, streams
+from eventlab.cluster import slot_of as cluster_slot
 from eventlab.envelope import Event
 from eventlab.shop import projections as proj
 from eventlab.shop import saga
@@ -571,3 +572,36 @@ async def test_cancelled_first_a_late_assign_courier_assigns_nobody(ashop):
     assert courier.decide(state, cancelled, {}).outputs == []
     assert courier.decide(state, assign, {"closed": False}).outputs == []
     assert state["status"] == "void"
+
+
+@pytest.fixture
+async def cluster_shop(cluster):
+    """A set-up shop on the local cluster: (sync client, async client, registry)."""
+    client = cluster.client()
+    client.flushall()
+    registry = shop.setup(client, stock=STOCK)
+    aclient = cluster.async_client()
+    yield client, aclient, registry
+    await aclient.aclose()
+    client.close()
+
+
+@pytest.mark.parametrize("saga_kind", SAGAS)
+async def test_on_a_cluster_each_order_reaches_one_terminal_state(cluster_shop, saga_kind):
+    """On the cluster every service's script stays in the shop's slot: same verdict as one node."""
+    client, aclient, registry = cluster_shop
+    slots = {shop.events.key(service, "order", "o-1") for service in shop.events.SERVICES} | {
+        shop.stream(),
+        shop.events.key("inventory", "stock"),
+    }
+    assert len({cluster_slot(key) for key in slots}) == 1
+    shop.decline_cards(client, ["customer-1"])
+    shop.close_zones(client, ["north"])
+    for order in shop.random_orders(20, seed=5, saga=saga_kind, customers=4):
+        shop.place_order(client, registry=registry, **order)
+    services = shop.make_services(aclient, registry)
+    result = await shop.deliver(aclient, services, seed=5, duplicates=0.3)
+    assert result.duplicates > 0
+    verdict = assert_one_terminal(client)
+    assert verdict.counts["aggregates"] == 20
+    assert proj.rebuild(client, STOCK_LEVELS).state == shop.levels(client)

@@ -8,7 +8,7 @@ from eventlab import streams
 from eventlab._errors import EventlabError
 from eventlab.envelope import EnvelopeError, Event
 
-S = "lab:{orders}"
+S = "{lab:orders}"
 
 
 def _events(n: int, *, subject: str = "o-1") -> list[Event]:
@@ -18,11 +18,12 @@ def _events(n: int, *, subject: str = "o-1") -> list[Event]:
 
 
 def test_stream_key_is_namespaced_with_a_hash_tag(monkeypatch):
-    """stream_key puts the namespace first and the name in a cluster hash tag."""
-    assert streams.stream_key("orders") == "lab:{orders}"
+    """stream_key puts namespace and name in one cluster hash tag; derived keys share it."""
+    assert streams.stream_key("orders") == "{lab:orders}"
     monkeypatch.setenv("EVENTLAB_NAMESPACE", "alice")
-    assert streams.stream_key("orders") == "alice:{orders}"
-    assert streams.dlq_key("alice:{orders}") == "alice:{orders}:dlq"
+    assert streams.stream_key("orders") == "{alice:orders}"
+    assert streams.dlq_key("{alice:orders}") == "{alice:orders}:dlq"
+    assert streams.key_patterns() == ("{alice:*", "alice:*")
 
 
 def test_bad_namespace_is_one_line_with_a_fix(monkeypatch):
@@ -32,18 +33,18 @@ def test_bad_namespace_is_one_line_with_a_fix(monkeypatch):
         streams.namespace()
 
 
-def test_publish_and_replay_in_order(each_client):
+def test_publish_and_replay_in_order(store_client):
     """Events published one by one and in a batch replay in publish order with their ids."""
-    first = streams.publish(each_client, S, _events(1)[0])
+    first = streams.publish(store_client, S, _events(1)[0])
     batch = _events(1200)
-    ids = streams.publish_many(each_client, S, batch, chunk=500)
+    ids = streams.publish_many(store_client, S, batch, chunk=500)
     assert len(ids) == 1200
-    replayed = streams.replay(each_client, S)
+    replayed = streams.replay(store_client, S)
     assert [entry_id for entry_id, _ in replayed] == [first, *ids]
     assert [event for _, event in replayed[1:]] == batch
 
 
-def test_every_publish_path_writes_exactly_to_fields(each_client):
+def test_every_publish_path_writes_exactly_to_fields(store_client):
     """Sync publish and publish_many write the entry to_fields() describes, extensions too."""
     event = Event(
         type="OrderPaid",
@@ -56,10 +57,10 @@ def test_every_publish_path_writes_exactly_to_fields(each_client):
     )
     plain = Event(type="OrderPlaced", source="orders")
     ids = [
-        streams.publish(each_client, S, event),
-        *streams.publish_many(each_client, S, [event, plain]),
+        streams.publish(store_client, S, event),
+        *streams.publish_many(store_client, S, [event, plain]),
     ]
-    stored = {str(i): dict(f) for i, f in each_client.xrange(S)}
+    stored = {str(i): dict(f) for i, f in store_client.xrange(S)}
     want = [event.to_fields(), event.to_fields(), plain.to_fields()]
     assert [stored[i] for i in ids] == want
     assert want[0]["source"] == "ignored-by-replace"  # as to_fields always did: update()
@@ -79,63 +80,63 @@ async def test_async_publish_paths_write_exactly_to_fields(broker):
         await aclient.aclose()
 
 
-def test_replay_range(each_client):
+def test_replay_range(store_client):
     """Replay with start/end returns only that slice (inclusive)."""
-    ids = streams.publish_many(each_client, S, _events(10))
-    part = streams.replay(each_client, S, start=ids[3], end=ids[5])
+    ids = streams.publish_many(store_client, S, _events(10))
+    part = streams.replay(store_client, S, start=ids[3], end=ids[5])
     assert [entry_id for entry_id, _ in part] == ids[3:6]
 
 
-def test_maxlen_bounds_the_stream(each_client):
+def test_maxlen_bounds_the_stream(store_client):
     """MAXLEN ~ keeps the stream near the bound (never below it)."""
-    streams.publish_many(each_client, S, _events(1000), maxlen=100)
-    length = each_client.xlen(S)
+    streams.publish_many(store_client, S, _events(1000), maxlen=100)
+    length = store_client.xlen(S)
     assert 100 <= length < 300
 
 
-def test_exact_maxlen(each_client):
+def test_exact_maxlen(store_client):
     """approximate=False trims exactly."""
     for event in _events(20):
-        streams.publish(each_client, S, event, maxlen=5, approximate=False)
-    assert each_client.xlen(S) == 5
+        streams.publish(store_client, S, event, maxlen=5, approximate=False)
+    assert store_client.xlen(S) == 5
 
 
-def test_group_at_dollar_skips_history_and_at_zero_does_not(each_client):
+def test_group_at_dollar_skips_history_and_at_zero_does_not(store_client):
     """A group created at $ after events were produced skips them; at 0 it reads them all."""
-    streams.publish_many(each_client, S, _events(5))
-    assert streams.create_group(each_client, S, "late", start="$")
-    assert streams.create_group(each_client, S, "replay", start="0")
-    late = each_client.xreadgroup("late", "c1", {S: ">"}, count=100)
-    replay = each_client.xreadgroup("replay", "c1", {S: ">"}, count=100)
+    streams.publish_many(store_client, S, _events(5))
+    assert streams.create_group(store_client, S, "late", start="$")
+    assert streams.create_group(store_client, S, "replay", start="0")
+    late = store_client.xreadgroup("late", "c1", {S: ">"}, count=100)
+    replay = store_client.xreadgroup("replay", "c1", {S: ">"}, count=100)
     assert late == []
     assert len(replay[0][1]) == 5
 
 
-def test_group_start_must_be_explicit(each_client):
+def test_group_start_must_be_explicit(store_client):
     """create_group refuses a start other than 0, $ or an id; creating twice is a no-op."""
     with pytest.raises(ValueError, match="only new events"):
-        streams.create_group(each_client, S, "g", start="latest")
-    assert streams.create_group(each_client, S, "g", start="0")
-    assert not streams.create_group(each_client, S, "g", start="0")
+        streams.create_group(store_client, S, "g", start="latest")
+    assert streams.create_group(store_client, S, "g", start="0")
+    assert not streams.create_group(store_client, S, "g", start="0")
 
 
-def test_pending_and_lag_per_group(each_client):
+def test_pending_and_lag_per_group(store_client):
     """After reading 3 of 10 without ack: pending 3, lag 7; after ack, pending 0."""
-    streams.publish_many(each_client, S, _events(10))
-    streams.create_group(each_client, S, "billing", start="0")
-    streams.create_group(each_client, S, "inventory", start="0")
-    read = each_client.xreadgroup("billing", "b1", {S: ">"}, count=3)
-    summary = streams.pending_summary(each_client, S, "billing")
+    streams.publish_many(store_client, S, _events(10))
+    streams.create_group(store_client, S, "billing", start="0")
+    streams.create_group(store_client, S, "inventory", start="0")
+    read = store_client.xreadgroup("billing", "b1", {S: ">"}, count=3)
+    summary = streams.pending_summary(store_client, S, "billing")
     assert summary.count == 3
     assert summary.consumers == {"b1": 3}
-    frame = streams.groups_frame(each_client).set_index("group")
+    frame = streams.groups_frame(store_client).set_index("group")
     assert list(frame.columns) == [c for c in streams.GROUP_COLUMNS if c != "group"]
     assert frame.loc["billing", "pending"] == 3
     assert frame.loc["billing", "lag"] == 7
     assert frame.loc["inventory", "lag"] == 10
     assert frame.loc["billing", "length"] == 10
-    each_client.xack(S, "billing", *[entry_id for entry_id, _ in read[0][1]])
-    assert streams.pending_summary(each_client, S, "billing").count == 0
+    store_client.xack(S, "billing", *[entry_id for entry_id, _ in read[0][1]])
+    assert streams.pending_summary(store_client, S, "billing").count == 0
 
 
 def test_groups_frame_ignores_dead_letter_streams(client):
@@ -146,9 +147,9 @@ def test_groups_frame_ignores_dead_letter_streams(client):
     assert streams.groups_frame(client)["stream"].tolist() == [S]
 
 
-async def test_async_publish_and_group(broker):
+async def test_async_publish_and_group(each_store):
     """The asyncio flavours publish in order and create groups like the sync ones."""
-    aclient = broker.async_client()
+    aclient = each_store.async_client()
     await aclient.flushall()
     first = await streams.apublish(aclient, S, _events(1)[0])
     ids = await streams.apublish_many(aclient, S, _events(50), maxlen=1000)

@@ -51,7 +51,7 @@ def test_join_saves_the_namespace_that_streams_use(state, monkeypatch):
     assert path == state / "namespace"
     assert workshop.joined() == "alice"
     assert streams.namespace() == "alice"
-    assert streams.stream_key("orders") == "alice:{orders}"
+    assert streams.stream_key("orders") == "{alice:orders}"
     assert workshop.learner() == "alice"
     monkeypatch.setenv("EVENTLAB_NAMESPACE", "bob")
     assert streams.namespace() == "bob"
@@ -91,9 +91,9 @@ def test_env_var_and_joined_name_reach_a_separate_process(broker, client, tmp_pa
     ]
     procs = [subprocess.Popen([sys.executable, "-c", script], env=env) for env in envs]
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
-    assert _keys(client) == ["alice:{orders}", "bob:{orders}", "carol:{orders}"]
+    assert _keys(client) == ["{alice:orders}", "{bob:orders}", "{carol:orders}"]
     for name in ("alice", "bob", "carol"):
-        [(_, event)] = streams.replay(client, f"{name}:{{orders}}")
+        [(_, event)] = streams.replay(client, f"{{{name}:orders}}")
         assert event.data == {"by": name}
 
 
@@ -137,7 +137,7 @@ def test_thirty_learners_share_one_broker_without_cross_talk(broker, client, tmp
             proc.kill()
 
     for name in names:
-        stream = f"{name}:{{orders}}"
+        stream = f"{{{name}:orders}}"
         published = [Event.from_fields(f) for _, f in client.xrange(stream) if "junk" not in f]
         assert {e.data["who"] for e in published} == {name}
         numbers = [e.data["n"] for e in published]
@@ -163,10 +163,10 @@ def test_thirty_learners_share_one_broker_without_cross_talk(broker, client, tmp
     # Every key belongs to exactly one learner, except the instructor's progress stream.
     keys = _keys(client)
     for key in keys:
-        owners = [n for n in names if key.startswith(f"{n}:")]
+        owners = [n for n in names if key.startswith((f"{n}:", f"{{{n}:"))]
         assert len(owners) == 1 or key.startswith(f"{workshop.WORKSHOP_STREAM}:"), key
     for name in names[:PROCESSES]:  # the env-var learners wrote under their own names
-        assert f"{name}:{{orders}}" in keys
+        assert f"{{{name}:orders}}" in keys
 
     rows = {row.learner: row for row in workshop.status(client)}
     assert sorted(rows) == names
@@ -240,7 +240,7 @@ def test_reset_deletes_one_learner_or_the_room(client):
     progress = sorted(workshop.progress_key(n) for n in ("alice", "alicea", "bob"))
     assert workshop.reset(client, learner="alice").keys == 2
     assert _keys(client) == sorted(
-        ["alicea:dedupe:1", "alicea:{orders}", "bob:dedupe:1", "bob:{orders}", *progress]
+        ["alicea:dedupe:1", "{alicea:orders}", "bob:dedupe:1", "{bob:orders}", *progress]
     )
     with pytest.raises(workshop.WorkshopError, match="not both and not neither"):
         workshop.reset(client)
@@ -261,14 +261,18 @@ def test_reset_of_a_learner_removes_what_their_crashed_grading_runs_left(client)
     run = grading.run_namespace("alice")
     assert re.fullmatch(r"alice-g[0-9a-f]{8}", run), run
     other_run = grading.run_namespace("bob")
-    leftovers = [f"{run}-c0:{{orders}}", f"{run}-c1:{{orders}}:dlq", f"{run}-boot:{{probe}}"]
-    kept = [
-        f"{other_run}-c0:{{orders}}",  # bob's grading run
-        "alice-gary:{orders}",  # another learner whose name starts like alice's runs
-        "alice-g0123abcd:{orders}",  # a name with the tag but not a run's -c<n> / -boot
-        "alice-g0123abc-c0:{orders}",  # seven hex digits: not a tag run_namespace makes
+    leftovers = [
+        f"{{{run}-c0:orders}}",
+        f"{{{run}-c1:orders}}:dlq",
+        f"{run}-boot:{{probe}}",  # an older release's spelling: found too
     ]
-    for key in [*leftovers, *kept, "alice:{orders}"]:
+    kept = [
+        f"{{{other_run}-c0:orders}}",  # bob's grading run
+        "{alice-gary:orders}",  # another learner whose name starts like alice's runs
+        "{alice-g0123abcd:orders}",  # a name with the tag but not a run's -c<n> / -boot
+        "{alice-g0123abc-c0:orders}",  # seven hex digits: not a tag run_namespace makes
+    ]
+    for key in [*leftovers, *kept, "{alice:orders}"]:
         client.xadd(key, {"a": "1"})
     for name in ("alice", "bob"):
         workshop.record_lesson(client, learner=name, lesson="03")
@@ -394,7 +398,7 @@ def test_a_lesson_in_a_workshop_runs_on_a_loopback_broker_without_password(
     monkeypatch.setenv("REDIS_URL", broker.url)
     lesson = course.setup("00", quiet=True)
     try:
-        assert lesson.key("orders") == "alice:{l00-orders}"
+        assert lesson.key("orders") == "{alice:l00-orders}"
     finally:
         lesson.client.close()
     [row] = workshop.status(client)

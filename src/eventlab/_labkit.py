@@ -27,7 +27,7 @@ from typing import Any
 import redis
 from redis.connection import Connection
 
-from eventlab import _crash, _lua
+from eventlab import _crash, _lua, broker
 from eventlab._poll import poll as wait_until
 from eventlab.envelope import Event
 
@@ -88,7 +88,7 @@ def crashing_client(url: str, *, crash_at: int, only_acks: bool = True) -> redis
     """
     attributes = {"crash_at": crash_at, "sent": 0, "only_acks": only_acks}
     kind = type("CrashBeforeAck", (_CrashBeforeAck,), attributes)
-    return redis.Redis.from_url(url, decode_responses=True, connection_class=kind)
+    return broker.client_for_url(url, decode_responses=True, connection_class=kind)
 
 
 class _CrashBetween(Connection):
@@ -120,7 +120,7 @@ def crash_between(url: str, *, first: str, then: str) -> redis.Redis:
     """Return a client whose process dies if it sends ``first`` and ``then`` as two steps."""
     attributes = {"first": first.upper().encode(), "then": then.upper().encode(), "armed": False}
     kind = type("CrashBetween", (_CrashBetween,), attributes)
-    return redis.Redis.from_url(url, decode_responses=True, connection_class=kind)
+    return broker.client_for_url(url, decode_responses=True, connection_class=kind)
 
 
 class Worker:

@@ -1,8 +1,8 @@
 """Lua scripts of the consumer runtime: one atomic call per batch.
 
 Every script declares every key it touches in ``KEYS`` and the runtime derives
-them from the stream key (``lab:{orders}`` → ``lab:{orders}:dlq``,
-``lab:{orders}:seen:billing``), so they share the ``{orders}`` hash slot and the
+them from the stream key (``{lab:orders}`` → ``{lab:orders}:dlq``,
+``{lab:orders}:seen:billing``), so they share the ``{lab:orders}`` hash slot and the
 scripts also run on Redis Cluster.
 
 Each script starts with a Redis 7 shebang (``#!lua flags=…``). Without one, the

@@ -8,13 +8,13 @@ say so when events were lost::
     from eventlab import backpressure
 
     bucket = backpressure.TokenBucket(rate=500.0, burst=50)      # events/s
-    throttle = backpressure.LagThrottle(aclient, "lab:{orders}", "billing", max_lag=1_000)
+    throttle = backpressure.LagThrottle(aclient, "{lab:orders}", "billing", max_lag=1_000)
     for event in events:
         await bucket.acquire()
         await throttle.wait()              # blocks while billing is too far behind
-        await streams.apublish(aclient, "lab:{orders}", event, maxlen=10_000)
+        await streams.apublish(aclient, "{lab:orders}", event, maxlen=10_000)
 
-    backpressure.lost_by_retention(client, "lab:{orders}", "billing").lost   # trimmed unread
+    backpressure.lost_by_retention(client, "{lab:orders}", "billing").lost   # trimmed unread
 
 Introduced in lesson 05.
 """
@@ -277,7 +277,7 @@ async def priority_read(
     """Read new entries from the first stream (in priority order) that has any.
 
     A lower-priority stream is read only when every higher one has nothing new,
-    so urgent events (``lab:{payments-high}``) overtake a backlog of routine
+    so urgent events (``{lab:payments-high}``) overtake a backlog of routine
     ones. Each stream needs ``group`` already.
 
     Args:

@@ -37,7 +37,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -58,13 +58,16 @@ __all__ = [
     "BrokerError",
     "Persistence",
     "ServerBinary",
+    "async_client_for_url",
     "check_url",
+    "client_for_url",
     "config_path",
     "connect",
     "current",
     "down",
     "exposed_without_password",
     "find_server",
+    "is_cluster",
     "redact",
     "state_dir",
     "up",
@@ -407,9 +410,11 @@ class Broker:
         state: Path | None = None,
         server: ServerBinary | None = None,
         persistence: Persistence | None = None,
+        cluster: bool = False,
     ) -> None:
         """Build a handle; use :func:`up` rather than calling this directly."""
         self.url = url
+        self.cluster = cluster
         self.managed = managed
         self.version = version
         self.pid = pid
@@ -421,6 +426,7 @@ class Broker:
     def __repr__(self) -> str:
         """Show the URL (password redacted), version and whether it is managed."""
         kind = f"managed pid={self.pid}" if self.managed else "external"
+        kind += " cluster" if self.cluster else ""
         return f"<Broker {redact(self.url)} v{self.version} {kind}>"
 
     @property
@@ -429,14 +435,19 @@ class Broker:
         return urlsplit(self.url).port or 6379
 
     def client(self, **options: Any) -> redis.Redis:
-        """Return a new sync client with ``decode_responses=True`` unless overridden."""
+        """Return a new sync client with ``decode_responses=True`` unless overridden.
+
+        On a cluster (:attr:`cluster`) it is a ``redis.RedisCluster``: the same
+        commands, each sent to the node serving its key's slot (typed as
+        ``redis.Redis`` so every helper taking a client accepts it).
+        """
         options.setdefault("decode_responses", True)
-        return redis.Redis.from_url(self.url, **options)
+        return client_for_url(self.url, cluster=self.cluster, **options)
 
     def async_client(self, **options: Any) -> redis.asyncio.Redis:
-        """Return a new asyncio client with ``decode_responses=True`` unless overridden."""
+        """Return a new asyncio client (a ``redis.asyncio.RedisCluster`` on a cluster)."""
         options.setdefault("decode_responses", True)
-        return redis.asyncio.Redis.from_url(self.url, **options)
+        return async_client_for_url(self.url, cluster=self.cluster, **options)
 
     def ping(self, *, timeout: float = 1.0) -> bool:
         """Return whether the broker answers PING within ``timeout`` seconds."""
@@ -585,6 +596,64 @@ class Broker:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             _wait_gone(pid, _STOP_TIMEOUT)
+
+
+def _cluster_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Options of a single-node client that the cluster client takes (it has no ``db``)."""
+    options.pop("db", None)
+    return options
+
+
+def client_for_url(url: str, *, cluster: bool | None = None, **options: Any) -> redis.Redis:
+    """Return a sync client for ``url``: ``redis.RedisCluster`` when it names a cluster.
+
+    Args:
+        url: A ``redis://`` URL (any node of a cluster will do).
+        cluster: ``None`` asks the server (:func:`is_cluster`); ``True``/``False`` decide.
+        **options: Client options (``decode_responses``, timeouts, ``retry``, ...).
+
+    The cluster client has the same commands (each goes to the node serving its
+    key's slot) and is typed as ``redis.Redis`` so every helper accepts it.
+    """
+    if is_cluster(url) if cluster is None else cluster:
+        return cast("redis.Redis", redis.RedisCluster.from_url(url, **_cluster_options(options)))
+    return redis.Redis.from_url(url, **options)
+
+
+def async_client_for_url(
+    url: str, *, cluster: bool | None = None, **options: Any
+) -> redis.asyncio.Redis:
+    """Asyncio :func:`client_for_url` (``redis.asyncio.RedisCluster`` on a cluster)."""
+    if is_cluster(url) if cluster is None else cluster:
+        made = redis.asyncio.RedisCluster.from_url(url, **_cluster_options(options))
+        return cast("redis.asyncio.Redis", made)
+    return redis.asyncio.Redis.from_url(url, **options)
+
+
+def is_cluster(url: str) -> bool:
+    """Return whether the server at ``url`` runs in cluster mode (``INFO cluster``).
+
+    A URL needs no marking: the kit asks the server once (the answer is cached
+    per URL) and then uses redis-py's cluster client, which follows ``MOVED``
+    and finds the other nodes. An unreachable server counts as a single node
+    (connecting to it then reports the problem).
+    """
+    if url in _CLUSTER_URLS:
+        return _CLUSTER_URLS[url]
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=3.0, socket_timeout=3.0, retry=_NO_RETRY
+    )
+    try:
+        answer = bool(int(client.info("cluster").get("cluster_enabled", 0)))
+    except (redis.RedisError, OSError, ValueError):
+        return False
+    finally:
+        client.close()
+    _CLUSTER_URLS[url] = answer
+    return answer
+
+
+_CLUSTER_URLS: dict[str, bool] = {}
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
@@ -850,6 +919,7 @@ def _external(url: str, *, wait: bool = True) -> Broker:
         ) from None
     try:
         version, redis_version = _server_version(client)
+        cluster = bool(int(client.info("cluster").get("cluster_enabled", 0)))
         if wait:
             _wait_loaded(client, f"REDIS_URL={redact(url)}")
     except redis.AuthenticationError as exc:
@@ -876,7 +946,8 @@ def _external(url: str, *, wait: bool = True) -> Broker:
     finally:
         client.close()
     _check_version(redis_version, f"REDIS_URL={redact(url)}")
-    return Broker(url=url, managed=False, version=version)
+    _CLUSTER_URLS[url] = cluster
+    return Broker(url=url, managed=False, version=version, cluster=cluster)
 
 
 def up(
@@ -907,6 +978,9 @@ def up(
     url = _env.get(_env.REDIS_URL)
     if url:
         return _external(url)
+    local = _local_cluster(state)
+    if local is not None:
+        return local
     folder = state_dir(state)
     strict = bool(port)  # a port asked for is that port or an error, never another
     with _locked(folder):
@@ -942,12 +1016,63 @@ def current(*, state: str | os.PathLike[str] | None = None) -> Broker | None:
     url = _env.get(_env.REDIS_URL)
     if url:
         return _external(url, wait=False)
+    local = _local_cluster(state)
+    if local is not None:
+        return local
     folder = state_dir(state)
     if not folder.is_dir():
         return None
     with _locked(folder):
         record = _read_record(folder)
         return None if record is None else _from_record(folder, record)
+
+
+def _local_cluster(state: str | os.PathLike[str] | None) -> Broker | None:
+    """The local cluster of ``eventlab up --cluster`` if a node of it runs in this state folder.
+
+    Read here from its record (``cluster/cluster.json``, written by
+    :mod:`eventlab.cluster`), so this module does not import that one.
+    """
+    folder = state_dir(state) / "cluster"
+    if not (folder / "cluster.json").is_file():
+        return None
+    with _locked(folder):
+        record = _read_cluster_record(folder)
+    if record is None or not record.get("version"):
+        return None
+    for port, pid in record["pids"].items():
+        if _pid_alive(int(pid)) and _pid_is_server(int(pid), record["binary"]):
+            url = f"redis://127.0.0.1:{port}/0"
+            return Broker(url=url, managed=False, version=record["version"], cluster=True)
+    return None
+
+
+def _read_cluster_record(folder: Path) -> dict[str, Any] | None:
+    try:
+        record: dict[str, Any] = json.loads((folder / "cluster.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record
+
+
+def _down_cluster(folder: Path) -> bool:
+    """Kill every node of the local cluster recorded in ``folder``; forget it."""
+    if not (folder / "cluster.json").is_file():
+        return False
+    with _locked(folder):
+        record = _read_cluster_record(folder)
+        if record is None:
+            return False
+        pids = [int(pid) for pid in record["pids"].values()]
+        running = [p for p in pids if _pid_alive(p) and _pid_is_server(p, record["binary"])]
+        for pid in running:  # no data worth a clean SHUTDOWN: the default keeps none
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGKILL)
+        for pid in running:
+            _wait_gone(pid, _STOP_TIMEOUT)
+        (folder / "cluster.json").unlink(missing_ok=True)
+    return bool(running)
 
 
 def _reap(record: dict[str, Any]) -> None:
@@ -970,12 +1095,15 @@ def connect(
 
 
 def down(*, state: str | os.PathLike[str] | None = None) -> bool:
-    """Stop the recorded managed broker, even if the process that started it is gone.
+    """Stop the recorded managed broker (and a local cluster), even if their starter is gone.
 
     Returns:
         ``True`` when a server was stopped, ``False`` when none was running.
     """
     folder = state_dir(state)
+    if (folder / "cluster" / "cluster.json").is_file():
+        stopped = _down_cluster(folder / "cluster")
+        return down(state=state) or stopped
     if not (folder / "broker.json").is_file():
         return False  # nothing recorded here: create no state folder just to say so
     with _locked(folder):

@@ -194,8 +194,13 @@ def _span(seconds: pd.Series) -> float:
 
 
 def _series_label(frame: pd.DataFrame) -> pd.Series:
-    # "lab:{orders}" reads as "orders": the namespace is the same on every line.
-    stream = frame["stream"].astype(str).str.replace(r"^[^:{}]+:\{(.+)\}$", r"\1", regex=True)
+    # "{lab:orders}" (or an older "lab:{orders}") reads as "orders": one namespace per chart.
+    stream = (
+        frame["stream"]
+        .astype(str)
+        .str.replace(r"^\{[^:{}]+:([^{}]+)\}$", r"\1", regex=True)
+        .str.replace(r"^[^:{}]+:\{(.+)\}$", r"\1", regex=True)
+    )
     return stream + " · " + frame["group"].astype(str)
 
 

@@ -697,12 +697,12 @@ class Lesson:
         return f"l{self.id}-"
 
     def key(self, name: str) -> str:
-        """Return the namespaced key of this lesson's stream ``name``: ``lab:{l03-orders}``."""
+        """Return the namespaced key of this lesson's stream ``name``: ``{lab:l03-orders}``."""
         return streams.stream_key(self.prefix + name)
 
     def reset(self) -> int:
         """Delete every key this lesson created; return how many were deleted."""
-        pattern = f"{streams.namespace()}:{{{self.prefix}*"
+        pattern = f"{{{streams.namespace()}:{self.prefix}*"
         doomed = list(self.client.scan_iter(match=pattern, count=1000))
         return int(self.client.delete(*doomed)) if doomed else 0
 

@@ -144,8 +144,11 @@ def _int(value: Any) -> int | None:
 
 async def discover(client: redis.asyncio.Redis) -> list[str]:
     """Return every stream of the current namespace except dead-letter streams."""
-    pattern = f"{streams_mod.namespace()}:*"
-    found = [str(key) async for key in client.scan_iter(match=pattern, _type="stream")]
+    found = [
+        str(key)
+        for pattern in streams_mod.key_patterns()
+        async for key in client.scan_iter(match=pattern, _type="stream")
+    ]
     return sorted(key for key in found if not key.endswith(":dlq"))
 
 
@@ -224,9 +227,11 @@ class _Series:
 
 
 def _short(stream: str) -> str:
-    # lab:{orders} -> orders: the namespace is the same on every row.
-    prefix = f"{streams_mod.namespace()}:"
-    name = stream.removeprefix(prefix)
+    # {lab:orders} (or an older lab:{orders}) -> orders: the namespace is the same on every row.
+    ns = streams_mod.namespace()
+    if stream.startswith(f"{{{ns}:") and stream.endswith("}"):
+        return stream[len(ns) + 2 : -1]
+    name = stream.removeprefix(f"{ns}:")
     return name[1:-1] if name.startswith("{") and name.endswith("}") else name
 
 

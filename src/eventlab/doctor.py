@@ -215,6 +215,8 @@ def run(*, state: str | _os.PathLike[str] | None = None) -> list[Check]:
         room = _room(state)
         return checks if room is None else [*checks, room]
     kind = f"managed, pid {handle.pid}" if handle.managed else "REDIS_URL"
+    if handle.cluster:  # a local one (eventlab up --cluster) unless REDIS_URL names it
+        kind = "REDIS_URL, cluster" if _env.get(_env.REDIS_URL) else "local cluster"
     checks.append(
         Check("broker", ok=True, detail=f"{broker.redact(handle.url)} v{handle.version} ({kind})")
     )

@@ -1,7 +1,7 @@
 """The command side of event sourcing: decide from the fold, append with an expected version.
 
 An event-sourced aggregate keeps no state but its events, one stream per
-aggregate (``<namespace>:{es.<aggregate>}``). A command is handled in three steps:
+aggregate (``{<namespace>:es.<aggregate>}``). A command is handled in three steps:
 **load** the aggregate's events (its *version* is how many there are), **decide**
 from their fold which new events follow (or refuse), and **append** them *only if
 the version is still the one the decision was made on*. The check and the append
@@ -110,7 +110,7 @@ class Executed:
 
 
 def stream_of(aggregate: str) -> str:
-    """Return the stream of one aggregate, ``<namespace>:{es.<aggregate>}``."""
+    """Return the stream of one aggregate, ``{<namespace>:es.<aggregate>}``."""
     return streams.stream_key(f"es.{aggregate}")
 
 

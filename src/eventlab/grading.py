@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import redis
 
 from eventlab import broker as broker_mod
-from eventlab import workshop
+from eventlab import streams, workshop
 from eventlab._errors import EventlabError
 from eventlab._faultproxy import FaultProxy
 from eventlab._show import show
@@ -255,13 +255,13 @@ class CheckContext:
     def client(self, **options: Any) -> redis.Redis:
         """Return a new client (``decode_responses=True``), closed after the check."""
         options.setdefault("decode_responses", True)
-        made = redis.Redis.from_url(self.url, **options)
+        made = broker_mod.client_for_url(self.url, **options)
         self._clients.append(made)
         return made
 
     def key(self, name: str) -> str:
-        """Return a stream key in this check's namespace: ``<ns>:{name}``."""
-        return f"{self.namespace}:{{{name}}}"
+        """Return a stream key in this check's namespace: ``{<ns>:name}``."""
+        return streams.stream_key(name, namespace_=self.namespace)
 
     def close(self) -> None:
         """Close every client the check opened."""
@@ -400,7 +400,12 @@ class _Output:
 def _delete_keys(client: redis.Redis, prefix: str) -> int:
     deleted = 0
     batch: list[str] = []
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+    keys = (
+        k
+        for glob in (f"{prefix}*", f"{{{prefix}*")
+        for k in client.scan_iter(match=glob, count=1000)
+    )
+    for key in keys:
         batch.append(key)
         if len(batch) >= 500:  # noqa: PLR2004 - one round trip per 500 keys
             deleted += int(client.unlink(*batch))
@@ -858,7 +863,7 @@ def _grade_on(
 ) -> Score:
     """Grade on the broker at ``target``: run the checks, write and print the report."""
     run_seed = seed
-    client = redis.Redis.from_url(target, decode_responses=True)
+    client = broker_mod.client_for_url(target, decode_responses=True)
     try:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError) as exc:

@@ -1,7 +1,7 @@
 """Twelve seeded failure scenarios: run one, get its history and the checker's verdicts.
 
 Each scenario is a function ``name(broker=None, *, seed=0, …) -> ScenarioResult``.
-It builds its own streams (``<namespace>:{scn-<name>}``), injects its faults,
+It builds its own streams (``{<namespace>:scn-<name>}``), injects its faults,
 records a :class:`~eventlab.history.History`, and judges it with
 :mod:`eventlab.checker`. ``result.expected`` says which verdicts the scenario is
 *meant* to show valid or invalid (several exist to show data IS lost), and

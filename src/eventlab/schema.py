@@ -1,7 +1,7 @@
 """A schema registry in the broker: JSON Schema per (event type, version), modes, upcasters.
 
 Every event type has numbered schema versions (``OrderPlaced/v1``, ``OrderPlaced/v2``)
-stored under ``<namespace>:schema:<type>``. :meth:`Registry.register` checks a new
+stored under ``{<namespace>:@schema}:<type>``. :meth:`Registry.register` checks a new
 version against the earlier ones under the type's compatibility mode and refuses
 it with one :class:`Problem` per rule broken:
 
@@ -443,9 +443,11 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 class Registry:
     """Schemas stored in the broker, plus this process's upcasters.
 
-    Keys: ``<namespace>:schema:<type>`` (hash version → JSON schema),
-    ``<namespace>:schema:<type>:mode`` (its compatibility mode) and
-    ``<namespace>:schema:types`` (set of registered types). Registered schemas
+    Keys: ``{<namespace>:@schema}:<type>`` (hash version → JSON schema),
+    ``{<namespace>:@schema}:<type>:mode`` (its compatibility mode) and
+    ``{<namespace>:@schema}:types`` (set of registered types): one hash tag, so a
+    registration's one transaction stays in one Redis Cluster slot (``@`` keeps it
+    apart from any stream's name). Registered schemas
     never change, so this object caches them; :meth:`validate` touches the
     broker only for a version it has not seen yet.
 
@@ -468,10 +470,17 @@ class Registry:
 
     # keys
     def _key(self, event_type: str) -> str:
-        return f"{streams.namespace()}:schema:{event_type}"
+        return f"{{{streams.namespace()}:@schema}}:{event_type}"
+
+    def schema_key(self, event_type: str) -> str:
+        """Return the hash holding ``event_type``'s schemas (version → JSON), for a look.
+
+        Introduced in lesson 08 (the registry is plain data in the broker).
+        """
+        return self._key(event_type)
 
     def _types_key(self) -> str:
-        return f"{streams.namespace()}:schema:types"
+        return f"{{{streams.namespace()}:@schema}}:types"
 
     # modes
     def mode(self, event_type: str) -> Compatibility:

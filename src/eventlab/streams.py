@@ -1,9 +1,13 @@
 """Publish, replay, and inspect streams and consumer groups (sync and asyncio).
 
 Names (docs/architecture.md, "One event, from publish to chart"): a stream is
-``<namespace>:{<name>}`` (the braces are a Redis Cluster hash tag, so the
-stream, its dead letters and its dedupe keys share one slot); dead letters
-live in ``<stream>:dlq``.
+``{<namespace>:<name>}``. The braces are a Redis Cluster hash tag holding the
+namespace *and* the name, so on a cluster each learner's streams spread over the
+slots (``{alice:orders}`` and ``{bob:orders}`` land apart) while a stream, its
+dead letters (``<stream>:dlq``) and its dedupe and effect keys (``<stream>:…``)
+share one slot. On one node nothing changes but the spelling; keys written by
+earlier checkouts as ``<namespace>:{<name>}`` are not found under the new names
+(``docs/runtime.md``, "Redis Cluster", shows the rename).
 
 Introduced in lessons 01 (publish, replay) and 02 (groups, pending, lag).
 """
@@ -38,6 +42,7 @@ __all__ = [
     "dlq_key",
     "entries",
     "groups_frame",
+    "key_patterns",
     "namespace",
     "pending_summary",
     "publish",
@@ -112,10 +117,24 @@ def _joined_namespace() -> str | None:
 
 
 def stream_key(name: str, *, namespace_: str | None = None) -> str:
-    """Return the key of stream ``name`` in the namespace: ``lab:{orders}``."""
+    """Return the key of stream ``name`` in the namespace: ``{lab:orders}``.
+
+    The whole key is the hash tag, so on a Redis Cluster the slot depends on the
+    namespace and the name; keys derived by suffix (``{lab:orders}:dlq``) share it.
+    """
     if not _NAME.match(name):
         raise ValueError(f"stream name {name!r} may use only letters, digits, _ . -")
-    return f"{namespace_ or namespace()}:{{{name}}}"
+    return f"{{{namespace_ or namespace()}:{name}}}"
+
+
+def key_patterns(namespace_: str | None = None) -> tuple[str, str]:
+    """Return the SCAN globs (and ACL key patterns) of every key of a namespace.
+
+    ``{alice:*`` covers the streams and every key named after one; ``alice:*``
+    the namespace's other keys (the schema registry) and keys of older releases.
+    """
+    ns = namespace_ or namespace()
+    return f"{{{ns}:*", f"{ns}:*"
 
 
 def dlq_key(stream: str) -> str:
@@ -387,8 +406,9 @@ def groups_frame(client: redis.Redis, streams: Sequence[str] | None = None) -> p
     """
     if streams is None:
         streams = sorted(
-            key
-            for key in client.scan_iter(match=f"{namespace()}:*", _type="stream")
+            str(key)
+            for pattern in key_patterns()
+            for key in client.scan_iter(match=pattern, _type="stream")
             if not str(key).endswith(":dlq")
         )
     rows: list[dict[str, Any]] = []
@@ -436,6 +456,7 @@ def run_pattern(base: str) -> str:
     """Return the SCAN glob of every key any grading run of ``base`` writes.
 
     ``alice-g[0-9a-f]…[0-9a-f]-*``: exactly the tag :func:`run_namespace` makes, so
-    another learner's name (``alice-gary``) does not match.
+    another learner's name (``alice-gary``) does not match. A run's streams are
+    ``{alice-g…-c1:orders}``: prefix this glob with ``{`` to match them too.
     """
     return f"{base}-g{'[0-9a-f]' * _RUN_TAG_HEX}-*"

@@ -1,7 +1,7 @@
 """Version ranges: which versions of an event type each live consumer accepts.
 
 A consumer declares a **range** (``RefundIssued`` v1..v2) and publishes it to the
-broker beside the schemas (``<namespace>:schema:<type>:ranges``, consumer →
+broker beside the schemas (``{<namespace>:@schema}:<type>:ranges``, consumer →
 ``"low-high"``). Reading, it upcasts every version in the range to the highest
 one it handles and refuses anything outside with :class:`OutOfRangeError`, whose
 message names the range — passed as ``validate=`` to
@@ -67,7 +67,7 @@ class OutOfRangeError(EventlabError):
 
 
 def _key(event_type: str) -> str:
-    return f"{streams.namespace()}:schema:{event_type}:ranges"
+    return f"{{{streams.namespace()}:@schema}}:{event_type}:ranges"  # the registry's hash tag
 
 
 def declare(registry: schema.Registry, consumer: str, accepted: VersionRange) -> None:

@@ -444,11 +444,16 @@ def check_learner_url() -> None:
 
 
 @contextlib.contextmanager
-def room_client(url: str, *, admin: bool = False) -> Iterator[redis.Redis]:
-    """A client on the room broker; connection, password and permission errors name the fix."""
+def room_client(url: str, *, admin: bool = False, node: bool = False) -> Iterator[redis.Redis]:
+    """A client on the room broker; connection, password and permission errors name the fix.
+
+    A room on a Redis Cluster gets the cluster client (``ACL SETUSER`` then reaches
+    every node: ACL users are per node); ``node`` asks for one node's answers.
+    """
     check_room_url(url)
-    client = redis.Redis.from_url(
+    client = broker.client_for_url(
         url,
+        cluster=False if node else None,
         decode_responses=True,
         socket_connect_timeout=3.0,
         socket_timeout=5.0,
@@ -503,7 +508,7 @@ def check_room(url: str) -> RoomInfo:
         WorkshopError: The URL has no password off loopback, nobody answers, the
             password is refused, or the server is older than Redis 7.0.
     """
-    with room_client(url) as client:
+    with room_client(url, node=True) as client:
         user = str(client.execute_command("ACL", "WHOAMI"))  # type: ignore[no-untyped-call]
         info: dict[str, Any] = client.info("server")
     version = str(info.get("redis_version", "0"))
@@ -531,7 +536,8 @@ def _target(client: redis.Redis) -> Iterator[tuple[redis.Redis, str, bool]]:
         with room_client(room) as target:
             yield target, broker.redact(room), True
         return
-    kwargs = client.connection_pool.connection_kwargs
+    pool = getattr(client, "connection_pool", None)  # a cluster client has one per node
+    kwargs = pool.connection_kwargs if pool is not None else {"port": "cluster"}
     where = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
     yield client, where, False
 
@@ -720,7 +726,7 @@ def forget(client: redis.Redis, name: str) -> int:
     count = int(client.xlen(key))
     client.unlink(key)
     with contextlib.suppress(redis.ResponseError):  # a server without that user, or no ACL
-        client.execute_command("ACL", "DELUSER", name)  # type: ignore[no-untyped-call]
+        _acl(client, "DELUSER", name)
     return count
 
 
@@ -751,7 +757,8 @@ def reset(
     names = [_known(client, learner)] if learner is not None else _learners(client)
     deleted = 0
     for name in names:
-        for pattern in (f"{name}:*", streams.run_pattern(name)):
+        run = streams.run_pattern(name)
+        for pattern in (*streams.key_patterns(name), run, "{" + run):
             batch: list[str] = []
             for key in client.scan_iter(match=pattern, count=1000):
                 if str(key).startswith(WORKSHOP_STREAM):
@@ -776,7 +783,7 @@ def acl_rules(name: str, password: str) -> list[str]:
     """Return the ``ACL SETUSER`` rules of learner ``name``: own keys, append-only progress.
 
     The user may run every command outside ``@dangerous`` and ``@admin`` on keys
-    ``NAME:*`` and its grading runs' keys; a selector lets it ``XADD`` (and only
+    ``{NAME:*`` and ``NAME:*`` and its grading runs' keys; a selector lets it ``XADD`` (and only
     that) to its own progress stream. Key names from ``SCAN`` are not hidden
     by ACLs; key contents are.
     """
@@ -785,8 +792,9 @@ def acl_rules(name: str, password: str) -> list[str]:
         "reset",
         "on",
         f">{password}",
-        f"~{name}:*",
+        *(f"~{pattern}" for pattern in streams.key_patterns(name)),
         f"~{streams.run_pattern(name)}",
+        f"~{{{streams.run_pattern(name)}",
         "resetchannels",
         "+@all",
         "-@dangerous",
@@ -800,13 +808,21 @@ def acl_rules(name: str, password: str) -> list[str]:
     ]
 
 
+def _acl(client: redis.Redis, *args: str) -> None:
+    """Run ``ACL <args>``; on a cluster on every node (ACL users are per node, not replicated)."""
+    if isinstance(client, redis.RedisCluster):
+        client.execute_command("ACL", *args, target_nodes=redis.RedisCluster.ALL_NODES)
+    else:
+        client.execute_command("ACL", *args)  # type: ignore[no-untyped-call]
+
+
 def add(client: redis.Redis, name: str, *, password: str | None = None) -> str:
     """Create (or replace) the ACL user of learner ``name`` on the room; return its password.
 
     Needs the instructor's credentials (``ACL SETUSER`` is an admin command).
     """
     secret = password or secrets.token_urlsafe(18)
-    client.execute_command("ACL", "SETUSER", name, *acl_rules(name, secret))  # type: ignore[no-untyped-call]
+    _acl(client, "SETUSER", name, *acl_rules(name, secret))
     return secret
 
 

@@ -23,6 +23,8 @@ COMMANDS = frozenset({"up", "down", "status", "doctor", "lab"})
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
+    if args.cluster:
+        return _cmd_up_cluster(args)
     handle = broker.up(state=args.state, port=args.port, persistence=args.persistence)
     info = {
         "url": broker.redact(handle.url),
@@ -42,11 +44,43 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_up_cluster(args: argparse.Namespace) -> int:
+    from eventlab import cluster  # noqa: PLC0415 - only this flag needs it
+
+    if os.environ.get("REDIS_URL"):
+        raise EventlabError(
+            "REDIS_URL is set: lessons would use that broker, not a local cluster",
+            fix="unset REDIS_URL, then eventlab up --cluster",
+        )
+    handle = cluster.up(state=args.state, persistence=args.persistence)
+    nodes = handle.nodes()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "url": handle.url,
+                    "version": handle.version,
+                    "cluster": True,
+                    "persistence": handle.persistence,
+                    "state": str(handle.state),
+                    "nodes": [
+                        {n: getattr(node, n) for n in cluster.Node.__slots__} for node in nodes
+                    ],
+                }
+            )
+        )
+        return 0
+    print(f"cluster up: {handle.url} (version {handle.version}, {len(nodes)} nodes)")
+    print(handle.nodes_frame().to_string(index=False))
+    print(f"state folder {handle.state}")
+    return 0
+
+
 def _cmd_down(args: argparse.Namespace) -> int:
     if _env.get(_env.REDIS_URL):
         print("REDIS_URL is set: that broker is not eventlab's to stop; nothing done")
         return 0
-    stopped = broker.down(state=args.state)
+    stopped = broker.down(state=args.state)  # the single node and a local cluster
     print("broker stopped" if stopped else "no managed broker was running")
     return 0
 
@@ -59,6 +93,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
             f"no broker is running (state folder {folder})", fix="start one with `eventlab up`"
         )
     kind = f"managed, pid {handle.pid}" if handle.managed else "REDIS_URL"
+    if handle.cluster:
+        kind = "REDIS_URL, cluster" if os.environ.get("REDIS_URL") else "local cluster"
     where = f"state folder {folder}" if folder is not None else "REDIS_URL is set"
     progress = handle.loading()
     if progress is not None:  # alive but answers LOADING: say so, never call it dead
@@ -74,7 +110,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     client = handle.client()
     try:
         frame = streams.groups_frame(client)
-        keys = sorted(client.scan_iter(match=f"{streams.namespace()}:*", _type="stream"))
+        keys = sorted(
+            str(key)
+            for pattern in streams.key_patterns()
+            for key in client.scan_iter(match=pattern, _type="stream")
+        )
+        nodes = _cluster_nodes(args.state) if handle.cluster else []
         if args.json:
             print(
                 json.dumps(
@@ -87,12 +128,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
                         "namespace": streams.namespace(),
                         "streams": {k: int(client.xlen(k)) for k in keys},
                         "groups": json.loads(frame.to_json(orient="records")),
+                        "cluster": handle.cluster,
+                        "nodes": nodes,
                     }
                 )
             )
             return 0
         print(f"broker {broker.redact(handle.url)} version {handle.version} ({kind})")
         print(where)
+        for node in nodes:
+            print("  node {port} {role}".format(**node) + _node_detail(node))
         print(f"namespace {streams.namespace()}: {len(keys)} stream(s)")
         for key in keys:
             print(f"  {key}  length {client.xlen(key)}")
@@ -103,6 +148,22 @@ def _cmd_status(args: argparse.Namespace) -> int:
     finally:
         client.close()
     return 0
+
+
+def _cluster_nodes(state: str | None) -> list[dict[str, object]]:
+    """The local cluster's nodes (none listed for a cluster named by REDIS_URL)."""
+    from eventlab import cluster  # noqa: PLC0415 - only a cluster needs it
+
+    handle = None if os.environ.get("REDIS_URL") else cluster.current(state=state)
+    if handle is None:
+        return []
+    return [{n: getattr(node, n) for n in cluster.Node.__slots__} for node in handle.nodes()]
+
+
+def _node_detail(node: dict[str, object]) -> str:
+    if node["role"] == "primary":
+        return f", {node['slots']} slots"
+    return f" of {node['primary']}" if node["role"] == "replica" else ""
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -142,9 +203,14 @@ def register(sub: Subcommands[argparse.ArgumentParser]) -> None:
         default="aof-everysec",
         help="persistence mode of a new managed broker",
     )
+    up.add_argument(
+        "--cluster",
+        action="store_true",
+        help="start a local cluster instead: 3 primaries + 3 replicas on 127.0.0.1",
+    )
     up.set_defaults(handler=_cmd_up)
 
-    down = sub.add_parser("down", help="stop the managed broker")
+    down = sub.add_parser("down", help="stop the managed broker (and a local cluster)")
     down.set_defaults(handler=_cmd_down)
 
     status = sub.add_parser("status", help="server version, streams, groups, lag, pending")

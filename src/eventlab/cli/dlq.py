@@ -16,7 +16,7 @@ __all__ = ["register"]
 def register(sub: Subcommands[argparse.ArgumentParser]) -> None:
     """Add ``eventlab dlq STREAM [--group G] [--redrive [--id ID ...]]`` to the command."""
     dlq = sub.add_parser("dlq", help="list a stream's dead letters, or redrive them")
-    dlq.add_argument("stream", help="a stream name ('orders') or key ('lab:{orders}')")
+    dlq.add_argument("stream", help="a stream name ('orders') or key ('{lab:orders}')")
     dlq.add_argument("--group", default=None, help="only dead letters this group gave up on")
     dlq.add_argument("--redrive", action="store_true", help="move them back to the stream")
     dlq.add_argument("--id", action="append", default=None, help="only this dead-letter id")

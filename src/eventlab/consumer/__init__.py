@@ -17,15 +17,15 @@ per event::
     reliable = Reliable(broker, app=app)  # starts and stops with the app
 
     @reliable.subscriber(
-        StreamSub("lab:{orders}", group="billing", max_records=100),
+        StreamSub("{lab:orders}", group="billing", max_records=100),
         start="0",             # explicit: "0" the whole history, "$" only new events
         min_idle=5.0,          # reclaim entries a crashed consumer held for 5 s
-        max_deliveries=5,      # then dead-letter to lab:{orders}:dlq
+        max_deliveries=5,      # then dead-letter to {lab:orders}:dlq
     )
     async def bill(event: Event, effects: Effects) -> None:
         # Redis writes recorded here are applied atomically with the dedupe
         # mark and the XACK: exactly one effect per event id.
-        effects.hincrby("lab:{orders}:billed", event.data["customer"], event.data["total"])
+        effects.hincrby("{lab:orders}:billed", event.data["customer"], event.data["total"])
 
 In a notebook, ``async with reliable:`` runs the consumers for the block;
 ``await reliable.run()`` runs them until SIGTERM/SIGINT (a service process).

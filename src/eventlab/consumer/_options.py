@@ -138,7 +138,7 @@ class SubscriptionOptions:
             if block is None and interval:
                 block = float(interval) / 1000.0
         if not name:
-            raise ConsumerError("no stream given", fix="pass a key such as 'lab:{orders}'")
+            raise ConsumerError("no stream given", fix="pass a key such as '{lab:orders}'")
         if not group:
             raise ConsumerError(
                 f"no consumer group for {name}",

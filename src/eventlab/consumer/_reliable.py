@@ -14,7 +14,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import pandas as pd
 import redis
@@ -22,6 +22,7 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from eventlab import broker as broker_mod
 from eventlab.consumer._engine import Subscription, _wants_effects
 from eventlab.consumer._options import SubscriptionOptions, subscriber_signature
 from eventlab.consumer._types import (
@@ -105,7 +106,7 @@ class Reliable:
         """Declare a reliable handler on a stream and group (a decorator).
 
         Args:
-            stream: The stream key (``"lab:{orders}"``) or a faststream ``StreamSub``
+            stream: The stream key (``"{lab:orders}"``) or a faststream ``StreamSub``
                 (its ``name``, ``group``, ``consumer``, ``max_records`` and
                 ``polling_interval`` are used).
             start: Where a new group starts: ``"0"`` the whole history, ``"$"``
@@ -130,7 +131,7 @@ class Reliable:
                 logger.warning(
                     "stream %r has no {hash tag}: its dead letters, dedupe store and "
                     "effect keys hash to different Redis Cluster slots, so %s runs on one "
-                    "broker only; name it like 'lab:{orders}' (streams.stream_key)",
+                    "broker only; name it like '{lab:orders}' (streams.stream_key)",
                     name,
                     getattr(handler, "__name__", "the handler"),
                 )
@@ -253,11 +254,12 @@ def _client_for(broker: Any, *, block: float) -> redis.asyncio.Redis:
         "socket_timeout": block + 5.0,
         "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
     }
-    if isinstance(broker, str):
-        return redis.asyncio.Redis.from_url(broker, **options)
+    if isinstance(broker, str):  # a cluster URL is detected (INFO cluster) and its client used
+        return broker_mod.async_client_for_url(broker, **options)
     url = getattr(broker, "url", None)
-    if isinstance(url, str):  # eventlab.broker.Broker
-        return redis.asyncio.Redis.from_url(url, **options)
+    if isinstance(url, str):  # eventlab.broker.Broker (it knows whether it is a cluster)
+        cluster = getattr(broker, "cluster", None)
+        return broker_mod.async_client_for_url(url, cluster=cluster, **options)
     state = getattr(
         getattr(getattr(broker, "config", None), "broker_config", None), "connection", None
     )
@@ -268,12 +270,19 @@ def _client_for(broker: Any, *, block: float) -> redis.asyncio.Redis:
             for k, v in conn_options.items()
             if k in {"host", "port", "db", "username", "password", "ssl", "path"}
         }
+        if "Cluster" in type(state).__name__:  # faststream's RedisClusterBroker
+            keep.pop("db", None)
+            for node in conn_options.get("startup_nodes") or []:  # its seed nodes
+                keep.setdefault("host", node.host)
+                keep.setdefault("port", node.port)
+            return cast("redis.asyncio.Redis", redis.asyncio.RedisCluster(**keep, **options))
         if "path" in keep:
             return redis.asyncio.Redis(unix_socket_path=keep.pop("path"), **keep, **options)
         return redis.asyncio.Redis(**keep, **options)
     raise ConsumerError(
         f"cannot tell where {broker!r} connects",
-        fix="pass a faststream RedisBroker, an eventlab Broker or a redis:// URL",
+        fix="pass a faststream RedisBroker or RedisClusterBroker, an eventlab Broker or a "
+        "redis:// URL",
     )
 
 

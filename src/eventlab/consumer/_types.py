@@ -175,7 +175,7 @@ class ConsumerError(EventlabError):
 
 
 def seen_key(stream: str, group: str) -> str:
-    """Return the dedupe store of ``group`` on ``stream``: ``lab:{orders}:seen:billing``.
+    """Return the dedupe store of ``group`` on ``stream``: ``{lab:orders}:seen:billing``.
 
     It is a sorted set of event ids scored by the time (ms) they were processed;
     it shares the stream's hash slot.
@@ -265,7 +265,7 @@ class Effects:
     if the id was already processed, does none of it twice.
 
     Every key must share the stream's Redis Cluster hash slot (its ``{hash tag}``:
-    ``lab:{orders}:billed`` for ``lab:{orders}``), because one Lua call writes them
+    ``{lab:orders}:billed`` for ``{lab:orders}``), because one Lua call writes them
     with the stream's own keys; a key in another slot raises :class:`ConsumerError`
     when recorded (the event is dead-lettered with that reason). A subscription
     declared with ``cluster_safe=False`` (one broker only) lifts the check.

@@ -1,7 +1,7 @@
 """The demo shop: four services (orders, inventory, billing, courier) that agree through events.
 
-Each service owns its keys (``<namespace>:shop:<service>:…``), reads the shop's
-one stream ``<namespace>:{shop}`` under its own consumer group, and emits what it
+Each service owns its keys (``{<namespace>:shop}:<service>:…``), reads the shop's
+one stream ``{<namespace>:shop}`` under its own consumer group, and emits what it
 did as events. Orders are accepted at once and confirmed or cancelled later, by
 choreography or by an orchestrated saga with per-step timeouts.
 

@@ -28,7 +28,7 @@ from typing import Self
 import redis
 import redis.asyncio
 from faststream import FastStream
-from faststream.redis import RedisBroker, StreamSub
+from faststream.redis import RedisBroker, RedisClusterBroker, StreamSub
 
 from eventlab import broker as broker_mod
 from eventlab import processes, schema
@@ -118,11 +118,13 @@ def build(
         projections: What ``views`` / ``views-shadow`` maintain.
         start: Where a new group starts (``"0"``: the whole history).
     """
-    broker = RedisBroker(url, logger=None)  # type: ignore[arg-type]
+    # on a cluster, faststream's own cluster broker (the runtime reads with its own client)
+    kind = RedisClusterBroker if broker_mod.is_cluster(url) else RedisBroker
+    broker = kind(url, logger=None)  # type: ignore[arg-type]
     app = FastStream(broker, logger=None)
     reliable = Reliable(broker, app=app, metrics=metrics, consumer=consumer)
-    client = redis.asyncio.Redis.from_url(url, decode_responses=True)
-    registry = schema.Registry(redis.Redis.from_url(url, decode_responses=True))
+    client = broker_mod.async_client_for_url(url, decode_responses=True)
+    registry = schema.Registry(broker_mod.client_for_url(url, decode_responses=True))
     handler: Service | Projector
     if name in SERVICE_CLASSES:
         cls = SERVICE_CLASSES[name]
@@ -219,7 +221,9 @@ class ShopRuntime:
         ]
         self._timer_done = asyncio.Event()
         self._timers: list[asyncio.Task[None]] = []
-        self._relay_client = redis.Redis.from_url(url, decode_responses=True) if relays else None
+        self._relay_client = (
+            broker_mod.client_for_url(url, decode_responses=True) if relays else None
+        )
         self.outboxes = (
             [Outbox(self._relay_client, service=name) for name in relays]
             if self._relay_client is not None

@@ -84,9 +84,7 @@ CONVERGENCE_COLUMNS = (
 
 def reset(client: redis.Redis) -> int:
     """Delete the shop's stream, dead letters and every service's keys (not the registry)."""
-    ns = streams.namespace()
     keys = [events.stream(), streams.dlq_key(events.stream())]
-    keys += list(client.scan_iter(match=f"{ns}:shop:*", count=1000))
     keys += list(client.scan_iter(match=f"{events.stream()}:*", count=1000))
     deleted = 0
     for start in range(0, len(keys), 500):
@@ -144,7 +142,7 @@ def place_order(
 
     Without ``outbox`` the storefront keeps no state of its own: the publish is its
     one write. With ``outbox`` (lesson 06) it records the order in its own
-    ``lab:shop:storefront:orders`` hash *and* the event in its outbox, in one
+    ``{lab:shop}:storefront:orders`` hash *and* the event in its outbox, in one
     ``MULTI``; the outbox's relay publishes it (:mod:`eventlab.shop.outbox`).
 
     Args:

@@ -2,7 +2,7 @@
 
 The v2 projector reads the shop stream under its own consumer group
 (``views-shadow``), so it sees every event v1 sees without taking any from it,
-and writes only to shadow keys (``<namespace>:shop:views:shadow:<name>``) that
+and writes only to shadow keys (``{<namespace>:shop}:views:shadow:<name>``) that
 nobody serves. :func:`compare_frame` lines its results up with v1's; switch over
 only when the differences are the ones you meant.
 

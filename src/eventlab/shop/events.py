@@ -1,6 +1,6 @@
 """The shop's event types, their JSON Schemas (v1), the stream and the key prefixes.
 
-All shop events travel on one stream, ``<namespace>:{shop}``; each service reads
+All shop events travel on one stream, ``{<namespace>:shop}``; each service reads
 it under its own consumer group and ignores the types it does not handle. Every
 event is about one order (``subject`` = order id) except ``StockAdded``
 (``subject`` = ``"stock"``). ``OrderPlaced`` comes from the ``storefront`` (the
@@ -39,16 +39,18 @@ TERMINAL = frozenset({"OrderConfirmed", "OrderCancelled"})
 
 
 def stream() -> str:
-    """Return the shop's stream key, ``<namespace>:{shop}``."""
+    """Return the shop's stream key, ``{<namespace>:shop}``."""
     return streams.stream_key("shop")
 
 
 def key(service: str, *parts: str) -> str:
-    """Return a key owned by ``service``: ``<namespace>:shop:<service>:<parts…>``.
+    """Return a key owned by ``service``: ``{<namespace>:shop}:<service>:<parts…>``.
 
-    A service writes only keys under its own prefix (bounded contexts).
+    A service writes only keys under its own prefix (bounded contexts). Every key
+    carries the shop stream's hash tag, so a service's one Lua call (its state,
+    its emitted events, the stock it reserves) touches one Redis Cluster slot.
     """
-    return ":".join((streams.namespace(), "shop", service, *parts))
+    return ":".join((stream(), service, *parts))
 
 
 def seq_of(event: Event) -> int | None:

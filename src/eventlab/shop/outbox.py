@@ -36,6 +36,7 @@ import redis
 from redis.client import Pipeline
 
 from eventlab import _crash, processes, schema, streams
+from eventlab import broker as broker_mod
 from eventlab.envelope import Event
 from eventlab.shop import core, events
 
@@ -200,7 +201,7 @@ def naive_writer(  # noqa: PLR0917 - process targets take positional strings
     ``pause_at`` (``-1``: never); ``die_after`` > 0 SIGKILLs itself after that many
     commands instead (:func:`eventlab._crash.die_after_commands`).
     """
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = broker_mod.client_for_url(url, decode_responses=True)
     placed = _orders(client, count, seed)
     with _crash.die_after_commands(int(die_after)):
         for number, event in enumerate(placed):
@@ -218,7 +219,7 @@ def outbox_writer(  # noqa: PLR0917 - process targets take positional strings
     Per order: the record and ``OrderPlaced`` in one MULTI; hangs after order
     ``pause_at`` (``-1``: never); ``die_after`` as in :func:`naive_writer`.
     """
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = broker_mod.client_for_url(url, decode_responses=True)
     placed = _orders(client, count, seed)
     outbox = Outbox(client, service=STOREFRONT, stream=stream)
     with _crash.die_after_commands(int(die_after)):
@@ -230,7 +231,7 @@ def outbox_writer(  # noqa: PLR0917 - process targets take positional strings
 
 def relay_main(url: str, stream: str, crash: str = "no", service: str = STOREFRONT) -> None:
     """Process target: relay ``service``'s outbox; ``crash="yes"`` hangs before recording."""
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = broker_mod.client_for_url(url, decode_responses=True)
     Outbox(client, service=service, stream=stream).relay(
         batch=1000, before_record=_hang if crash == "yes" else None
     )
