@@ -175,3 +175,11 @@ def test_seed_coverage_names_real_proving_cells():
         sources = {c.get("id"): "".join(c["source"]) for c in nb["cells"]}
         for cell in re.findall(r"`([\w-]+)`", cells):
             assert "What this just proved" in sources.get(cell, ""), (lesson, cell)
+
+
+def test_index_says_which_lessons_a_graded_lab_follows():
+    """The map's "After lessons …, do the graded lab" names exactly the lessons labs follow."""
+    text = " ".join(_index_text().split())
+    said = re.search(r"After lessons ([\d, and]+), do the graded lab", text)
+    assert said, "the index says after which lessons to do the graded lab"
+    assert re.findall(r"\d\d", said[1]) == sorted({lab.after for lab in course.LABS})
