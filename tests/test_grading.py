@@ -174,10 +174,15 @@ def test_each_lab_has_the_partials_it_must_catch(lab):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("offset", [0, 1])
 @pytest.mark.parametrize("lab", LABS)
-def test_honesty_every_partial_strictly_between(lab, offset, each_broker, tmp_path):
-    """Solution full marks, generated copy 0, every partial strictly between; 2 servers, 2 seeds."""
+def test_honesty_every_partial_strictly_between(lab, each_broker, request, tmp_path):
+    """Solution full marks, generated copy 0, every partial strictly between; 2 servers, 2 seeds.
+
+    Each server kind grades under its own seed (the lab's on Valkey, the next on
+    Redis 7.0), so every lab is judged on both servers and both seeds in half the
+    runs a full product would take.
+    """
+    offset = 0 if request.node.callspec.params["each_broker"] == "valkey" else 1
     seed = grading._lab_seed(SOLUTIONS / lab / "checks.py") + offset
     scores = {}
     for variant in ["solution", "generated", *_variants(lab)]:
