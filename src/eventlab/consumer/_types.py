@@ -400,7 +400,9 @@ class DeadLetter:
 class _Plan:
     """One batch after the handlers ran: what the commit script must do per entry."""
 
-    entries: list[list[Any]] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # entry ids, one per entry in ``flat``
+    # the commit script's plan, flat: per entry `entry id, event id, kind, n`, then n items
+    flat: list[Any] = field(default_factory=list)
     keys: dict[str, int] = field(default_factory=dict)
     rows: list[EventRow] = field(default_factory=list)
 
@@ -409,6 +411,18 @@ class _Plan:
         if index is None:
             index = self.keys[name] = len(self.keys) + 4  # KEYS[1..3] are fixed
         return index
+
+    def add(self, entry_id: str, event_id: str, kind: str, items: Sequence[Any]) -> None:
+        """Add one entry: ``kind`` "ok" (items: ops), "dead" or "retry" (``_lua.COMMIT``)."""
+        self.ids.append(entry_id)
+        self.flat += (entry_id, event_id, kind, len(items), *items)
+
+    def ops(self, ops: Sequence[tuple[str, str, tuple[str, ...]]]) -> list[Any]:
+        """An ``Effects``' ops as "ok" items: ``opname, key index, m`` and m args each."""
+        items: list[Any] = []
+        for op, key, args in ops:
+            items += (op, self.key(key), len(args), *args)
+        return items
 
 
 _Entry = tuple[str, Mapping[str, str], int]  # entry id, fields, delivery count
