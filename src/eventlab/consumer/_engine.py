@@ -351,7 +351,11 @@ class Subscription:
             self._set_state("running")
         if not reply:
             return []
-        batch = [(_text(entry_id), _decode_fields(fields), 1) for entry_id, fields in reply[0][1]]
+        # unparsed (Reliable sets _unparsed as the XREADGROUP callback: redis-py's parsing
+        # built a dict per entry that _decode_fields then rebuilt): [[stream, rows]], or
+        # {stream: rows} over RESP3
+        rows = reply[0][1] if type(reply) is list else next(iter(reply.values()))
+        batch = [(_text(entry_id), _decode_fields(fields), 1) for entry_id, fields in rows]
         self._held.update(entry_id for entry_id, _, _ in batch)
         return batch
 

@@ -87,11 +87,18 @@ def _decode_fields(raw: Any) -> Mapping[str, str]:
     Returns an :class:`_Undecodable` (escaped text plus the problem) when a name or
     value is not UTF-8, so one bad entry cannot stop the batch around it.
     """
-    if type(raw) is dict:  # what XREADGROUP replies with: bytes names and values, all UTF-8
+    kind = type(raw)
+    if kind is list:  # an unparsed reply (XREADGROUP, the reclaim script): all UTF-8 bytes
+        it = iter(raw)
+        try:
+            return {name.decode(): value.decode() for name, value in zip(it, it, strict=True)}
+        except (AttributeError, UnicodeDecodeError, ValueError):
+            pass  # text already, or not UTF-8: one pair at a time, naming the bad ones
+    elif kind is dict:  # redis-py's parsed reply: bytes names and values
         try:
             return {name.decode(): value.decode() for name, value in raw.items()}
         except (AttributeError, UnicodeDecodeError):
-            pass  # text already, or not UTF-8: one pair at a time, naming the bad ones
+            pass
     pairs = (
         list(raw.items())
         if isinstance(raw, Mapping)
