@@ -864,6 +864,62 @@ async def test_core_path_on_redis_7_valkey_and_a_cluster(each_store, store_clien
     assert _pending(client, "billing") == 0
 
 
+async def test_every_kind_of_entry_in_one_commit_on_redis_7_valkey_and_a_cluster(
+    each_store, store_client
+):
+    """One commit plan of every entry kind and effect is applied alike on each store kind."""
+    client = store_client
+    n, tags, log = "{lab:orders}:n", "{lab:orders}:tags", "{lab:orders}:log"
+    order = "{lab:orders}:o"
+    client.hset("{lab:orders}:bad", "sum", "text")
+    events = _events(6)
+    streams.publish_many(client, STREAM, [*events, events[1]])  # events[1] twice: a duplicate
+    metrics = Metrics()
+    reliable = Reliable(each_store.url, metrics=metrics)
+    failed: list[int] = []
+
+    @reliable.subscriber(
+        STREAM, group="billing", start="0", batch=20, attempts=1, min_idle=0.3, max_deliveries=3
+    )
+    async def bill(event: Event, effects: Effects) -> None:
+        which = event.data["n"]
+        if which == 1:  # several effects: the dry run, then every op
+            effects.incrby(n, 2)
+            effects.sadd(tags, "a", "b")
+            effects.xadd(log, {"id": event.id}, maxlen=100)
+            effects.hset(order, {"status": "billed"})
+            effects.hincrby(order, "total", 7)
+            effects.guard_version(order, 3)
+            effects.set("{lab:orders}:last", event.id, ttl=60)
+        elif which == 2:  # fails in Redis after a good effect: nothing of it applied
+            effects.incrby(n, 100)
+            effects.hincrby("{lab:orders}:bad", "sum", 1)
+        elif which == 3:
+            raise PermanentError("refused")
+        elif which == 4 and not failed:  # transient: released once, then redelivered
+            failed.append(which)
+            raise ConnectionError("gateway timed out")
+        elif which == 5:
+            effects.delete(tags)
+            effects.hincrby(COUNTS, "deleted", 1)
+        effects.hincrby(COUNTS, "handled", 1)  # 0 also has no other effect
+
+    async with reliable:
+        assert await reliable.drain(timeout=15)
+    outcomes = metrics.frame().groupby("outcome").size().to_dict()
+    assert outcomes == {"ok": 4, "duplicate": 1, "dead": 2, "retry": 1}
+    assert client.get(n) == "2"
+    assert client.exists(tags) == 0
+    assert client.xlen(log) == 1
+    assert client.hgetall(order) == {"status": "billed", "total": "7", "version": "3"}
+    assert client.get("{lab:orders}:last") == events[1].id
+    assert client.hgetall(COUNTS) == {"handled": "4", "deleted": "1"}
+    assert client.hgetall("{lab:orders}:bad") == {"sum": "text"}
+    reasons = sorted(letter.error for letter in dead_letters(client, STREAM))
+    assert reasons == ["EffectError", "eventlab.consumer._types.PermanentError"]
+    assert _pending(client, "billing") == 0
+
+
 def test_dlq_command_lists_and_redrives(broker, client, monkeypatch, capsys):
     """`eventlab dlq orders` lists dead letters; `--redrive` moves them back once."""
     from eventlab import cli  # noqa: PLC0415

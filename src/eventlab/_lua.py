@@ -33,11 +33,14 @@ DLQ_FIELDS = (
 
 # KEYS: 1 stream, 2 seen (zset: event id -> ms), 3 dead letters, 4.. effect keys.
 # ARGV: group, consumer, now_ms, window_ms (0: no dedupe), dlq_maxlen (0: none),
-#   plan: JSON list of [entry_id, event_id, kind, args] (one string: packing
-#   thousands of separate arguments costs the client more than the whole script)
-#   kind "ok":    args = ops, each [opname, key index, [args...]]
-#   kind "dead":  args = [reason, error type, attempts]
-#   kind "retry": args = [idle_ms] (the XCLAIM IDLE that makes it reclaimable after a backoff)
+#   plan: one flat JSON list, per entry `entry_id, event_id, kind, n` and then its n
+#   items (one string: packing thousands of separate arguments costs the client more
+#   than the whole script costs the server; flat, because cjson builds a Lua table per
+#   JSON list and four nested lists per entry cost the server more than the rest of
+#   decoding the plan, docs/runtime.md#speed)
+#   kind "ok":    items = its ops one after another, each `opname, key index, m` and m args
+#   kind "dead":  items = reason, error type, attempts
+#   kind "retry": items = idle_ms (the XCLAIM IDLE that makes it reclaimable after a backoff)
 #   seen_max (ARGV[7], 0: none): the dedupe store keeps at most this many ids; the
 #   oldest are dropped first (an event redelivered after that is applied again)
 # Returns one status per entry: ok | duplicate | stale | dead | retry | error:<msg>;
@@ -48,7 +51,9 @@ COMMIT = r"""#!lua
 local stream, seen, dlq = KEYS[1], KEYS[2], KEYS[3]
 local group, consumer = ARGV[1], ARGV[2]
 local now, window, dlqmax = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local nowarg = ARGV[3]  -- the ZADD score as sent: no number-to-text per mark
 local plan = cjson.decode(ARGV[6])
+local call, try = redis.call, redis.pcall
 local want = {hincrby='hash', hset='hash', guard='hash', incrby='string', xadd='stream',
               sadd='set', set=false, del=false}
 -- the type each op leaves its key with (later ops of the same entry see that type)
@@ -58,7 +63,7 @@ local leaves = {hincrby='hash', hset='hash', guard='hash', incrby='string', xadd
 local LIMIT = 9.2e18
 
 local function deadletter(eid, reason, err, attempts)
-  local rows = redis.call('XRANGE', stream, eid, eid)
+  local rows = call('XRANGE', stream, eid, eid)
   local args = {dlq}
   if dlqmax > 0 then
     args[#args+1] = 'MAXLEN'; args[#args+1] = '~'; args[#args+1] = dlqmax
@@ -71,7 +76,7 @@ local function deadletter(eid, reason, err, attempts)
   local names = {'dlqreason', 'dlqerror', 'dlqattempts', 'dlqid', 'dlqstream', 'dlqgroup',
                  'dlqconsumer', 'dlqtime'}
   for j = 1, #names do args[#args+1] = names[j]; args[#args+1] = extra[j] end
-  redis.call('XADD', unpack(args))
+  call('XADD', unpack(args))
 end
 
 -- what Redis accepts as an integer (string2ll): no sign but '-', no leading zero, no space
@@ -81,24 +86,26 @@ local function integer(v)
   return tonumber(v)
 end
 
--- Dry run of an entry's ops against the data and against what its earlier ops
--- would leave, so an entry that would fail midway applies nothing: every error
--- these writes can raise (wrong type, not an integer, overflow) is found here.
-local function check(ops)
+-- Dry run of an entry's ops (plan[first..last]) against the data and against what
+-- its earlier ops would leave, so an entry that would fail midway applies nothing:
+-- every error these writes can raise (wrong type, not an integer, overflow) is found here.
+local function check(first, last)
   -- key -> type; key or key\0field -> integer value (false: not an integer); key -> deleted
   local types, ints, gone = {}, {}, {}
-  for _, o in ipairs(ops) do
-    local op, key, a = o[1], KEYS[o[2]], o[3]
+  local j = first
+  while j <= last do
+    local op, key, k = plan[j], KEYS[plan[j + 1]], plan[j + 2]
+    local a1, an = plan[j + 3], plan[j + 2 + k]
     local need = want[op]
     if need == nil then return 'unknown effect ' .. tostring(op) end
     local t = types[key]
-    if t == nil then t = redis.call('TYPE', key)['ok'] end
+    if t == nil then t = call('TYPE', key)['ok'] end
     if need and t ~= 'none' and t ~= need then
       return 'WRONGTYPE ' .. key .. ' is a ' .. t .. ', ' .. op .. ' needs a ' .. need
     end
     if op == 'incrby' or op == 'hincrby' then
       local slot, cur = key, nil
-      if op == 'hincrby' then slot = key .. '\0' .. a[1] end
+      if op == 'hincrby' then slot = key .. '\0' .. a1 end
       cur = ints[slot]
       if cur == false then
         return 'ERR an earlier effect leaves ' .. key .. ' not an integer: '
@@ -106,129 +113,136 @@ local function check(ops)
       end
       if cur == nil and t ~= 'none' and not gone[key] then
         local raw
-        if op == 'hincrby' then raw = redis.call('HGET', key, a[1])
-        else raw = redis.call('GET', key) end
+        if op == 'hincrby' then raw = call('HGET', key, a1)
+        else raw = call('GET', key) end
         if raw then
           cur = integer(raw)
           if cur == nil then
             local where = key
-            if op == 'hincrby' then where = key .. ' field ' .. a[1] end
+            if op == 'hincrby' then where = key .. ' field ' .. a1 end
             return 'ERR ' .. where .. ' holds ' .. string.format('%q', string.sub(raw, 1, 40))
               .. ', not an integer: ' .. op .. ' cannot add to it'
           end
         end
       end
-      local sum = (cur or 0) + tonumber(a[#a])
+      local sum = (cur or 0) + tonumber(an)
       if sum >= LIMIT or sum <= -LIMIT then
         return 'ERR ' .. op .. ' on ' .. key .. ' would overflow a 64-bit integer'
       end
       ints[slot] = sum
     elseif op == 'hset' then
-      for j = 1, #a, 2 do ints[key .. '\0' .. a[j]] = integer(a[j + 1]) or false end
+      for m = j + 3, j + 2 + k, 2 do
+        ints[key .. '\0' .. plan[m]] = integer(plan[m + 1]) or false
+      end
     elseif op == 'set' then
-      ints[key] = integer(a[1]) or false
+      ints[key] = integer(a1) or false
     elseif op == 'del' then
       gone[key] = true
-      for k in pairs(ints) do
-        if k == key or string.sub(k, 1, #key + 1) == key .. '\0' then ints[k] = 0 end
+      for s in pairs(ints) do
+        if s == key or string.sub(s, 1, #key + 1) == key .. '\0' then ints[s] = 0 end
       end
     end
     types[key] = leaves[op]
+    j = j + 3 + k
   end
   return nil
 end
 
-local function apply(ops)
-  for _, o in ipairs(ops) do
-    local op, key, a = o[1], KEYS[o[2]], o[3]
+-- an entry's ops, plan[first..last]: `opname, key index, m, m args` each
+local function apply(first, last)
+  local j = first
+  while j <= last do
+    local op, key, k = plan[j], KEYS[plan[j + 1]], plan[j + 2]
+    local a, z = j + 3, j + 2 + k
     local r
-    if op == 'hincrby' then r = redis.pcall('HINCRBY', key, a[1], a[2])
+    if op == 'hincrby' then r = try('HINCRBY', key, plan[a], plan[a + 1])
     elseif op == 'guard' then
-      local cur = tonumber(redis.call('HGET', key, a[1]) or '-1')
-      if cur and cur >= tonumber(a[2]) then return 'duplicate' end
-      r = redis.pcall('HSET', key, a[1], a[2])
-    elseif op == 'incrby' then r = redis.pcall('INCRBY', key, a[1])
-    elseif op == 'hset' then r = redis.pcall('HSET', key, unpack(a))
-    elseif op == 'sadd' then r = redis.pcall('SADD', key, unpack(a))
-    elseif op == 'del' then r = redis.pcall('DEL', key)
+      local cur = tonumber(call('HGET', key, plan[a]) or '-1')
+      if cur and cur >= tonumber(plan[a + 1]) then return 'duplicate' end
+      r = try('HSET', key, plan[a], plan[a + 1])
+    elseif op == 'incrby' then r = try('INCRBY', key, plan[a])
+    elseif op == 'hset' then r = try('HSET', key, unpack(plan, a, z))
+    elseif op == 'sadd' then r = try('SADD', key, unpack(plan, a, z))
+    elseif op == 'del' then r = try('DEL', key)
     elseif op == 'set' then
-      if a[2] ~= '0' then r = redis.pcall('SET', key, a[1], 'PX', a[2])
-      else r = redis.pcall('SET', key, a[1]) end
+      if plan[a + 1] ~= '0' then r = try('SET', key, plan[a], 'PX', plan[a + 1])
+      else r = try('SET', key, plan[a]) end
     elseif op == 'xadd' then
-      if a[1] ~= '0' then
-        r = redis.pcall('XADD', key, 'MAXLEN', '~', a[1], '*', unpack(a, 2))
+      if plan[a] ~= '0' then
+        r = try('XADD', key, 'MAXLEN', '~', plan[a], '*', unpack(plan, a + 1, z))
       else
-        r = redis.pcall('XADD', key, '*', unpack(a, 2))
+        r = try('XADD', key, '*', unpack(plan, a + 1, z))
       end
     end
     if type(r) == 'table' and r['err'] then return 'error:' .. r['err'] end
+    j = z + 1
   end
   return 'ok'
 end
 
-if window > 0 then
-  redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - window)
-end
-local out = {}
+-- where each entry starts: entry id, event id, kind, n, then its n items
+local starts, size = {}, #plan
+local i = 1
+while i <= size do starts[#starts + 1] = i; i = i + 4 + plan[i + 3] end
+
 -- the dedupe store, asked once for every event id of the batch (ZMSCORE), marked once at
--- the end (ZADD); `added` holds this batch's marks, so an id twice in one batch is a duplicate
-local known, added, marks = {}, {}, {}
+-- the end (ZADD); `known` also gets this batch's marks, so an id twice in one batch is a
+-- duplicate
+local known, marks = {}, {}
 if window > 0 then
+  call('ZREMRANGEBYSCORE', seen, '-inf', now - window)
   local ids = {}
-  for _, entry in ipairs(plan) do
-    if entry[2] ~= '' then ids[#ids + 1] = entry[2] end
+  for _, s in ipairs(starts) do
+    if plan[s + 1] ~= '' then ids[#ids + 1] = plan[s + 1] end
   end
-  for i = 1, #ids, 1000 do
-    local scores = redis.call('ZMSCORE', seen, unpack(ids, i, math.min(i + 999, #ids)))
+  for b = 1, #ids, 1000 do
+    local scores = call('ZMSCORE', seen, unpack(ids, b, math.min(b + 999, #ids)))
     for j = 1, #scores do
-      if scores[j] then known[ids[i + j - 1]] = true end
+      if scores[j] then known[ids[b + j - 1]] = true end
     end
   end
 end
-for e, entry in ipairs(plan) do
-  local eid, evid, kind, a = entry[1], entry[2], entry[3], entry[4]
+local out, allok = {}, true
+for e, s in ipairs(starts) do
+  local eid, evid, kind, n = plan[s], plan[s + 1], plan[s + 2], plan[s + 3]
   local status
   if kind == 'retry' then
-    redis.call('XCLAIM', stream, group, consumer, 0, eid, 'IDLE', a[1], 'JUSTID')
+    call('XCLAIM', stream, group, consumer, 0, eid, 'IDLE', plan[s + 4], 'JUSTID')
     status = 'retry'
-  elseif redis.call('XACK', stream, group, eid) == 0 then
+  elseif call('XACK', stream, group, eid) == 0 then
     status = 'stale'
   elseif kind == 'dead' then
-    deadletter(eid, a[1], a[2], a[3])
+    deadletter(eid, plan[s + 4], plan[s + 5], plan[s + 6])
     status = 'dead'
-  elseif window > 0 and evid ~= '' and (known[evid] or added[evid]) then
+  elseif window > 0 and evid ~= '' and known[evid] then
     status = 'duplicate'
   else
+    local first, last = s + 4, s + 3 + n
     -- a single effect that fails changes nothing; only several need the type check first
     local bad = nil
-    if #a > 1 then bad = check(a) end
-    if bad then
-      status = 'error:' .. bad
-    else
-      status = apply(a)
-    end
-    if string.sub(status, 1, 6) == 'error:' then
+    if n > 0 and first + 3 + plan[first + 2] <= last then bad = check(first, last) end
+    if bad then status = 'error:' .. bad else status = apply(first, last) end
+    if status ~= 'ok' and string.sub(status, 1, 6) == 'error:' then
       deadletter(eid, 'effect failed: ' .. string.sub(status, 7), 'EffectError', '1')
     elseif window > 0 and evid ~= '' then
-      added[evid] = true
-      marks[#marks + 1] = now
+      known[evid] = true
+      marks[#marks + 1] = nowarg
       marks[#marks + 1] = evid
     end
   end
+  if status ~= 'ok' then allok = false end
   out[e] = status
 end
-for i = 1, #marks, 1000 do
-  redis.call('ZADD', seen, unpack(marks, i, math.min(i + 999, #marks)))
+for b = 1, #marks, 1000 do
+  call('ZADD', seen, unpack(marks, b, math.min(b + 999, #marks)))
 end
 local cap = tonumber(ARGV[7] or '0')
 if window > 0 and cap > 0 then
-  local n = redis.call('ZCARD', seen)
-  if n > cap then redis.call('ZREMRANGEBYRANK', seen, 0, n - cap - 1) end
+  local c = call('ZCARD', seen)
+  if c > cap then call('ZREMRANGEBYRANK', seen, 0, c - cap - 1) end
 end
-for _, status in ipairs(out) do
-  if status ~= 'ok' then return out end
-end
-return 'ok'  -- every entry ok (the usual batch): one reply, not one per entry
+if allok then return 'ok' end  -- every entry ok (the usual batch): one reply, not one per entry
+return out
 """
 
 # KEYS: 1 stream. ARGV: group, consumer, min_idle_ms, start, count, mode ("auto" | "own"),

@@ -351,7 +351,11 @@ class Subscription:
             self._set_state("running")
         if not reply:
             return []
-        batch = [(_text(entry_id), _decode_fields(fields), 1) for entry_id, fields in reply[0][1]]
+        # unparsed (Reliable sets _unparsed as the XREADGROUP callback: redis-py's parsing
+        # built a dict per entry that _decode_fields then rebuilt): [[stream, rows]], or
+        # {stream: rows} over RESP3
+        rows = reply[0][1] if type(reply) is list else next(iter(reply.values()))
+        batch = [(_text(entry_id), _decode_fields(fields), 1) for entry_id, fields in rows]
         self._held.update(entry_id for entry_id, _, _ in batch)
         return batch
 
@@ -534,13 +538,13 @@ class Subscription:
                 # release for redelivery after a backoff: the reclaimer picks it up
                 delay = self.options.backoff.delay(delivery, self._rng)
                 idle = max(0, int((self.options.min_idle - delay) * 1000))
-                plan.entries.append([entry_id, event.id, "retry", [str(idle)]])
+                plan.add(entry_id, event.id, "retry", (str(idle),))
                 plan.rows.append(self._event_row(event, received, first + tried, "retry"))
                 logger.info("%s: %s failed (%r), redelivery in %.2f s", self, entry_id, exc, delay)
                 return
             else:
-                ops = [[op, plan.key(key), args] for op, key, args in effects.ops]
-                plan.entries.append([entry_id, event.id if self.options.dedupe else "", "ok", ops])
+                items = plan.ops(effects.ops)
+                plan.add(entry_id, event.id if self.options.dedupe else "", "ok", items)
                 plan.rows.append(self._event_row(event, received, first + tried, "ok"))
                 return
 
@@ -569,7 +573,7 @@ class Subscription:
             )
         if event is None:
             text = dict(fields or {})
-            plan.entries.append([entry_id, "", "dead", [reason, error, str(attempt)]])
+            plan.add(entry_id, "", "dead", (reason, error, str(attempt)))
             plan.rows.append(self._raw_row(text, entry_id, received, attempt))
             return
         self._dead_reason(
@@ -581,7 +585,7 @@ class Subscription:
     ) -> None:
         """Dead-letter an entry whose bytes are not UTF-8 (the script copies them raw)."""
         reason = f"not a valid event: not UTF-8: {fields.problem}"
-        plan.entries.append([entry_id, "", "dead", [reason, "UnicodeDecodeError", str(attempt)]])
+        plan.add(entry_id, "", "dead", (reason, "UnicodeDecodeError", str(attempt)))
         plan.rows.append(self._raw_row(fields, entry_id, received, attempt))
 
     def _dead_reason(
@@ -595,7 +599,7 @@ class Subscription:
         reason: str,
         error: str,
     ) -> None:
-        plan.entries.append([entry_id, event.id, "dead", [reason, error, str(attempt)]])
+        plan.add(entry_id, event.id, "dead", (reason, error, str(attempt)))
         plan.rows.append(self._event_row(event, received, attempt, "dead"))
 
     def _event_row(self, event: Event, received: float, attempt: int, outcome: Outcome) -> EventRow:
@@ -650,14 +654,14 @@ class Subscription:
         try:
             await self._commit_plan(plan)
         finally:
-            self._held.difference_update(entry[0] for entry in plan.entries)
+            self._held.difference_update(plan.ids)
 
     async def _commit_plan(self, plan: _Plan) -> None:
-        if not plan.entries:
+        if not plan.ids:
             return
         keys = [self.stream, self.seen, self.dlq, *plan.keys]
         window = int(self.options.dedupe_window * 1000) if self.options.dedupe else 0
-        packed = _dumps(plan.entries)
+        packed = _dumps(plan.flat)
         while True:
             args = [
                 self.group,

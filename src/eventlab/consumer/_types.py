@@ -87,11 +87,18 @@ def _decode_fields(raw: Any) -> Mapping[str, str]:
     Returns an :class:`_Undecodable` (escaped text plus the problem) when a name or
     value is not UTF-8, so one bad entry cannot stop the batch around it.
     """
-    if type(raw) is dict:  # what XREADGROUP replies with: bytes names and values, all UTF-8
+    kind = type(raw)
+    if kind is list:  # an unparsed reply (XREADGROUP, the reclaim script): all UTF-8 bytes
+        it = iter(raw)
+        try:
+            return {name.decode(): value.decode() for name, value in zip(it, it, strict=True)}
+        except (AttributeError, UnicodeDecodeError, ValueError):
+            pass  # text already, or not UTF-8: one pair at a time, naming the bad ones
+    elif kind is dict:  # redis-py's parsed reply: bytes names and values
         try:
             return {name.decode(): value.decode() for name, value in raw.items()}
         except (AttributeError, UnicodeDecodeError):
-            pass  # text already, or not UTF-8: one pair at a time, naming the bad ones
+            pass
     pairs = (
         list(raw.items())
         if isinstance(raw, Mapping)
@@ -400,7 +407,9 @@ class DeadLetter:
 class _Plan:
     """One batch after the handlers ran: what the commit script must do per entry."""
 
-    entries: list[list[Any]] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # entry ids, one per entry in ``flat``
+    # the commit script's plan, flat: per entry `entry id, event id, kind, n`, then n items
+    flat: list[Any] = field(default_factory=list)
     keys: dict[str, int] = field(default_factory=dict)
     rows: list[EventRow] = field(default_factory=list)
 
@@ -409,6 +418,18 @@ class _Plan:
         if index is None:
             index = self.keys[name] = len(self.keys) + 4  # KEYS[1..3] are fixed
         return index
+
+    def add(self, entry_id: str, event_id: str, kind: str, items: Sequence[Any]) -> None:
+        """Add one entry: ``kind`` "ok" (items: ops), "dead" or "retry" (``_lua.COMMIT``)."""
+        self.ids.append(entry_id)
+        self.flat += (entry_id, event_id, kind, len(items), *items)
+
+    def ops(self, ops: Sequence[tuple[str, str, tuple[str, ...]]]) -> list[Any]:
+        """An ``Effects``' ops as "ok" items: ``opname, key index, m`` and m args each."""
+        items: list[Any] = []
+        for op, key, args in ops:
+            items += (op, self.key(key), len(args), *args)
+        return items
 
 
 _Entry = tuple[str, Mapping[str, str], int]  # entry id, fields, delivery count
