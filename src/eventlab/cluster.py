@@ -506,7 +506,7 @@ def up(
             _write_record(folder, record)
             handle = Cluster(state=folder, record=record)
             handle.wait_ok(timeout=_READY_TIMEOUT)
-            _wait_replicas_synced(ports[primaries:])
+            _wait_replicas_synced(ports[primaries:], every=ports)
         except BaseException:
             _kill_all(record)
             (folder / _RECORD).unlink(missing_ok=True)
@@ -541,15 +541,37 @@ def _join(ports: list[int], *, primaries: int) -> None:
         c.close()
 
 
-def _wait_replicas_synced(ports: Iterable[int]) -> None:
+def _wait_replicas_synced(ports: Iterable[int], *, every: list[int]) -> None:
+    """Wait until each replica has synced and every node's view lists them all as replicas.
+
+    A replica knows its role at once; the others learn it by gossip, so a node
+    asked too early still lists it as an empty primary.
+    """
+    replicas = list(ports)
     deadline = time.monotonic() + _READY_TIMEOUT
-    for port in ports:
+    for port in replicas:
         client = _node_client(port)
         while client.info("replication").get("master_link_status") != "up":
             if time.monotonic() > deadline:
                 raise BrokerError(f"replica on port {port} never synced", fix="read its server.log")
             time.sleep(0.01)
         client.close()
+    for port in every:
+        client = _node_client(port)
+        while _replicas_seen(client) < len(replicas):
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    f"the node on port {port} never saw {len(replicas)} replicas",
+                    fix="read its server.log",
+                )
+            time.sleep(0.01)
+        client.close()
+
+
+def _replicas_seen(client: redis.Redis) -> int:
+    """How many nodes ``client``'s node lists with the ``slave`` flag."""
+    text = str(client.execute_command("CLUSTER", "NODES"))  # type: ignore[no-untyped-call]
+    return sum("slave" in line.split()[2].split(",") for line in text.splitlines() if line)
 
 
 def _current(folder: Path) -> Cluster | None:
