@@ -45,7 +45,8 @@ from eventlab._crash import BACKGROUND
 __all__ = ["FaultProxy", "parse_commands"]
 
 _CHUNK = 65536
-_HANDSHAKE = frozenset({b"HELLO", b"AUTH", b"CLIENT", b"SELECT"})
+# Not a round trip: the handshake, and a cluster client's own questions (keys, slot map).
+_HANDSHAKE = frozenset({b"HELLO", b"AUTH", b"CLIENT", b"SELECT", b"COMMAND", b"CLUSTER"})
 _NOT_COUNTED = BACKGROUND | {"XAUTOCLAIM", "XCLAIM", "WATCH", "UNWATCH", "QUIT", "RESET"}
 
 
