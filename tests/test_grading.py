@@ -105,19 +105,8 @@ def test_solution_scores_full_marks(lab, each_broker, tmp_path):
     _no_keys_left(each_broker, score)
 
 
-# Labs whose checks or reference solution still speak to one node only: lab 05's
-# checks build their producer client with redis.Redis.from_url, lab 09's solution
-# renames inside a non-transactional pipeline (redis-py's cluster pipeline refuses it).
-NOT_ON_A_CLUSTER = {
-    "05-backpressure",
-    "06-outbox",
-    "09-projection-rebuild",
-    "10-observability",
-}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("lab", sorted(set(LABS) - NOT_ON_A_CLUSTER))
+@pytest.mark.parametrize("lab", LABS)
 def test_solution_scores_full_marks_on_a_cluster(lab, cluster, tmp_path):
     """On the local cluster the grader, its runs' namespaces and the solution earn every point."""
     score = _grade(_copy(lab, tmp_path, "solution"), cluster.broker)
