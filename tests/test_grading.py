@@ -116,6 +116,16 @@ def test_solution_scores_full_marks_on_a_cluster(lab, cluster, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("lab", ["06-outbox", "09-projection-rebuild"])
+def test_a_split_step_is_caught_on_a_cluster(lab, cluster, tmp_path):
+    """On the cluster the crashes reach every node: the non-atomic answer loses points."""
+    folder = _copy(lab, tmp_path, "solution")
+    shutil.copy(folder / "partial_nonatomic.py", folder / "exercise.py")
+    score = _grade(folder, cluster.broker)
+    assert 0 < score.score < score.max, [(c.name, c.passed, c.message) for c in score.checks]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("lab", LABS)
 def test_generated_lab_scores_zero(lab, broker, tmp_path):
     """The learner's untouched copy scores zero, each check saying what is not implemented."""

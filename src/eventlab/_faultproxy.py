@@ -273,7 +273,7 @@ class FaultProxy:
                         link.waiting = max(link.waiting - answered, 0)
                 if data:
                     link.client.sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a reply that is not RESP; the link ends
             pass
         _close(link)
         with self._lock:
