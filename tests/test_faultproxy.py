@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from eventlab import _labkit as kit
+from eventlab import broker as broker_mod
 from eventlab._faultproxy import FaultProxy, parse_commands
 
 
@@ -148,3 +149,41 @@ def test_round_trips_counted_per_process_a_transaction_once(proxy, client):
     time.sleep(0.05)
     assert proxy.trips(pid) == 3
     os.waitpid(pid, 0)
+
+
+def _cluster_writes(url: str, keys: list[str]) -> None:
+    """One write per key with a cluster client; the keys sit on different nodes."""
+    client = broker_mod.client_for_url(url)
+    for key in keys:
+        client.rpush(key, "x")
+
+
+@pytest.mark.parametrize("before", [2, 3])
+def test_on_a_cluster_every_node_goes_through_the_proxy(cluster, before):
+    """A cluster client learns the proxy's addresses: killed before its Nth write, on any node."""
+    upstream = cluster.broker.client(decode_responses=True)
+    made = FaultProxy(cluster.broker.url)
+    keys = [f"{{proxy-{slot}}}:k" for slot in ("a", "b", "c", "d", "e", "f")]
+    try:
+        nodes = {upstream.get_node_from_key(key).name for key in keys}
+        assert len(nodes) > 1  # the sweep crosses nodes
+        code = _doomed(made, _cluster_writes, made.url, keys, before=before)
+        assert code == -signal.SIGKILL
+        assert [upstream.llen(key) for key in keys] == [1] * (before - 1) + [0] * (7 - before)
+        # a client sent to the wrong node is redirected to the proxy, not past it
+        plain = redis.Redis.from_url(made.url)
+        moved = [key for key in keys if upstream.get_node_from_key(key).name != _seed(cluster)]
+        with pytest.raises(redis.exceptions.MovedError) as error:
+            plain.get(moved[0])
+        assert error.value.host == "127.0.0.1"
+        assert f"127.0.0.1:{error.value.port}" not in {n.name for n in upstream.get_nodes()}
+        plain.close()
+    finally:
+        made.close()
+        upstream.delete(*keys)
+        upstream.close()
+
+
+def _seed(cluster) -> str:
+    """The address of the node the cluster's URL names."""
+    return f"127.0.0.1:{cluster.broker.port}"

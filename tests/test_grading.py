@@ -95,25 +95,24 @@ def _copy(lab: str, tmp_path: Path, variant: str) -> Path:
 # -- honest grading: full marks, zero, strictly between ------------------------------
 
 
-# Labs whose checks or reference solution still speak to one node only: lab 05's
-# checks build their producer client with redis.Redis.from_url, lab 09's solution
-# renames inside a non-transactional pipeline (redis-py's cluster pipeline refuses it).
-NOT_ON_A_CLUSTER = {
-    "05-backpressure",
-    "06-outbox",
-    "09-projection-rebuild",
-    "10-observability",
-}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("lab", sorted(set(LABS) - NOT_ON_A_CLUSTER))
+@pytest.mark.parametrize("lab", LABS)
 def test_solution_scores_full_marks_on_a_cluster(lab, cluster, tmp_path):
     """On the local cluster the grader, its runs' namespaces and the solution earn every point."""
     score = _grade(_copy(lab, tmp_path, "solution"), cluster.broker)
     failed = [(c.name, c.message) for c in score.checks if not c.passed]
     assert score.score == score.max > 0, failed
     _no_keys_left(cluster.broker, score)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", ["06-outbox", "09-projection-rebuild"])
+def test_a_split_step_is_caught_on_a_cluster(lab, cluster, tmp_path):
+    """On the cluster the crashes reach every node: the non-atomic answer loses points."""
+    folder = _copy(lab, tmp_path, "solution")
+    shutil.copy(folder / "partial_nonatomic.py", folder / "exercise.py")
+    score = _grade(folder, cluster.broker)
+    assert 0 < score.score < score.max, [(c.name, c.passed, c.message) for c in score.checks]
 
 
 # Which dishonest shapes each lab must catch (docs/grading.md, "Writing a lab"):

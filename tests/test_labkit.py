@@ -87,3 +87,22 @@ def test_crashing_client_counting_every_command(broker, client, pending):
     code = _run(_ack_each, broker.url, pending, handshake + 2, False)  # noqa: FBT003
     assert code == -9
     assert kit.pending_count(client, STREAM, GROUP) == 2  # one ack sent, the second never
+
+
+@pytest.mark.parametrize("transaction", [False, True])
+def test_read_entries_same_on_a_node_and_in_a_cluster_transaction(client, cluster, transaction):
+    """XREADGROUP's entries read alike from a plain reply and a cluster transaction's raw map."""
+    stream = "{kit-read}:s"
+    on_cluster = cluster.broker.client(decode_responses=True)
+    found = []
+    try:
+        for target in (client, on_cluster):
+            target.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            target.xadd(stream, {"n": "1", "page": "a"}, id="1-1")
+            pipe = target.pipeline(transaction=transaction)
+            pipe.xreadgroup(GROUP, "c", {stream: ">"}, count=10)
+            found.append(kit.read_entries(pipe.execute()[0]))
+            target.delete(stream)
+    finally:
+        on_cluster.close()
+    assert found == [[("1-1", {"n": "1", "page": "a"})]] * 2

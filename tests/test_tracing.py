@@ -12,7 +12,7 @@ from eventlab.envelope import Event
 
 
 def _run(broker, client, *, billing_batch: int, orders: int = 80, interval: float = 0.002):
-    prefix = f"tracing-test-{uuid.uuid4().hex[:8]}"
+    prefix = f"{{tracing-test-{uuid.uuid4().hex[:8]}}}"  # one hash slot, as a cluster needs
     steps = {name: tracing.batch_step(100) for name in tracing.SERVICES}
     steps["billing"] = tracing.batch_step(billing_batch)
     gateways = {name: tracing.Gateway(0.002) for name in tracing.SERVICES}
@@ -100,4 +100,34 @@ def test_counted_client_counts_round_trips(broker, client):
         assert tracing.round_trips(client) == 0
     finally:
         client.delete(key)
+        counted.close()
+
+
+def test_flow_on_a_cluster_gives_the_single_node_numbers(broker, client, cluster):
+    """On a cluster the flow gives the same virtual times; a prefix without hash tag is refused."""
+    on_node, _ = _run(broker, client, billing_batch=1, orders=20)
+    on_cluster_client = cluster.broker.client()
+    try:
+        on_cluster, _ = _run(cluster.broker, on_cluster_client, billing_batch=1, orders=20)
+    finally:
+        on_cluster_client.close()
+    assert sorted(tracing.converge_times(on_cluster)) == sorted(tracing.converge_times(on_node))
+    with pytest.raises(tracing.FlowError, match="hash tag"):
+        tracing.run(cluster.broker.url, "untagged", orders=1, interval=0.01, steps={}, gateways={})
+
+
+def test_counted_client_counts_on_a_cluster(cluster):
+    """On a cluster, commands to keys on different nodes each count one round trip."""
+    counted = tracing.counted_client(cluster.broker.url)
+    keys = [f"tracing-test-{uuid.uuid4().hex[:8]}-{n}" for n in range(6)]
+    try:
+        for key in keys:
+            counted.set(key, 1)
+        pipe = counted.pipeline(transaction=True)
+        for _ in range(20):
+            pipe.incr(keys[0])
+        pipe.execute()
+        assert tracing.round_trips(counted) == len(keys) + 1
+    finally:
+        counted.delete(*keys)
         counted.close()

@@ -17,10 +17,8 @@ import json
 import time
 from collections import Counter
 
-import redis
-
 from eventlab import _labkit as kit
-from eventlab import tracing
+from eventlab import broker, tracing
 from eventlab.envelope import Event
 from eventlab.grading import CheckContext, check
 from eventlab.streams import dlq_key
@@ -170,7 +168,7 @@ def poison_dead_lettered_with_reason(ctx: CheckContext) -> None:
 
 def _doomed(lab: _Lab) -> None:
     """Deliver in a forked consumer (the fault proxy kills it where the sweep says)."""
-    lab.client = redis.Redis.from_url(lab.ctx.url, decode_responses=True)
+    lab.client = broker.client_for_url(lab.ctx.url, decode_responses=True)
     lab.deliver()
 
 

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
-
 from eventlab import _labkit as kit
-from eventlab import tracing
+from eventlab import broker, tracing
 from eventlab.envelope import Event
 from eventlab.grading import CheckContext, check
 
@@ -50,14 +48,14 @@ def _accepted(client: Any, ctx: CheckContext, stream: str) -> set[str]:
 
 def _doomed_accept(url: str, stream: str, accept: Any, batches: list[list[Event]]) -> None:
     """Accept the next batch of orders (in a forked process the fault proxy kills)."""
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = broker.client_for_url(url, decode_responses=True)
     for event in batches.pop(0):
         accept(client, stream, event.subject, event)
 
 
 def _doomed_relay(url: str, stream: str, relay: Any) -> None:
     """Relay in small batches (in a forked process the fault proxy kills)."""
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = broker.client_for_url(url, decode_responses=True)
     relay(client, stream, batch=10)
 
 

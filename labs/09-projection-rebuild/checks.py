@@ -16,10 +16,9 @@ import json
 from typing import Any
 
 import pandas as pd
-import redis
 
 from eventlab import _labkit as kit
-from eventlab import checker, faults, tracing
+from eventlab import broker, checker, faults, tracing
 from eventlab.envelope import Event
 from eventlab.grading import CheckContext, check
 
@@ -106,14 +105,14 @@ def redelivery_never_regresses(ctx: CheckContext) -> None:
 
 def _rebuild_in_child(rebuild: Any, url: str, stream: str, key: str) -> None:
     """The learner's rebuild in a forked process (killed where the sweep says)."""
-    rebuild(redis.Redis.from_url(url, decode_responses=True), stream, key)
+    rebuild(broker.client_for_url(url, decode_responses=True), stream, key)
 
 
 def _stored(client: Any, key: str) -> dict[str, Any]:
     return {k: json.loads(v) for k, v in client.hgetall(key).items()}
 
 
-@check(points=3, hint="fold XRANGE into a fresh view, HSET a temporary key, RENAME it over key")
+@check(points=3, hint="fold XRANGE into a fresh view, then DEL key and HSET it in one MULTI")
 def rebuild_equals_truth(ctx: CheckContext) -> None:
     """Rebuilding over a stale, corrupted projection gives exactly the fold of the log."""
     client, stream, events, truth = _published(ctx)

@@ -16,10 +16,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import redis
-
 from eventlab import _labkit as kit
-from eventlab import tracing
+from eventlab import broker, tracing
 from eventlab.envelope import Event
 from eventlab.grading import CheckContext, check
 
@@ -71,7 +69,7 @@ def _consume(client: Any, handle: Any, stream: str, consumer: str, *, reclaim: b
 
 def _doomed_consumer(url: str, stream: str, handle: Any, name: str) -> None:
     """A consumer (in a forked process the fault proxy kills where the check says)."""
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = broker.client_for_url(url, decode_responses=True)
     _consume(client, handle, stream, name, reclaim=False)
 
 

@@ -102,7 +102,7 @@ class _Run:
             last_read_at = int(info["entries-added"])
             self.max_lag = max(self.max_lag, last_read_at - self.position)
             self.max_len = max(self.max_len, int(length))
-            batch = [(str(i), dict(f)) for _, entries in reply or [] for i, f in entries]
+            batch = kit.read_entries(reply)  # a cluster transaction returns the raw map
             since = time.monotonic()  # one batch per wait
             if batch:
                 client.xack(self.stream, GROUP, *[i for i, _ in batch])

@@ -9,10 +9,11 @@ hears about (or an event about an order the service never accepted). Retrying
 cannot help: the process that would retry is dead.
 
 The service may write atomically only to its own keys (:func:`state_key`,
-:func:`outbox_key`, :func:`position_key`): a transactional outbox. Write the
-two halves: :func:`accept`, what the service does, and :func:`relay`, the
-separate process that gets the events out. The notebook's hints (idea,
-commands, skeleton) are there if you want them.
+:func:`outbox_key`, :func:`position_key`; derived from ``stream``, they share
+its hash tag, so one transaction may span them on a Redis Cluster too): a
+transactional outbox. Write the two halves: :func:`accept`, what the service
+does, and :func:`relay`, the separate process that gets the events out. The
+notebook's hints (idea, commands, skeleton) are there if you want them.
 """
 
 from __future__ import annotations

@@ -80,14 +80,10 @@ def rebuild(
     for _, fields in client.xrange(stream):
         fold(view, Event.from_fields(fields))
         folded += 1
-    temporary = f"{key}:rebuilding"
-    pipe = client.pipeline(transaction=True)
-    pipe.delete(temporary)
+    pipe = client.pipeline(transaction=True)  # one key: one hash slot, on a cluster too
+    pipe.delete(key)
     if view:
-        pipe.hset(temporary, mapping={k: json.dumps(v) for k, v in view.items()})
-        pipe.rename(temporary, key)
-    else:
-        pipe.delete(key)
+        pipe.hset(key, mapping={k: json.dumps(v) for k, v in view.items()})
     pipe.execute()
     return folded
     # END SOLUTION

@@ -56,9 +56,9 @@ def rebuild(
     """Rebuild the projection stored in hash ``key`` from the whole history of ``stream``.
 
     Fold every event (``XRANGE`` from the start, in order) with ``fold`` into a
-    fresh view, write it to a temporary hash (each order id -> its view as
-    JSON) and ``RENAME`` it over ``key`` in one step, so readers never see a
-    half-built projection and nothing stale survives. Return how many events
+    fresh view and replace ``key`` with it (each order id -> its view as JSON)
+    in one step, so readers never see a half-built projection and nothing
+    stale survives. Return how many events
     were folded.
     """
     view: View = {}

@@ -53,6 +53,7 @@ BACKGROUND = frozenset(
     {
         "AUTH",
         "CLIENT",
+        "CLUSTER",
         "COMMAND",
         "HELLO",
         "INFO",
@@ -68,7 +69,11 @@ BACKGROUND = frozenset(
         "XREVRANGE",
     }
 )
-"""Commands that are not counted: a consumer's reads and set-up, sent on a clock."""
+"""Commands that are not counted: a consumer's reads and set-up, sent on a clock.
+
+``CLUSTER`` and ``COMMAND`` are a cluster client's own questions (the slot map,
+the keys of a command), asked before the commands it was given.
+"""
 
 _SCRIPT_CALLS = frozenset({"EVALSHA", "EVALSHA_RO", "EVAL", "EVAL_RO"})
 

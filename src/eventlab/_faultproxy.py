@@ -22,6 +22,11 @@ as one command (``EXEC``), so a transaction is never cut in two; one ``EVAL``
 is one command. A non-transactional pipeline is several commands (it is not
 atomic, and a crash may split it).
 
+On a Redis Cluster the proxy stands in front of every node: it rewrites the
+node addresses a cluster client learns (``CLUSTER SLOTS``, ``MOVED`` and
+``ASK`` redirections) into addresses of its own, one listener per node, so a
+cluster client's connections to every node go through it too.
+
 Linux only (``/proc``); plain TCP brokers only (``redis://``): the grader runs
 without the proxy otherwise, and :func:`eventlab._labkit.fork` falls back to
 counting in the doomed process (:mod:`eventlab._crash`).
@@ -32,20 +37,24 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import signal
 import socket
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from eventlab import broker
 from eventlab._crash import BACKGROUND
 
 __all__ = ["FaultProxy", "parse_commands"]
 
 _CHUNK = 65536
-_HANDSHAKE = frozenset({b"HELLO", b"AUTH", b"CLIENT", b"SELECT"})
+# Not a round trip: the handshake, and a cluster client's own questions (keys, slot map).
+_HANDSHAKE = frozenset({b"HELLO", b"AUTH", b"CLIENT", b"SELECT", b"COMMAND", b"CLUSTER"})
 _NOT_COUNTED = BACKGROUND | {"XAUTOCLAIM", "XCLAIM", "WATCH", "UNWATCH", "QUIT", "RESET"}
 
 
@@ -107,10 +116,11 @@ class _Doom:
 
 @dataclass(slots=True, eq=False)
 class _Link:
-    """One proxied connection."""
+    """One proxied connection (``port``: the proxy's listening port it came in on)."""
 
     client: socket.socket
     server: socket.socket
+    port: int
     doom: _Doom | None = None
     in_multi: bool = False
     waiting: int = 0  # commands sent and not yet answered: a send with none waiting is a trip
@@ -124,16 +134,14 @@ class FaultProxy:
         """Listen on a free port of 127.0.0.1, forwarding to the broker at URL ``upstream``."""
         parts = urlsplit(upstream)
         self._upstream = upstream
-        self._target = (parts.hostname or "127.0.0.1", parts.port or 6379)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
         self._lock = threading.Lock()
         self._dooms: dict[int, _Doom] = {}
         self._links: set[_Link] = set()
         self._closed = False
-        self._thread = threading.Thread(target=self._accept, name="eventlab-fault-proxy")
-        self._thread.daemon = True
-        self._thread.start()
+        self._cluster = broker.is_cluster(upstream)
+        # upstream node (host, port) -> (listener, its port, accept thread)
+        self._nodes: dict[tuple[str, int], tuple[socket.socket, int, threading.Thread]] = {}
+        self.port = self._listen((parts.hostname or "127.0.0.1", parts.port or 6379))
 
     @staticmethod
     def supports(url: str) -> bool:
@@ -190,61 +198,125 @@ class FaultProxy:
     def close(self) -> None:
         """Stop accepting and close every proxied connection."""
         self._closed = True
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        with contextlib.suppress(OSError):
-            self._listener.close()
         with self._lock:
+            nodes = list(self._nodes.values())
             links = list(self._links)
             self._dooms.clear()
+        for listener, _, _ in nodes:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+            with contextlib.suppress(OSError):
+                listener.close()
         for link in links:
             _close(link)
-        self._thread.join(2.0)
+        for _, _, thread in nodes:
+            thread.join(2.0)
 
     # -- internals ---------------------------------------------------------------------
 
-    def _accept(self) -> None:
+    def _listen(self, target: tuple[str, int]) -> int:
+        """The proxy's port for upstream node ``target``: a new listener the first time."""
+        with self._lock:
+            known = self._nodes.get(target)
+            if known is not None:
+                return known[1]
+            listener = socket.create_server(("127.0.0.1", 0))
+            port = int(listener.getsockname()[1])
+            thread = threading.Thread(
+                target=self._accept, args=(listener, target, port), name="eventlab-fault-proxy"
+            )
+            thread.daemon = True
+            self._nodes[target] = (listener, port, thread)
+        thread.start()
+        return port
+
+    def _accept(self, listener: socket.socket, target: tuple[str, int], port: int) -> None:
         while not self._closed:
             try:
-                client, peer = self._listener.accept()
+                client, peer = listener.accept()
             except OSError:
                 return
             try:
-                self._open(client, int(peer[1]))
+                self._open(client, int(peer[1]), target, port)
             except Exception:  # noqa: BLE001 - one bad connection never stops the proxy
                 with contextlib.suppress(OSError):
                     client.close()
 
-    def _open(self, client: socket.socket, client_port: int) -> None:
-        """Connect an accepted client to the broker and start its two pumps."""
-        server = socket.create_connection(self._target, timeout=5.0)
+    def _open(
+        self, client: socket.socket, client_port: int, target: tuple[str, int], port: int
+    ) -> None:
+        """Connect an accepted client to its broker node and start its two pumps."""
+        server = socket.create_connection(target, timeout=5.0)
         server.settimeout(None)
         for sock in (client, server):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        link = _Link(client=client, server=server)
+        link = _Link(client=client, server=server, port=port)
         with self._lock:
             dooms = [d for d in self._dooms.values() if not d.dead]
             self._links.add(link)
         dooms = [d for d in dooms if _running(d.pid)]  # a doomed process that ended opens nothing
         if dooms:
-            link.doom = _owner(client_port, self.port, dooms)
-        for target in (self._up, self._down):
-            threading.Thread(target=target, args=(link,), daemon=True).start()
+            link.doom = _owner(client_port, port, dooms)
+        for pump in (self._up, self._down):
+            threading.Thread(target=pump, args=(link,), daemon=True).start()
 
     def _down(self, link: _Link) -> None:
-        """Server to client: bytes as they come."""
+        """Server to client: bytes as they come (on a cluster: whole replies, addresses ours)."""
         try:
             while data := link.server.recv(_CHUNK):
-                if link.doom is not None:
+                if self._cluster:
+                    data, link.replies, answered = self._readdress(link.replies + data)
+                elif link.doom is not None:
                     answered, link.replies = _count_replies(link.replies + data)
+                if link.doom is not None:
                     with self._lock:
                         link.waiting = max(link.waiting - answered, 0)
-                link.client.sendall(data)
-        except OSError:
+                if data:
+                    link.client.sendall(data)
+        except (OSError, ValueError):  # ValueError: a reply that is not RESP; the link ends
             pass
         _close(link)
         with self._lock:
             self._links.discard(link)
+
+    def _readdress(self, buffer: bytes) -> tuple[bytes, bytes, int]:
+        """Whole replies of ``buffer`` with node addresses made the proxy's; the rest; how many."""
+        out: list[bytes] = []
+        count, at = 0, 0
+        while at < len(buffer):
+            end = _reply_end(buffer, at)
+            if end < 0:
+                break
+            reply = buffer[at:end]
+            if reply.startswith((b"-MOVED ", b"-ASK ")):
+                reply = self._redirect(reply)
+            elif _SLOTS_HEAD.match(reply):  # an array of arrays of integers first: maybe the map
+                reply = self._slots(reply)
+            out.append(reply)
+            count, at = count + 1, end
+        return b"".join(out), buffer[at:], count
+
+    def _redirect(self, reply: bytes) -> bytes:
+        """``-MOVED <slot> <host>:<port>`` (or ``-ASK``) pointing at the proxy's listener."""
+        kind, slot, address = reply[1:-2].decode().split(" ", 2)
+        host, _, port = address.rpartition(":")
+        mine = self._listen((host or "127.0.0.1", int(port)))
+        return f"-{kind} {slot} 127.0.0.1:{mine}\r\n".encode()
+
+    def _slots(self, reply: bytes) -> bytes:
+        """A ``CLUSTER SLOTS`` reply with every node's address the proxy's (other replies as is)."""
+        try:
+            tree, end = _parse(reply, 0)
+        except (ValueError, IndexError):
+            return reply
+        if end != len(reply) or not _is_slot_map(tree):
+            return reply
+        for _, span in tree[1]:  # each (b"*", [start, end, node, node…])
+            for _, node in span[2:]:  # each node [host, port, id, …]
+                host = node[0][1].decode() or "127.0.0.1"
+                mine = self._listen((host, int(node[1][1])))
+                node[0], node[1] = (b"$", b"127.0.0.1"), (b":", mine)
+        return _encode(tree)
 
     def _up(self, link: _Link) -> None:
         """Client to server: bytes as they come, command by command for a doomed process."""
@@ -335,6 +407,74 @@ def _reply_end(buffer: bytes, at: int) -> int:
                 return -1
         return _reply_end(buffer, end) if kind == b"|" else end  # an attribute precedes a reply
     return end  # + - : _ , # ( : one line
+
+
+_SLOTS_HEAD = re.compile(rb"\*\d+\r\n\*\d+\r\n:")
+
+Resp = tuple[bytes, Any]
+"""A parsed RESP2/RESP3 reply: (type byte, value); an aggregate's value is a list of them."""
+
+_SIZED = frozenset({b"$", b"=", b"!"})
+_AGGREGATES = {b"*": 1, b"~": 1, b">": 1, b"%": 2}  # items per counted element
+
+
+def _parse(buffer: bytes, at: int) -> tuple[Resp, int]:
+    """Parse the complete reply at ``at``; return it and where it ends."""
+    line = buffer.index(b"\r\n", at)
+    kind, head, end = buffer[at : at + 1], buffer[at + 1 : line], line + 2
+    if kind in _SIZED:
+        size = int(head)
+        if size < 0:
+            return (kind, None), end
+        return (kind, buffer[end : end + size]), end + size + 2
+    if kind in _AGGREGATES:
+        if int(head) < 0:
+            return (kind, None), end
+        items: list[Resp] = []
+        for _ in range(int(head) * _AGGREGATES[kind]):
+            item, end = _parse(buffer, end)
+            items.append(item)
+        return (kind, items), end
+    if kind in {b"+", b"-", b":", b"_", b",", b"#", b"("}:
+        return (kind, head), end
+    raise ValueError(f"a reply this proxy does not rewrite: {kind!r}")  # attributes: as they are
+
+
+def _encode(reply: Resp) -> bytes:
+    """The bytes of a reply :func:`_parse` read (its values possibly changed)."""
+    kind, value = reply
+    if value is None:
+        return kind + b"-1\r\n"
+    if kind in _SIZED:
+        return b"%s%d\r\n%s\r\n" % (kind, len(value), value)
+    if kind in _AGGREGATES:
+        count = len(value) // _AGGREGATES[kind]
+        return b"%s%d\r\n" % (kind, count) + b"".join(_encode(item) for item in value)
+    return kind + (b"%d" % value if isinstance(value, int) else value) + b"\r\n"
+
+
+def _is_slot_map(tree: Resp) -> bool:
+    """Whether a reply has the shape of ``CLUSTER SLOTS``: [[start, end, [host, port, …]…]…]."""
+
+    def node(item: Resp) -> bool:
+        return (
+            item[0] == b"*"
+            and len(item[1] or ()) >= 2  # noqa: PLR2004 - host and port at least
+            and item[1][0][0] == b"$"
+            and item[1][0][1] is not None
+            and item[1][1][0] == b":"
+        )
+
+    def span(item: Resp) -> bool:
+        values = item[1] or []
+        return (
+            item[0] == b"*"
+            and len(values) >= 3  # noqa: PLR2004 - start, end, a primary
+            and values[0][0] == values[1][0] == b":"
+            and all(node(n) for n in values[2:])
+        )
+
+    return tree[0] == b"*" and bool(tree[1]) and all(span(s) for s in tree[1])
 
 
 def _count_replies(buffer: bytes) -> tuple[int, bytes]:

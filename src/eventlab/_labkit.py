@@ -41,6 +41,7 @@ __all__ = [
     "out_of_order",
     "pending_count",
     "publish_all",
+    "read_entries",
     "read_new",
     "reclaim_all",
     "sweep",
@@ -295,8 +296,25 @@ def read_new(
     client: redis.Redis, stream: str, group: str, consumer: str, *, count: int
 ) -> list[Entry]:
     """XREADGROUP ``>`` once, without blocking; return the entries."""
-    reply: Any = client.xreadgroup(group, consumer, {stream: ">"}, count=count)
-    return [(str(i), dict(f)) for _, batch in reply or [] for i, f in batch]
+    return read_entries(client.xreadgroup(group, consumer, {stream: ">"}, count=count))
+
+
+def read_entries(reply: Any) -> list[Entry]:
+    """Return the entries of an ``XREADGROUP``/``XREAD`` reply, whatever shape it was parsed into.
+
+    A plain client gives ``[[stream, [(id, fields), …]], …]``; inside a cluster
+    client's transaction redis-py hands back the server's map instead
+    (``{stream: [[id, [field, value, …]], …]}``).
+    """
+    batches = reply.values() if isinstance(reply, dict) else [b for _, b in reply or []]
+    found: list[Entry] = []
+    for batch in batches:
+        for entry_id, fields in batch:
+            pairs = (
+                fields if isinstance(fields, dict) else zip(fields[::2], fields[1::2], strict=True)
+            )
+            found.append((str(entry_id), {str(k): str(v) for k, v in dict(pairs).items()}))
+    return found
 
 
 def reclaim_all(
