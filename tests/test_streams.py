@@ -289,3 +289,16 @@ async def test_async_xadd_error_reply_raises_as_before(each_store):
         assert [i for i, _ in await aclient.xrange(S + ":next")] == ids
     finally:
         await aclient.aclose()
+
+
+def test_publish_many_reconnects_after_the_server_drops_its_connection(broker, client):
+    """A pooled connection the server closed is replaced at checkout: every event lands once."""
+    streams.publish_many(client, S, _events(3))  # a connection waits in the pool
+    other = broker.client()
+    try:
+        assert other.client_kill_filter(_type="normal", skipme=True) >= 1
+    finally:
+        other.close()
+    ids = streams.publish_many(client, S, _events(250), chunk=100)
+    assert len(set(ids)) == 250
+    assert client.xlen(S) == 253
