@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import redis
 
 from eventlab import streams
 from eventlab._errors import EventlabError
-from eventlab.envelope import EnvelopeError, Event
+from eventlab.envelope import EnvelopeError, Event, _flat_fields
 
 S = "{lab:orders}"
 
@@ -173,3 +174,131 @@ def test_replay_of_a_bad_entry_names_it(client):
     client.xadd(S, {"id": "x"})
     with pytest.raises(EnvelopeError, match="invalid event"):
         streams.replay(client, S)
+
+
+def _varied() -> list[Event]:
+    """Events covering every shape the publish request builder meets."""
+    return [
+        *_events(3),
+        Event(type="OrderPlaced", source="orders"),
+        Event(
+            type="OrderPaid",
+            source="billing",
+            subject="o-9",
+            dataschema="OrderPaid/v1",
+            correlationid="k-1",
+            causationid="c-1",
+            data={"total": 5, "note": "crème brûlée ✓"},  # not ASCII: byte lengths differ
+        ),
+        Event(type="OrderPlaced", source="orders", subject="ordre-é", data=[1, None, 2.5]),
+        Event(type="OrderPaid", source="billing", data={}, extensions={"tenant": "acme"}),
+        Event(type="OrderPlaced", source="orders", subject="o-2", data={"n": 10**30}),
+    ]
+
+
+def _pipelined(client, stream, events, **options):
+    """What publish_many sent before it built its own request: a redis-py pipeline."""
+    head = streams._xadd_head(stream, options.get("maxlen"), approximate=options["approximate"])
+    pipe = client.pipeline(transaction=False)
+    for event in events:
+        pipe.execute_command(*_flat_fields(event, *head))
+    return [str(i) for i in pipe.execute()]
+
+
+@pytest.mark.parametrize("maxlen", [None, 50])
+def test_publish_request_is_the_bytes_redis_py_packs(client, maxlen):
+    """publish_many's one-request chunk is byte for byte redis-py's pipeline of the same XADDs."""
+    batch = _varied()
+    head = streams._xadd_head(S, maxlen, approximate=maxlen is not None)
+    conn = client.connection_pool.get_connection()
+    try:
+        want = b"".join(conn.pack_commands([_flat_fields(e, *head) for e in batch]))
+    finally:
+        client.connection_pool.release(conn)
+    assert streams._request(head, streams._resp_head(head), batch) == want
+    ascii_only = batch[:4]  # the common case: the whole chunk encoded at once
+    assert streams._request(head, streams._resp_head(head), ascii_only) == b"".join(
+        streams._packed(_flat_fields(e, *head)) for e in ascii_only
+    )
+
+
+def test_publish_many_reads_back_as_the_pipeline_wrote(each_store):
+    """Entries publish_many writes read back byte-identical, in order, to the pipeline's."""
+    raw = each_store.client(decode_responses=False)
+    text = each_store.client()
+    try:
+        raw.flushall()
+        batch = _varied() * 3
+        new_ids = streams.publish_many(text, S, batch, chunk=5, maxlen=1000)
+        old_ids = _pipelined(text, S + ":old", batch, maxlen=1000, approximate=True)
+        new, old = raw.xrange(S), raw.xrange(S + ":old")
+        assert [i.decode() for i, _ in new] == new_ids
+        assert [i.decode() for i, _ in old] == old_ids
+        assert [fields for _, fields in new] == [fields for _, fields in old]
+        assert [list(fields) for _, fields in new] == [list(fields) for _, fields in old]  # order
+    finally:
+        raw.close()
+        text.close()
+
+
+def _refuse_xadd(client, kind):
+    """Make every XADD to S an error reply: a string key, or a stream whose ids ran out."""
+    if kind == "wrongtype":
+        client.set(S, "not a stream")
+        return "WRONGTYPE"
+    streams.publish(client, S, _events(1)[0])
+    client.execute_command("XSETID", S, f"{2**64 - 1}-{2**64 - 1}")
+    return "exhausted the last possible ID"
+
+
+@pytest.mark.parametrize("kind", ["wrongtype", "exhausted"])
+def test_an_xadd_error_reply_raises_as_before_and_leaves_the_connection_clean(store_client, kind):
+    """A refused XADD raises the pipeline's exact error; every reply is read, the pool works on."""
+    words, batch = _refuse_xadd(store_client, kind), _events(7)
+    with pytest.raises(redis.ResponseError) as old:
+        _pipelined(store_client, S, batch[:3], approximate=True)
+    with pytest.raises(redis.ResponseError) as new:
+        streams.publish_many(store_client, S, batch, chunk=3)
+    assert type(new.value) is type(old.value)
+    assert str(new.value) == str(old.value)
+    assert words in str(new.value)
+    assert str(new.value).startswith("Command # 1 (XADD {lab:orders} * specversion 1.0 id ")
+    assert store_client.ping()
+    assert store_client.type(S) == ("string" if kind == "wrongtype" else "stream")
+    ids = streams.publish_many(store_client, S + ":next", _events(4), chunk=3)
+    assert [i for i, _ in store_client.xrange(S + ":next")] == ids
+
+
+async def test_async_xadd_error_reply_raises_as_before(each_store):
+    """apublish_many raises the asyncio pipeline's exact error and the client works after it."""
+    aclient = each_store.async_client()
+    try:
+        await aclient.flushall()
+        await aclient.execute_command("SET", S, "not a stream")
+        head = streams._xadd_head(S, None, approximate=True)
+        pipe, batch = aclient.pipeline(transaction=False), _events(5)
+        for event in batch[:2]:
+            pipe.execute_command(*_flat_fields(event, *head))
+        with pytest.raises(redis.ResponseError) as old:
+            await pipe.execute()
+        with pytest.raises(redis.ResponseError) as new:
+            await streams.apublish_many(aclient, S, batch, chunk=2)
+        assert str(new.value) == str(old.value)
+        assert await aclient.ping()
+        ids = await streams.apublish_many(aclient, S + ":next", _varied(), chunk=3)
+        assert [i for i, _ in await aclient.xrange(S + ":next")] == ids
+    finally:
+        await aclient.aclose()
+
+
+def test_publish_many_reconnects_after_the_server_drops_its_connection(broker, client):
+    """A pooled connection the server closed is replaced at checkout: every event lands once."""
+    streams.publish_many(client, S, _events(3))  # a connection waits in the pool
+    other = broker.client()
+    try:
+        assert other.client_kill_filter(_type="normal", skipme=True) >= 1
+    finally:
+        other.close()
+    ids = streams.publish_many(client, S, _events(250), chunk=100)
+    assert len(set(ids)) == 250
+    assert client.xlen(S) == 253

