@@ -817,6 +817,27 @@ async def test_stop_releases_reclaimed_entries_without_counting_a_delivery(broke
     assert len(client.hgetall(COUNTS)) == 30
 
 
+@pytest.mark.parametrize("run", range(4))
+async def test_entries_claimed_at_start_reach_the_handler_once(broker, client, run):
+    """At start the reclaimer and the reader's own-pending pass meet: each entry handled once."""
+    stream = f"{{lab:start-{run}}}"
+    streams.publish_many(client, stream, _events(30))
+    streams.create_group(client, stream, "billing", start="0")
+    client.xreadgroup("billing", "gone", {stream: ">"}, count=30)  # a consumer that died
+    ids = [i for i, _ in client.xrange(stream)]
+    client.xclaim(stream, "billing", "gone", 0, ids, idle=120_000, justid=True)
+    calls: list[str] = []
+    reliable = Reliable(broker.url, consumer="c1")
+
+    @reliable.subscriber(stream, group="billing", start="0", batch=5, min_idle=60.0)
+    async def bill(event: Event) -> None:
+        calls.append(event.id)
+
+    async with reliable:
+        assert await reliable.drain(timeout=20)
+    assert len(calls) == len(set(calls)) == 30
+
+
 async def test_entry_redelivered_past_max_deliveries_is_dead_lettered_unhandled(broker, client):
     """An entry delivered max_deliveries times without an ack (it kills consumers) is dead."""
     streams.publish(client, STREAM, _events(1)[0])

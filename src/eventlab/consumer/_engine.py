@@ -325,9 +325,12 @@ class Subscription:
             [self.group, self.consumer, 0, "-", self.batch * 10, "own", "[]"],
         )
         self._note_deleted([_text(d) for d in deleted])
+        # the reclaimer starts alongside: what it claimed for this consumer first is
+        # pending here too, but already held (queued): not handled a second time
+        own = [e for e in _entries(entries) if e[0] not in self._held]
         # kept aside, not queued: the reader itself would block on a full queue
-        for start in range(0, len(entries), self.batch):
-            chunk = _entries(entries[start : start + self.batch])
+        for start in range(0, len(own), self.batch):
+            chunk = own[start : start + self.batch]
             self._held.update(entry_id for entry_id, _, _ in chunk)
             self._backlog.append(chunk)
 
